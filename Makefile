@@ -1,0 +1,111 @@
+# cairn — see README.md. `make check` and `make demo` install what is missing.
+PREFIX ?= /usr/local
+CC ?= cc
+PKGS := libzstd libcrypto libxxhash jansson libnbd
+CFLAGS ?= -O2 -g
+CFLAGS += -std=gnu11 -Wall -Wextra -Werror -pthread -I. -D_FILE_OFFSET_BITS=64
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LDLIBS += $(PKG_LIBS) -pthread
+
+# apt packages for building, testing, the demo and the benchmark
+APT_BUILD := build-essential pkg-config libzstd-dev libssl-dev libxxhash-dev \
+	libjansson-dev libnbd-dev libcmocka-dev
+APT_RUN := qemu-utils nbdkit libnbd-bin e2fsprogs
+APT_BENCH := restic borgbackup zstd time openssl
+DEPS_STAMP := .deps-ok
+
+REPO_SRC := $(wildcard repo/*.c)
+AGENT_SRC := $(wildcard agent/*.c)
+RESTORE_SRC := $(wildcard restore/*.c)
+CLI_SRC := $(wildcard cli/*.c)
+LIB_SRC := $(REPO_SRC) $(AGENT_SRC) $(RESTORE_SRC)
+LIB_OBJ := $(LIB_SRC:%.c=build/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=build/%.o)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/tests/%)
+ASAN_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+.PHONY: all deps check unit asan integration demo bench install clean
+
+all: cairn
+
+cairn: $(LIB_OBJ) $(CLI_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+build/%.o: %.c $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+build/asan/%.o: %.c $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+build/tests/%: tests/unit/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+build/asan/tests/%: tests/unit/%.c $(LIB_SRC:%.c=build/asan/%.o)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) $(PKG_CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# cairn built with sanitizers, used by the integration tests under asan
+build/asan/cairn: $(LIB_SRC:%.c=build/asan/%.o) $(CLI_SRC:%.c=build/asan/%.o)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -o $@ $^ $(LDLIBS)
+
+$(DEPS_STAMP):
+	@$(MAKE) --no-print-directory deps
+
+deps:
+	@missing=""; for p in $(APT_BUILD) $(APT_RUN); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+		else \
+			echo "missing packages; run as root: apt-get install$$missing"; exit 1; \
+		fi; \
+	fi; touch $(DEPS_STAMP)
+
+bench-deps:
+	@missing=""; for p in $(APT_BENCH); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+		else echo "missing packages; run as root: apt-get install$$missing"; exit 1; fi; \
+	fi
+
+unit: $(UNIT_BIN)
+	@for t in $(UNIT_BIN); do echo "== $$t"; $$t || exit 1; done
+
+asan: $(ASAN_BIN) build/asan/cairn
+	@for t in $(ASAN_BIN); do echo "== asan $$t"; $$t || exit 1; done
+
+integration: cairn
+	CAIRN=$(CURDIR)/cairn tests/integration/run.sh
+
+check: $(DEPS_STAMP)
+	$(MAKE) cairn
+	$(MAKE) unit
+	$(MAKE) asan
+	$(MAKE) integration
+	CAIRN=$(CURDIR)/build/asan/cairn ASAN_OPTIONS=detect_leaks=1 tests/integration/run.sh t_roundtrip_raw t_encryption t_corruption
+
+demo: $(DEPS_STAMP)
+	$(MAKE) cairn
+	tests/demo.sh $(CURDIR)/cairn
+
+bench: $(DEPS_STAMP) bench-deps
+	$(MAKE) cairn
+	tests/bench/run.sh $(CURDIR)/cairn docs/benchmarks.md
+
+install: cairn
+	install -D -m 0755 cairn $(DESTDIR)$(PREFIX)/bin/cairn
+	install -D -m 0644 docs/cairn.1 $(DESTDIR)$(PREFIX)/share/man/man1/cairn.1
+
+clean:
+	rm -rf build cairn $(DEPS_STAMP)

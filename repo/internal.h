@@ -1,0 +1,149 @@
+/* Internal to repo/: the repository context and the pieces shared by the
+ * files of this module. Not part of the public contract. */
+#ifndef CAIRN_REPO_INTERNAL_H
+#define CAIRN_REPO_INTERNAL_H
+
+#include <pthread.h>
+#include <zstd.h>
+
+#include "backend.h"
+#include "repo.h"
+
+#define KEY_LEN 32
+#define NONCE_LEN 12
+#define TAG_LEN 16
+#define BLOB_F_ZSTD 1u
+#define BLOB_F_AES 2u
+#define ENTRY_LEN 48 /* pack directory and index entry */
+#define PAGE_IDS 4096
+
+enum envelope_kind { ENV_INDEX = 1, ENV_SNAPSHOT = 2, ENV_PACKDIR = 3 };
+
+/* One indexed blob. pack == PACK_PENDING while a writer still holds it. */
+#define PACK_PENDING UINT32_MAX
+struct idx_entry {
+	cairn_id id;
+	uint32_t pack;
+	uint32_t offset;
+	uint32_t stored_len;
+	uint32_t raw_len;
+	uint8_t type;
+	uint8_t flags;
+};
+
+/* Open-addressing hash table keyed by blob id; the zero id marks a free slot
+ * (it is never stored). */
+struct idx_table {
+	struct idx_entry *slots;
+	size_t cap, count;
+	cairn_id *packs; /* pack number -> pack id */
+	size_t npacks, packs_cap;
+};
+
+int idx_table_init(struct idx_table *t, size_t expect);
+void idx_table_free(struct idx_table *t);
+struct idx_entry *idx_lookup(const struct idx_table *t, const cairn_id *id);
+/* Inserts (or returns the existing entry for) e->id. */
+int idx_insert(struct idx_table *t, const struct idx_entry *e,
+	       struct idx_entry **out);
+int idx_add_pack(struct idx_table *t, const cairn_id *pack, uint32_t *num);
+
+struct cairn_repo {
+	struct cairn_backend *be;
+	char id[65];
+	uint32_t chunk_size;
+	uint32_t pack_size;
+	int level;
+	bool encrypted;
+	uint8_t k_enc[KEY_LEN];
+	uint8_t k_id[KEY_LEN];
+	char key_name[65]; /* key file that opened the repository */
+	struct idx_table idx;
+	bool index_loaded;
+	char **warnings;
+	size_t nwarnings;
+	char lock_name[80];
+	pthread_mutex_t lock; /* err, warnings */
+	char err[512];
+};
+
+/* Records the reason for rc and returns rc. Thread-safe. */
+int repo_err(struct cairn_repo *r, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int repo_warn(struct cairn_repo *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* crypto.c */
+void sha256(const void *data, size_t len, uint8_t out[32]);
+int random_bytes(void *buf, size_t len);
+int aead_seal(const uint8_t key[KEY_LEN], const void *aad, size_t aadlen,
+	      const void *in, size_t len, uint8_t *out); /* out: len+28 */
+int aead_open(const uint8_t key[KEY_LEN], const void *aad, size_t aadlen,
+	      const uint8_t *in, size_t len, uint8_t *out); /* out: len-28 */
+int scrypt_kdf(const char *password, const uint8_t *salt, size_t saltlen,
+	       uint64_t n, uint32_t r, uint32_t p, uint8_t out[KEY_LEN]);
+
+/* blob.c: section 5 of docs/design.md. zc is a compression context owned
+ * by the caller (one per thread). */
+size_t blob_encode_bound(size_t len);
+int blob_encode(const struct cairn_repo *r, ZSTD_CCtx *zc,
+		enum cairn_blob_type type, const cairn_id *id, const void *in,
+		size_t len, uint8_t *out, size_t *outlen, uint8_t *flags);
+/* Decodes stored bytes to plaintext of exactly raw_len bytes and checks
+ * the id. */
+int blob_decode(const struct cairn_repo *r, const struct idx_entry *e,
+		const uint8_t *in, uint8_t *out);
+
+/* envelope.c: section 8. */
+int envelope_seal(const struct cairn_repo *r, enum envelope_kind kind,
+		  const void *in, size_t len, struct buf *out);
+int envelope_open(const struct cairn_repo *r, enum envelope_kind kind,
+		  const uint8_t *in, size_t len, struct buf *out);
+
+/* entry codec shared by packs and index files */
+void entry_pack(uint8_t out[ENTRY_LEN], const struct idx_entry *e);
+void entry_unpack(struct idx_entry *e, const uint8_t in[ENTRY_LEN]);
+
+/* pack.c */
+void pack_name(const cairn_id *id, char *out, size_t len); /* data/xx/hex */
+/* Reads and decodes a pack's directory (tail of the pack). */
+int pack_read_directory(struct cairn_repo *r, const char *hexid,
+			uint64_t pack_size, struct idx_entry **entries,
+			size_t *n);
+int pack_parse_directory(struct cairn_repo *r, const uint8_t *pack,
+			 size_t len, struct idx_entry **entries, size_t *n);
+
+/* index.c */
+int index_encode(const struct cairn_repo *r, const cairn_id *packs,
+		 struct idx_entry **entries, const size_t *counts,
+		 size_t npacks, struct buf *out);
+int index_write(struct cairn_repo *r, const struct buf *plain);
+
+/* objects named by the hash of their content */
+int put_hashed(struct cairn_repo *r, const char *dir, const struct buf *data,
+	       cairn_id *id);
+int get_hashed(struct cairn_repo *r, const char *dir, const char *hexid,
+	       struct buf *out);
+
+/* Collects the names of a backend listing. */
+struct name_list {
+	char **v;
+	size_t n, cap;
+};
+int collect_name(void *opaque, const char *name, uint64_t size);
+void name_list_free(struct name_list *l);
+int list_names(struct cairn_repo *r, const char *dir, struct name_list *out);
+
+/* A pack being assembled in memory (docs/design.md section 6). */
+struct pack_builder {
+	struct buf data;
+	struct idx_entry *entries;
+	size_t n, cap;
+};
+int pack_builder_add(struct pack_builder *pb, struct idx_entry *e,
+		     const uint8_t *stored);
+/* Appends the directory and trailer, writes the pack, sets *id. */
+int pack_builder_write(struct cairn_repo *r, struct pack_builder *pb,
+		       cairn_id *id);
+void pack_builder_free(struct pack_builder *pb);
+#endif

@@ -1,0 +1,214 @@
+/* Passwords that open a repository: scrypt-derived keys wrapping the master
+ * key (docs/design.md section 3). */
+#include <errno.h>
+#include <jansson.h>
+#include <pwd.h>
+#include <stdio.h>
+
+#include "keys.h"
+
+#define SCRYPT_N 32768
+#define SCRYPT_R 8
+#define SCRYPT_P 1
+#define SALT_LEN 32
+#define MASTER_LEN (2 * KEY_LEN)
+
+static void key_aad(const struct cairn_repo *r, char *out, size_t len)
+{
+	snprintf(out, len, "cairn-key-v1:%s", r->id);
+}
+
+int cairn_key_add(struct cairn_repo *r, const char *password, char id[65])
+{
+	uint8_t salt[SALT_LEN], kek[KEY_LEN], master[MASTER_LEN];
+	uint8_t sealed[NONCE_LEN + MASTER_LEN + TAG_LEN];
+	char aad[100], created[40], host[128] = "", salthex[2 * SALT_LEN + 1];
+	char noncehex[2 * NONCE_LEN + 1], datahex[2 * (MASTER_LEN + TAG_LEN) + 1];
+	if (!password || !*password)
+		return repo_err(r, -EINVAL, "the password must not be empty");
+	int rc = random_bytes(salt, sizeof(salt));
+	if (rc == 0)
+		rc = scrypt_kdf(password, salt, sizeof(salt), SCRYPT_N, SCRYPT_R,
+				SCRYPT_P, kek);
+	if (rc < 0)
+		return repo_err(r, rc, "key derivation failed");
+	memcpy(master, r->k_enc, KEY_LEN);
+	memcpy(master + KEY_LEN, r->k_id, KEY_LEN);
+	key_aad(r, aad, sizeof(aad));
+	rc = aead_seal(kek, aad, strlen(aad), master, MASTER_LEN, sealed);
+	memset(master, 0, sizeof(master));
+	memset(kek, 0, sizeof(kek));
+	if (rc < 0)
+		return repo_err(r, rc, "cannot wrap the key");
+
+	gethostname(host, sizeof(host) - 1);
+	struct passwd *pw = getpwuid(getuid());
+	format_time_utc(now_ns(), created, sizeof(created));
+	hex_encode(salt, sizeof(salt), salthex);
+	hex_encode(sealed, NONCE_LEN, noncehex);
+	hex_encode(sealed + NONCE_LEN, MASTER_LEN + TAG_LEN, datahex);
+	json_t *k = json_pack("{s:i, s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:s, s:s, s:s}",
+			      "version", 1, "kdf", "scrypt", "n", SCRYPT_N, "r", SCRYPT_R,
+			      "p", SCRYPT_P, "salt", salthex, "nonce", noncehex,
+			      "data", datahex, "created", created, "host", host,
+			      "user", pw ? pw->pw_name : "");
+	char *text = k ? json_dumps(k, JSON_INDENT(2)) : NULL;
+	json_decref(k);
+	if (!text)
+		return -ENOMEM;
+	uint8_t kid[32];
+	char name[80];
+	rc = random_bytes(kid, sizeof(kid));
+	hex_encode(kid, sizeof(kid), id);
+	snprintf(name, sizeof(name), "keys/%s", id);
+	if (rc == 0)
+		rc = r->be->ops->put(r->be, name, text, strlen(text));
+	free(text);
+	if (rc < 0)
+		return repo_err(r, rc, "cannot write %s: %s", name, strerror(-rc));
+	if (!r->key_name[0])
+		snprintf(r->key_name, sizeof(r->key_name), "%s", id);
+	return 0;
+}
+
+/* Tries one key file; 0 and the master key on success, -EKEYREJECTED on a
+ * wrong password. */
+static int try_key(struct cairn_repo *r, const char *kname, const char *password)
+{
+	char path[80], aad[100];
+	struct buf b = { 0 };
+	snprintf(path, sizeof(path), "keys/%s", kname);
+	int rc = r->be->ops->get(r->be, path, &b);
+	if (rc < 0) {
+		buf_free(&b);
+		return rc;
+	}
+	json_error_t jerr;
+	json_t *k = json_loadb((const char *)b.p, b.len, 0, &jerr);
+	buf_free(&b);
+	json_int_t n, rr, p;
+	const char *kdf, *salthex, *noncehex, *datahex;
+	uint8_t salt[SALT_LEN], sealed[NONCE_LEN + MASTER_LEN + TAG_LEN];
+	uint8_t kek[KEY_LEN], master[MASTER_LEN];
+	if (!k || json_unpack(k, "{s:s, s:I, s:I, s:I, s:s, s:s, s:s}", "kdf", &kdf,
+			      "n", &n, "r", &rr, "p", &p, "salt", &salthex, "nonce",
+			      &noncehex, "data", &datahex) < 0 ||
+	    strcmp(kdf, "scrypt") || n < 1024 || n > (1 << 24) || rr < 1 || rr > 64 ||
+	    p < 1 || p > 16 || hex_decode(salthex, salt, SALT_LEN) < 0 ||
+	    hex_decode(noncehex, sealed, NONCE_LEN) < 0 ||
+	    hex_decode(datahex, sealed + NONCE_LEN, MASTER_LEN + TAG_LEN) < 0) {
+		json_decref(k);
+		return -EBADMSG;
+	}
+	json_decref(k);
+	rc = scrypt_kdf(password, salt, SALT_LEN, (uint64_t)n, (uint32_t)rr,
+			(uint32_t)p, kek);
+	if (rc < 0)
+		return rc;
+	key_aad(r, aad, sizeof(aad));
+	rc = aead_open(kek, aad, strlen(aad), sealed, sizeof(sealed), master);
+	memset(kek, 0, sizeof(kek));
+	if (rc < 0)
+		return rc == -EBADMSG ? -EKEYREJECTED : rc;
+	memcpy(r->k_enc, master, KEY_LEN);
+	memcpy(r->k_id, master + KEY_LEN, KEY_LEN);
+	memset(master, 0, sizeof(master));
+	snprintf(r->key_name, sizeof(r->key_name), "%s", kname);
+	return 0;
+}
+
+int keys_unlock(struct cairn_repo *r, const char *password)
+{
+	struct name_list keys;
+	int rc = list_names(r, "keys", &keys);
+	if (rc < 0)
+		return rc;
+	int damaged = 0;
+	rc = -EKEYREJECTED;
+	for (size_t i = 0; i < keys.n && rc == -EKEYREJECTED; i++) {
+		int krc = try_key(r, keys.v[i], password);
+		if (krc == -EBADMSG)
+			damaged++;
+		else
+			rc = krc;
+	}
+	size_t nkeys = keys.n;
+	name_list_free(&keys);
+	if (rc == -EKEYREJECTED && nkeys == 0)
+		return repo_err(r, rc, "%s has no key files: the repository cannot be opened",
+				r->be->location);
+	if (rc == -EKEYREJECTED)
+		return repo_err(r, rc, "wrong password for %s%s", r->be->location,
+				damaged ? " (some key files are damaged)" : "");
+	if (rc < 0)
+		return repo_err(r, rc, "cannot read keys of %s: %s", r->be->location,
+				strerror(-rc));
+	return 0;
+}
+
+int cairn_key_list(struct cairn_repo *r, struct cairn_key_info **out, size_t *n)
+{
+	struct name_list keys;
+	int rc = list_names(r, "keys", &keys);
+	if (rc < 0)
+		return rc;
+	struct cairn_key_info *v = calloc(keys.n ? keys.n : 1, sizeof(*v));
+	if (!v) {
+		name_list_free(&keys);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < keys.n; i++) {
+		char path[80];
+		struct buf b = { 0 };
+		snprintf(v[i].id, sizeof(v[i].id), "%s", keys.v[i]);
+		v[i].current = !strcmp(keys.v[i], r->key_name);
+		snprintf(path, sizeof(path), "keys/%s", keys.v[i]);
+		if (r->be->ops->get(r->be, path, &b) == 0) {
+			json_t *k = json_loadb((const char *)b.p, b.len, 0, NULL);
+			const char *created = "", *host = "";
+			if (k && json_unpack(k, "{s?s, s?s}", "created", &created,
+					     "host", &host) == 0) {
+				snprintf(v[i].created, sizeof(v[i].created), "%s", created);
+				snprintf(v[i].host, sizeof(v[i].host), "%s", host);
+			}
+			json_decref(k);
+		}
+		buf_free(&b);
+	}
+	*n = keys.n;
+	*out = v;
+	name_list_free(&keys);
+	return 0;
+}
+
+int cairn_key_remove(struct cairn_repo *r, const char *prefix)
+{
+	struct name_list keys;
+	int rc = list_names(r, "keys", &keys);
+	if (rc < 0)
+		return rc;
+	const char *match = NULL;
+	size_t matches = 0;
+	for (size_t i = 0; i < keys.n; i++)
+		if (!strncmp(keys.v[i], prefix, strlen(prefix))) {
+			match = keys.v[i];
+			matches++;
+		}
+	char name[80];
+	if (matches != 1)
+		rc = repo_err(r, matches ? -EINVAL : -ENOENT,
+			      matches ? "key id %s is ambiguous" : "no key %s", prefix);
+	else if (keys.n == 1)
+		rc = repo_err(r, -EPERM, "refusing to remove the last key of the repository");
+	else if (!strcmp(match, r->key_name))
+		rc = repo_err(r, -EPERM,
+			      "refusing to remove the key in use; open the repository with another password to remove it");
+	else {
+		snprintf(name, sizeof(name), "keys/%s", match);
+		rc = r->be->ops->remove(r->be, name);
+		if (rc < 0)
+			rc = repo_err(r, rc, "cannot remove %s: %s", name, strerror(-rc));
+	}
+	name_list_free(&keys);
+	return rc;
+}

@@ -1,0 +1,107 @@
+/* Objects named by the SHA-256 of their bytes, listings, error plumbing. */
+#include <errno.h>
+#include <stdio.h>
+
+#include "internal.h"
+
+int repo_err(struct cairn_repo *r, int rc, const char *fmt, ...)
+{
+	va_list ap;
+	pthread_mutex_lock(&r->lock);
+	va_start(ap, fmt);
+	vsnprintf(r->err, sizeof(r->err), fmt, ap);
+	va_end(ap);
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
+int repo_warn(struct cairn_repo *r, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&r->lock);
+	char **v = realloc(r->warnings, (r->nwarnings + 1) * sizeof(*v));
+	if (v) {
+		r->warnings = v;
+		if ((v[r->nwarnings] = strdup(line)))
+			r->nwarnings++;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+int put_hashed(struct cairn_repo *r, const char *dir, const struct buf *data,
+	       cairn_id *id)
+{
+	char hex[65], name[128];
+	sha256(data->p, data->len, id->b);
+	hex_encode(id->b, CAIRN_ID_LEN, hex);
+	if (!strcmp(dir, "data"))
+		snprintf(name, sizeof(name), "data/%.2s/%s", hex, hex);
+	else
+		snprintf(name, sizeof(name), "%s/%s", dir, hex);
+	int rc = r->be->ops->put(r->be, name, data->p, data->len);
+	if (rc < 0)
+		return repo_err(r, rc, "cannot write %s in %s: %s", name,
+				r->be->location, strerror(-rc));
+	return 0;
+}
+
+int get_hashed(struct cairn_repo *r, const char *dir, const char *hexid,
+	       struct buf *out)
+{
+	char name[128];
+	cairn_id want, got;
+	if (hex_decode(hexid, want.b, CAIRN_ID_LEN) < 0)
+		return -EBADMSG;
+	if (!strcmp(dir, "data"))
+		snprintf(name, sizeof(name), "data/%.2s/%s", hexid, hexid);
+	else
+		snprintf(name, sizeof(name), "%s/%s", dir, hexid);
+	int rc = r->be->ops->get(r->be, name, out);
+	if (rc < 0)
+		return rc;
+	sha256(out->p, out->len, got.b);
+	return memcmp(&got, &want, sizeof(got)) ? -EBADMSG : 0;
+}
+
+int collect_name(void *opaque, const char *name, uint64_t size)
+{
+	(void)size;
+	struct name_list *l = opaque;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		char **v = realloc(l->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	if (!(l->v[l->n] = strdup(name)))
+		return -ENOMEM;
+	l->n++;
+	return 0;
+}
+
+void name_list_free(struct name_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+int list_names(struct cairn_repo *r, const char *dir, struct name_list *out)
+{
+	memset(out, 0, sizeof(*out));
+	int rc = r->be->ops->list(r->be, dir, collect_name, out);
+	if (rc < 0) {
+		name_list_free(out);
+		return repo_err(r, rc, "cannot list %s/ in %s: %s", dir,
+				r->be->location, strerror(-rc));
+	}
+	return 0;
+}

@@ -1,0 +1,205 @@
+/* Opening, creating and reading a repository: config (section 2) and blob
+ * reads. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+
+#include "internal.h"
+#include "keys.h"
+
+static bool valid_chunk_size(uint64_t s)
+{
+	return s >= CAIRN_MIN_CHUNK && s <= CAIRN_MAX_CHUNK && !(s & (s - 1));
+}
+
+static struct cairn_repo *repo_alloc(void)
+{
+	struct cairn_repo *r = calloc(1, sizeof(*r));
+	if (r)
+		pthread_mutex_init(&r->lock, NULL);
+	return r;
+}
+
+int cairn_repo_init(const char *url, const struct cairn_init_opts *o,
+		    char *err, size_t errlen)
+{
+	if (!valid_chunk_size(o->chunk_size))
+		return set_err(err, errlen, -EINVAL,
+			       "chunk size %u is not a power of two between 64 KiB and 8 MiB",
+			       o->chunk_size);
+	if (o->compression_level < 0 || o->compression_level > ZSTD_maxCLevel())
+		return set_err(err, errlen, -EINVAL, "zstd level %d out of range 1..%d",
+			       o->compression_level, ZSTD_maxCLevel());
+	if (o->encrypt && (!o->password || !*o->password))
+		return set_err(err, errlen, -EINVAL, "an encrypted repository needs a non-empty password");
+
+	_cleanup_(cairn_repo_closep) struct cairn_repo *r = repo_alloc();
+	if (!r)
+		return -ENOMEM;
+	int rc = cairn_backend_open(url, true, &r->be, err, errlen);
+	if (rc < 0)
+		return rc;
+	uint8_t rid[32];
+	if ((rc = random_bytes(rid, sizeof(rid))) < 0)
+		return set_err(err, errlen, rc, "no randomness");
+	hex_encode(rid, sizeof(rid), r->id);
+	r->encrypted = o->encrypt;
+	r->chunk_size = o->chunk_size;
+	r->level = o->compression_level;
+	r->pack_size = CAIRN_DEFAULT_PACK;
+
+	/* keys first: a config without keys would be an unopenable repository */
+	if (o->encrypt) {
+		uint8_t master[2 * KEY_LEN];
+		if ((rc = random_bytes(master, sizeof(master))) < 0)
+			return set_err(err, errlen, rc, "no randomness");
+		memcpy(r->k_enc, master, KEY_LEN);
+		memcpy(r->k_id, master + KEY_LEN, KEY_LEN);
+		memset(master, 0, sizeof(master));
+		char kid[65];
+		rc = cairn_key_add(r, o->password, kid);
+		if (rc < 0)
+			return set_err(err, errlen, rc, "%s", r->err);
+	}
+	json_auto_t *cfg = json_pack(
+		"{s:i, s:s, s:i, s:s, s:i, s:s, s:i}", "version", 1, "id", r->id,
+		"chunk_size", (json_int_t)r->chunk_size, "compression",
+		r->level ? "zstd" : "none", "compression_level", r->level,
+		"encryption", o->encrypt ? "aes-256-gcm" : "none", "pack_size",
+		(json_int_t)r->pack_size);
+	_cleanup_free_ char *text = cfg ? json_dumps(cfg, JSON_INDENT(2)) : NULL;
+	if (!text)
+		return -ENOMEM;
+	rc = r->be->ops->put(r->be, "config", text, strlen(text));
+	if (rc < 0)
+		return set_err(err, errlen, rc, "cannot write %s/config: %s", url,
+			       strerror(-rc));
+	return 0;
+}
+
+static int parse_config(struct cairn_repo *r, const struct buf *b, char *err,
+			size_t errlen)
+{
+	json_error_t jerr;
+	json_auto_t *cfg = json_loadb((const char *)b->p, b->len, 0, &jerr);
+	json_int_t version = 0, chunk = 0, level = 0, pack = CAIRN_DEFAULT_PACK;
+	const char *id = NULL, *comp = NULL, *enc = NULL;
+	if (!cfg || json_unpack_ex(cfg, &jerr, 0, "{s:I, s:s, s:I, s:s, s?I, s:s, s?I}",
+				   "version", &version, "id", &id, "chunk_size", &chunk,
+				   "compression", &comp, "compression_level", &level,
+				   "encryption", &enc, "pack_size", &pack) < 0)
+		return set_err(err, errlen, -EBADMSG, "%s/config is damaged: %s",
+			       r->be->location, jerr.text);
+	if (version != 1)
+		return set_err(err, errlen, -EPROTONOSUPPORT,
+			       "%s: repository format version %lld is not supported (this cairn reads version 1)",
+			       r->be->location, (long long)version);
+	if (strlen(id) != 64 || !valid_chunk_size((uint64_t)chunk) ||
+	    (strcmp(comp, "zstd") && strcmp(comp, "none")) ||
+	    (strcmp(enc, "aes-256-gcm") && strcmp(enc, "none")) ||
+	    pack < 1 << 20 || pack > 1 << 30 || level < 0 || level > 22)
+		return set_err(err, errlen, -EBADMSG, "%s/config has invalid values",
+			       r->be->location);
+	snprintf(r->id, sizeof(r->id), "%s", id);
+	r->chunk_size = (uint32_t)chunk;
+	r->level = strcmp(comp, "zstd") ? 0 : (int)level;
+	r->encrypted = !strcmp(enc, "aes-256-gcm");
+	r->pack_size = (uint32_t)pack;
+	return 0;
+}
+
+int cairn_repo_open(const char *url, const char *password,
+		    struct cairn_repo **out, char *err, size_t errlen)
+{
+	_cleanup_(cairn_repo_closep) struct cairn_repo *r = repo_alloc();
+	if (!r)
+		return -ENOMEM;
+	int rc = cairn_backend_open(url, false, &r->be, err, errlen);
+	if (rc < 0)
+		return rc;
+	struct buf cfg = { 0 };
+	rc = r->be->ops->get(r->be, "config", &cfg);
+	if (rc < 0) {
+		buf_free(&cfg);
+		if (rc == -ENOENT)
+			return set_err(err, errlen, rc,
+				       "%s is not a cairn repository (no config)", url);
+		return set_err(err, errlen, rc, "cannot read %s/config: %s", url,
+			       strerror(-rc));
+	}
+	rc = parse_config(r, &cfg, err, errlen);
+	buf_free(&cfg);
+	if (rc < 0)
+		return rc;
+	if (r->encrypted) {
+		if (!password)
+			return set_err(err, errlen, -EKEYREJECTED,
+				       "%s is encrypted: a password is needed", url);
+		rc = keys_unlock(r, password);
+		if (rc < 0)
+			return set_err(err, errlen, rc, "%s", r->err);
+	}
+	*out = TAKE_PTR(r);
+	return 0;
+}
+
+void cairn_repo_close(struct cairn_repo *r)
+{
+	if (r->lock_name[0])
+		cairn_repo_unlock(r);
+	if (r->be)
+		cairn_backend_free(r->be);
+	idx_table_free(&r->idx);
+	for (size_t i = 0; i < r->nwarnings; i++)
+		free(r->warnings[i]);
+	free(r->warnings);
+	memset(r->k_enc, 0, sizeof(r->k_enc));
+	memset(r->k_id, 0, sizeof(r->k_id));
+	pthread_mutex_destroy(&r->lock);
+	free(r);
+}
+
+const char *cairn_repo_error(const struct cairn_repo *r) { return r->err; }
+bool cairn_repo_encrypted(const struct cairn_repo *r) { return r->encrypted; }
+uint32_t cairn_repo_chunk_size(const struct cairn_repo *r) { return r->chunk_size; }
+const char *cairn_repo_id(const struct cairn_repo *r) { return r->id; }
+size_t cairn_repo_warning_count(const struct cairn_repo *r) { return r->nwarnings; }
+const char *cairn_repo_warning(const struct cairn_repo *r, size_t i)
+{
+	return i < r->nwarnings ? r->warnings[i] : NULL;
+}
+
+int cairn_repo_blob_len(const struct cairn_repo *r, const cairn_id *id)
+{
+	const struct idx_entry *e = idx_lookup(&r->idx, id);
+	return e && e->pack != PACK_PENDING ? (int)e->raw_len : -ENOENT;
+}
+
+int cairn_repo_read_blob(struct cairn_repo *r, const cairn_id *id, void *buf,
+			 size_t cap)
+{
+	char hex[65], name[128];
+	const struct idx_entry *e = idx_lookup(&r->idx, id);
+	hex_encode(id->b, CAIRN_ID_LEN, hex);
+	if (!e || e->pack == PACK_PENDING)
+		return repo_err(r, -ENOENT,
+				"blob %.16s is not in the index (run 'cairn repair index')", hex);
+	if (e->raw_len > cap)
+		return repo_err(r, -EBADMSG, "blob %.16s: size %u exceeds %zu", hex,
+				e->raw_len, cap);
+	pack_name(&r->idx.packs[e->pack], name, sizeof(name));
+	_cleanup_free_ uint8_t *stored = malloc(e->stored_len ? e->stored_len : 1);
+	if (!stored)
+		return -ENOMEM;
+	int rc = r->be->ops->get_range(r->be, name, e->offset, e->stored_len, stored);
+	if (rc == -EIO)
+		return repo_err(r, -EBADMSG, "pack %s is truncated (blob %.16s)", name, hex);
+	if (rc < 0)
+		return repo_err(r, rc, "cannot read %s: %s", name, strerror(-rc));
+	rc = blob_decode(r, e, stored, buf);
+	if (rc < 0)
+		return repo_err(r, rc == -ENOMEM ? rc : -EBADMSG,
+				"blob %.16s in %s is damaged (%s)", hex, name,
+				rc == -ENOMEM ? "out of memory" : "authentication or hash mismatch");
+	return (int)e->raw_len;
+}

@@ -1,0 +1,178 @@
+/* cairn repository (format v1): public contract.
+ *
+ * Every function returns 0 (or a count) on success and a negative errno on
+ * failure; on failure a one-line reason is available from cairn_repo_error()
+ * (or the err buffer a function takes). Nothing here prints or exits.
+ *
+ * Error codes with a meaning callers rely on:
+ *   -EBADMSG       damaged data (bad hash, failed authentication, bad format)
+ *   -EKEYREJECTED  wrong password / no key opens the repository
+ *   -EBUSY         the repository is locked by someone else
+ *   -ENOENT        object, snapshot or disk not found
+ */
+#ifndef CAIRN_REPO_H
+#define CAIRN_REPO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define CAIRN_ID_LEN 32
+#define CAIRN_MIN_CHUNK (64u * 1024)
+#define CAIRN_MAX_CHUNK (8u * 1024 * 1024)
+#define CAIRN_DEFAULT_CHUNK (256u * 1024)
+#define CAIRN_DEFAULT_LEVEL 3
+#define CAIRN_DEFAULT_PACK (16u * 1024 * 1024)
+
+enum cairn_blob_type { CAIRN_BLOB_DATA = 0, CAIRN_BLOB_PAGE = 1 };
+
+typedef struct { uint8_t b[CAIRN_ID_LEN]; } cairn_id;
+
+extern const cairn_id cairn_zero_id;
+
+struct cairn_repo;
+
+struct cairn_init_opts {
+	uint32_t chunk_size;
+	int compression_level; /* 0 = no compression */
+	bool encrypt;
+	const char *password; /* required when encrypt */
+};
+
+int cairn_repo_init(const char *url, const struct cairn_init_opts *opts,
+		    char *err, size_t errlen);
+
+/* Opens a repository; password may be NULL for unencrypted ones.
+ * Does not load the index: call cairn_repo_load_index() when needed. */
+int cairn_repo_open(const char *url, const char *password,
+		    struct cairn_repo **out, char *err, size_t errlen);
+void cairn_repo_close(struct cairn_repo *r);
+DEFINE_CLEANUP(struct cairn_repo *, cairn_repo_close);
+
+const char *cairn_repo_error(const struct cairn_repo *r);
+bool cairn_repo_encrypted(const struct cairn_repo *r);
+uint32_t cairn_repo_chunk_size(const struct cairn_repo *r);
+const char *cairn_repo_id(const struct cairn_repo *r);
+/* Warnings collected while loading (e.g. a damaged index file skipped). */
+size_t cairn_repo_warning_count(const struct cairn_repo *r);
+const char *cairn_repo_warning(const struct cairn_repo *r, size_t i);
+
+int cairn_repo_load_index(struct cairn_repo *r);
+
+/* Locks (section 10 of docs/design.md). */
+int cairn_repo_lock(struct cairn_repo *r, bool exclusive);
+void cairn_repo_unlock(struct cairn_repo *r);
+
+/* Chunk ids and blobs. */
+void cairn_repo_chunk_id(const struct cairn_repo *r, const void *data,
+			 size_t len, cairn_id *out);
+/* Reads, decodes and verifies one blob into buf (cap >= raw_len). Returns
+ * the plaintext length. Thread-safe once the index is loaded. */
+int cairn_repo_read_blob(struct cairn_repo *r, const cairn_id *id, void *buf,
+			 size_t cap);
+/* Finds a blob; returns raw_len or -ENOENT. */
+int cairn_repo_blob_len(const struct cairn_repo *r, const cairn_id *id);
+
+/* Writer: thread-safe storage of blobs into packs + index files. */
+struct cairn_writer;
+int cairn_writer_new(struct cairn_repo *r, struct cairn_writer **out);
+/* Stores the blob unless the repository (or this writer) already has it.
+ * *added (may be NULL) tells whether it was new; *stored_bytes the bytes it
+ * will occupy in the pack. */
+int cairn_writer_put(struct cairn_writer *w, enum cairn_blob_type type,
+		     const cairn_id *id, const void *data, size_t len,
+		     bool *added, size_t *stored_bytes);
+/* Writes the last pack and the remaining index entries. */
+int cairn_writer_flush(struct cairn_writer *w);
+void cairn_writer_free(struct cairn_writer *w);
+DEFINE_CLEANUP(struct cairn_writer *, cairn_writer_free);
+
+/* Snapshots. */
+struct cairn_disk {
+	char *name;
+	char *format;
+	char *path;
+	uint64_t size;
+	uint32_t chunk_size;
+	uint64_t nchunks;
+	cairn_id *map; /* nchunks ids; loaded by cairn_snapshot_load_map */
+	size_t npages;
+	cairn_id *pages;
+	uint8_t digest[16]; /* XXH3-128, high 64 bits first */
+};
+
+struct cairn_snapshot {
+	cairn_id id;
+	char *name;
+	char *source;
+	char *host;
+	int64_t time_ns;
+	char **tags;
+	size_t ntags;
+	bool has_parent;
+	cairn_id parent;
+	struct cairn_disk *disks;
+	size_t ndisks;
+	/* informational */
+	uint64_t bytes_read, new_chunks, new_bytes;
+};
+
+void cairn_snapshot_free(struct cairn_snapshot *s);
+DEFINE_CLEANUP(struct cairn_snapshot *, cairn_snapshot_free);
+
+/* Lists all snapshots (manifests decoded, chunk maps not loaded), sorted by
+ * time, oldest first. */
+int cairn_snapshot_list(struct cairn_repo *r, struct cairn_snapshot ***out,
+			size_t *n);
+void cairn_snapshot_list_free(struct cairn_snapshot **v, size_t n);
+/* Resolves "latest", a full id or a unique prefix; name may be NULL. */
+int cairn_snapshot_find(struct cairn_repo *r, const char *spec,
+			const char *name, struct cairn_snapshot **out);
+int cairn_snapshot_load_map(struct cairn_repo *r, struct cairn_disk *d);
+/* Stores the disks' chunk maps as pages through w, flushes w, then writes
+ * the manifest. Sets s->id. */
+int cairn_snapshot_save(struct cairn_repo *r, struct cairn_writer *w,
+			struct cairn_snapshot *s);
+const struct cairn_disk *cairn_snapshot_disk(const struct cairn_snapshot *s,
+					     const char *name);
+
+/* Statistics over the whole repository (index loaded). */
+struct cairn_stats {
+	uint64_t snapshots;
+	uint64_t logical_bytes; /* sum of disk sizes over all snapshots */
+	uint64_t referenced_bytes; /* non-zero chunk bytes over all snapshots */
+	uint64_t unique_chunks;
+	uint64_t unique_raw_bytes;
+	uint64_t stored_bytes; /* bytes of all packs */
+	uint64_t packs;
+	uint64_t index_files;
+};
+int cairn_repo_stats(struct cairn_repo *r, struct cairn_stats *st);
+
+/* check: structure always, blob data when read_data. Problems are reported
+ * through the callback (one line each) and counted in the return value
+ * (>= 0 problems; < 0 on an error that stopped the check). */
+typedef void (*cairn_report_fn)(void *opaque, const char *line);
+int cairn_repo_check(struct cairn_repo *r, bool read_data, int threads,
+		     cairn_report_fn report, void *opaque);
+
+/* repair index: writes one new index file covering every pack found, then
+ * removes the old index files. Returns the number of packs indexed. */
+int cairn_repo_repair_index(struct cairn_repo *r, cairn_report_fn report,
+			    void *opaque);
+
+/* Keys. */
+struct cairn_key_info {
+	char id[65];
+	char created[40];
+	char host[128];
+	bool current;
+};
+int cairn_key_list(struct cairn_repo *r, struct cairn_key_info **out,
+		   size_t *n);
+int cairn_key_add(struct cairn_repo *r, const char *password, char id[65]);
+int cairn_key_remove(struct cairn_repo *r, const char *id_prefix);
+
+#endif

@@ -1,0 +1,333 @@
+/* Snapshot manifests and chunk-map pages (docs/design.md section 9). */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+
+#include "internal.h"
+
+void cairn_snapshot_free(struct cairn_snapshot *s)
+{
+	for (size_t i = 0; i < s->ndisks; i++) {
+		struct cairn_disk *d = &s->disks[i];
+		free(d->name);
+		free(d->format);
+		free(d->path);
+		free(d->map);
+		free(d->pages);
+	}
+	free(s->disks);
+	for (size_t i = 0; i < s->ntags; i++)
+		free(s->tags[i]);
+	free(s->tags);
+	free(s->name);
+	free(s->source);
+	free(s->host);
+	free(s);
+}
+
+void cairn_snapshot_list_free(struct cairn_snapshot **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		cairn_snapshot_free(v[i]);
+	free(v);
+}
+
+const struct cairn_disk *cairn_snapshot_disk(const struct cairn_snapshot *s,
+					     const char *name)
+{
+	for (size_t i = 0; i < s->ndisks; i++)
+		if (!strcmp(s->disks[i].name, name))
+			return &s->disks[i];
+	return NULL;
+}
+
+static char *dup_or_empty(const char *s) { return strdup(s ? s : ""); }
+
+static int parse_disk(json_t *jd, struct cairn_disk *d)
+{
+	const char *name, *format = NULL, *path = NULL, *digest;
+	json_int_t size, cs, chunks;
+	json_t *pages;
+	if (json_unpack(jd, "{s:s, s?s, s?s, s:I, s:I, s:I, s:o, s:s}", "name", &name,
+			"format", &format, "path", &path, "size", &size, "chunk_size",
+			&cs, "chunks", &chunks, "pages", &pages, "digest", &digest) < 0 ||
+	    !json_is_array(pages) || size < 0 || cs < CAIRN_MIN_CHUNK ||
+	    cs > CAIRN_MAX_CHUNK || chunks != (size + cs - 1) / cs ||
+	    hex_decode(digest, d->digest, 16) < 0)
+		return -EBADMSG;
+	d->name = strdup(name);
+	d->format = dup_or_empty(format);
+	d->path = dup_or_empty(path);
+	d->size = (uint64_t)size;
+	d->chunk_size = (uint32_t)cs;
+	d->nchunks = (uint64_t)chunks;
+	d->npages = json_array_size(pages);
+	d->pages = calloc(d->npages ? d->npages : 1, sizeof(cairn_id));
+	if (!d->name || !d->format || !d->path || !d->pages)
+		return -ENOMEM;
+	for (size_t i = 0; i < d->npages; i++) {
+		const char *h = json_string_value(json_array_get(pages, i));
+		if (!h || hex_decode(h, d->pages[i].b, CAIRN_ID_LEN) < 0)
+			return -EBADMSG;
+	}
+	return 0;
+}
+
+static int parse_manifest(const struct buf *b, struct cairn_snapshot *s)
+{
+	json_t *j = json_loadb((const char *)b->p, b->len, 0, NULL);
+	json_int_t version, time_ns;
+	const char *name, *source = NULL, *host = NULL, *parent = NULL;
+	json_t *tags = NULL, *disks, *stats = NULL;
+	int rc = -EBADMSG;
+	if (!j || json_unpack(j, "{s:I, s:s, s?s, s?s, s:I, s?o, s?s, s:o, s?o}",
+			      "version", &version, "name", &name, "source", &source,
+			      "host", &host, "time_ns", &time_ns, "tags", &tags,
+			      "parent", &parent, "disks", &disks, "stats", &stats) < 0 ||
+	    version != 1 || !json_is_array(disks))
+		goto out;
+	s->name = strdup(name);
+	s->source = dup_or_empty(source);
+	s->host = dup_or_empty(host);
+	s->time_ns = time_ns;
+	if (parent) {
+		if (hex_decode(parent, s->parent.b, CAIRN_ID_LEN) < 0)
+			goto out;
+		s->has_parent = true;
+	}
+	s->ntags = json_array_size(tags);
+	s->tags = calloc(s->ntags + 1, sizeof(char *));
+	for (size_t i = 0; s->tags && i < s->ntags; i++)
+		s->tags[i] = dup_or_empty(json_string_value(json_array_get(tags, i)));
+	s->ndisks = json_array_size(disks);
+	s->disks = calloc(s->ndisks + 1, sizeof(*s->disks));
+	if (!s->name || !s->source || !s->host || !s->tags || !s->disks) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < s->ndisks; i++) {
+		rc = parse_disk(json_array_get(disks, i), &s->disks[i]);
+		if (rc < 0)
+			goto out;
+	}
+	json_int_t br = 0, nc = 0, nb = 0;
+	if (stats)
+		json_unpack(stats, "{s?I, s?I, s?I}", "bytes_read", &br,
+			    "new_chunks", &nc, "new_bytes", &nb);
+	s->bytes_read = (uint64_t)br;
+	s->new_chunks = (uint64_t)nc;
+	s->new_bytes = (uint64_t)nb;
+	rc = 0;
+out:
+	json_decref(j);
+	return rc;
+}
+
+static int load_manifest(struct cairn_repo *r, const char *hexid,
+			 struct cairn_snapshot **out)
+{
+	struct buf raw = { 0 }, plain = { 0 };
+	_cleanup_(cairn_snapshot_freep) struct cairn_snapshot *s = calloc(1, sizeof(*s));
+	int rc = s ? get_hashed(r, "snapshots", hexid, &raw) : -ENOMEM;
+	if (rc == 0)
+		rc = envelope_open(r, ENV_SNAPSHOT, raw.p, raw.len, &plain);
+	if (rc == 0)
+		rc = parse_manifest(&plain, s);
+	buf_free(&raw);
+	buf_free(&plain);
+	if (rc < 0)
+		return repo_err(r, rc, "snapshot %.12s is %s", hexid,
+				rc == -EBADMSG ? "damaged" : strerror(-rc));
+	hex_decode(hexid, s->id.b, CAIRN_ID_LEN);
+	*out = TAKE_PTR(s);
+	return 0;
+}
+
+static int by_time(const void *a, const void *b)
+{
+	const struct cairn_snapshot *x = *(struct cairn_snapshot *const *)a;
+	const struct cairn_snapshot *y = *(struct cairn_snapshot *const *)b;
+	return x->time_ns < y->time_ns ? -1 : x->time_ns > y->time_ns;
+}
+
+int cairn_snapshot_list(struct cairn_repo *r, struct cairn_snapshot ***out,
+			size_t *n)
+{
+	struct name_list names;
+	int rc = list_names(r, "snapshots", &names);
+	if (rc < 0)
+		return rc;
+	struct cairn_snapshot **v = calloc(names.n + 1, sizeof(*v));
+	size_t count = 0;
+	if (!v)
+		rc = -ENOMEM;
+	for (size_t i = 0; rc == 0 && i < names.n; i++) {
+		int lrc = load_manifest(r, names.v[i], &v[count]);
+		if (lrc == 0)
+			count++;
+		else if (lrc == -ENOMEM)
+			rc = lrc;
+		else
+			repo_warn(r, "%s; skipped", r->err);
+	}
+	name_list_free(&names);
+	if (rc < 0) {
+		cairn_snapshot_list_free(v, count);
+		return rc;
+	}
+	qsort(v, count, sizeof(*v), by_time);
+	*out = v;
+	*n = count;
+	return 0;
+}
+
+int cairn_snapshot_find(struct cairn_repo *r, const char *spec,
+			const char *name, struct cairn_snapshot **out)
+{
+	struct cairn_snapshot **v;
+	size_t n;
+	int rc = cairn_snapshot_list(r, &v, &n);
+	if (rc < 0)
+		return rc;
+	ssize_t hit = -1;
+	size_t matches = 0;
+	bool latest = !strcmp(spec, "latest");
+	for (size_t i = 0; i < n; i++) {
+		char hex[65];
+		if (name && strcmp(v[i]->name, name))
+			continue;
+		hex_encode(v[i]->id.b, CAIRN_ID_LEN, hex);
+		if (latest || !strncmp(hex, spec, strlen(spec))) {
+			hit = (ssize_t)i;
+			matches++;
+		}
+	}
+	if (hit < 0)
+		rc = repo_err(r, -ENOENT, "no snapshot %s%s%s in %s", spec,
+			      name ? " named " : "", name ? name : "", r->be->location);
+	else if (matches > 1 && !latest)
+		rc = repo_err(r, -EINVAL, "snapshot id %s is ambiguous (%zu matches)", spec,
+			      matches);
+	else {
+		*out = v[hit];
+		v[hit] = NULL;
+		/* list is sorted oldest first: the last hit is the latest */
+	}
+	for (size_t i = 0; i < n; i++)
+		if (v[i])
+			cairn_snapshot_free(v[i]);
+	free(v);
+	return rc;
+}
+
+int cairn_snapshot_load_map(struct cairn_repo *r, struct cairn_disk *d)
+{
+	if (d->map)
+		return 0;
+	if (!r->index_loaded) {
+		int rc = cairn_repo_load_index(r);
+		if (rc < 0)
+			return rc;
+	}
+	d->map = calloc(d->nchunks ? d->nchunks : 1, sizeof(cairn_id));
+	_cleanup_free_ uint8_t *page = malloc(PAGE_IDS * CAIRN_ID_LEN);
+	if (!d->map || !page)
+		return -ENOMEM;
+	uint64_t at = 0;
+	for (size_t i = 0; i < d->npages; i++) {
+		int len = cairn_repo_blob_len(r, &d->pages[i]);
+		if (len > PAGE_IDS * CAIRN_ID_LEN)
+			len = -EBADMSG;
+		if (len >= 0)
+			len = cairn_repo_read_blob(r, &d->pages[i], page,
+						   PAGE_IDS * CAIRN_ID_LEN);
+		else
+			repo_err(r, len, "chunk map page %zu of disk %s is %s", i, d->name,
+				 len == -ENOENT ? "not in the index" : "damaged");
+		if (len < 0)
+			return len;
+		if (len % CAIRN_ID_LEN || at + (uint64_t)len / CAIRN_ID_LEN > d->nchunks)
+			return repo_err(r, -EBADMSG, "chunk map of disk %s is damaged", d->name);
+		memcpy(d->map + at, page, (size_t)len);
+		at += (uint64_t)len / CAIRN_ID_LEN;
+	}
+	if (at != d->nchunks)
+		return repo_err(r, -EBADMSG, "chunk map of disk %s is incomplete", d->name);
+	return 0;
+}
+
+static int save_pages(struct cairn_repo *r, struct cairn_writer *w,
+		      struct cairn_disk *d)
+{
+	d->npages = (size_t)((d->nchunks + PAGE_IDS - 1) / PAGE_IDS);
+	free(d->pages);
+	d->pages = calloc(d->npages ? d->npages : 1, sizeof(cairn_id));
+	if (!d->pages)
+		return -ENOMEM;
+	for (size_t i = 0; i < d->npages; i++) {
+		uint64_t first = (uint64_t)i * PAGE_IDS;
+		size_t len = (size_t)MIN((uint64_t)PAGE_IDS, d->nchunks - first) * CAIRN_ID_LEN;
+		cairn_repo_chunk_id(r, d->map + first, len, &d->pages[i]);
+		int rc = cairn_writer_put(w, CAIRN_BLOB_PAGE, &d->pages[i],
+					  d->map + first, len, NULL, NULL);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static json_t *disk_json(const struct cairn_disk *d)
+{
+	char hex[65], digest[33];
+	json_t *pages = json_array();
+	for (size_t i = 0; pages && i < d->npages; i++) {
+		hex_encode(d->pages[i].b, CAIRN_ID_LEN, hex);
+		json_array_append_new(pages, json_string(hex));
+	}
+	hex_encode(d->digest, 16, digest);
+	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:o, s:s}", "name", d->name,
+			 "format", d->format ? d->format : "", "path",
+			 d->path ? d->path : "", "size", (json_int_t)d->size,
+			 "chunk_size", (json_int_t)d->chunk_size, "chunks",
+			 (json_int_t)d->nchunks, "pages", pages, "digest", digest);
+}
+
+int cairn_snapshot_save(struct cairn_repo *r, struct cairn_writer *w,
+			struct cairn_snapshot *s)
+{
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < s->ndisks; i++)
+		rc = save_pages(r, w, &s->disks[i]);
+	if (rc == 0)
+		rc = cairn_writer_flush(w);
+	if (rc < 0)
+		return rc;
+
+	char when[40], parent[65];
+	format_time_utc(s->time_ns, when, sizeof(when));
+	json_t *tags = json_array(), *disks = json_array();
+	for (size_t i = 0; tags && i < s->ntags; i++)
+		json_array_append_new(tags, json_string(s->tags[i]));
+	for (size_t i = 0; disks && i < s->ndisks; i++)
+		json_array_append_new(disks, disk_json(&s->disks[i]));
+	if (s->has_parent)
+		hex_encode(s->parent.b, CAIRN_ID_LEN, parent);
+	json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:s, s:I, s:o, s:s?, s:o, s:{s:I, s:I, s:I}}",
+			      "version", 1, "name", s->name, "source", s->source,
+			      "host", s->host, "time", when, "time_ns", (json_int_t)s->time_ns,
+			      "tags", tags, "parent", s->has_parent ? parent : NULL,
+			      "disks", disks, "stats", "bytes_read", (json_int_t)s->bytes_read,
+			      "new_chunks", (json_int_t)s->new_chunks, "new_bytes",
+			      (json_int_t)s->new_bytes);
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (!text)
+		return -ENOMEM;
+	struct buf sealed = { 0 };
+	rc = envelope_seal(r, ENV_SNAPSHOT, text, strlen(text), &sealed);
+	free(text);
+	if (rc == 0)
+		rc = put_hashed(r, "snapshots", &sealed, &s->id);
+	buf_free(&sealed);
+	return rc;
+}

@@ -1,0 +1,225 @@
+/* The writer: thread-safe deduplicating storage of blobs into packs, with
+ * index files written after the packs they describe. */
+#include <errno.h>
+
+#include "internal.h"
+
+#define INDEX_FLUSH_PACKS 64
+#define INDEX_FLUSH_NS (10ll * 1000000000)
+
+struct written_pack {
+	cairn_id id;
+	struct idx_entry *entries;
+	size_t n;
+};
+
+struct cairn_writer {
+	struct cairn_repo *r;
+	pthread_mutex_t lock;
+	struct pack_builder cur;
+	/* packs written but not yet in an index file */
+	struct written_pack *pending;
+	size_t npending, pending_cap;
+	int64_t last_index_ns;
+	/* compression contexts, one per concurrent caller */
+	ZSTD_CCtx **zpool;
+	size_t nz, zcap;
+};
+
+int cairn_writer_new(struct cairn_repo *r, struct cairn_writer **out)
+{
+	if (!r->index_loaded) {
+		int rc = cairn_repo_load_index(r);
+		if (rc < 0)
+			return rc;
+	}
+	struct cairn_writer *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->r = r;
+	pthread_mutex_init(&w->lock, NULL);
+	w->last_index_ns = mono_ns();
+	*out = w;
+	return 0;
+}
+
+static ZSTD_CCtx *zctx_get(struct cairn_writer *w)
+{
+	ZSTD_CCtx *z = NULL;
+	pthread_mutex_lock(&w->lock);
+	if (w->nz)
+		z = w->zpool[--w->nz];
+	pthread_mutex_unlock(&w->lock);
+	return z ? z : ZSTD_createCCtx();
+}
+
+static void zctx_put(struct cairn_writer *w, ZSTD_CCtx *z)
+{
+	pthread_mutex_lock(&w->lock);
+	if (w->nz == w->zcap) {
+		size_t cap = w->zcap ? w->zcap * 2 : 8;
+		ZSTD_CCtx **v = realloc(w->zpool, cap * sizeof(*v));
+		if (!v) {
+			pthread_mutex_unlock(&w->lock);
+			ZSTD_freeCCtx(z);
+			return;
+		}
+		w->zpool = v;
+		w->zcap = cap;
+	}
+	w->zpool[w->nz++] = z;
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* Writes one index file for every pending pack. Called with w->lock held;
+ * drops it while writing. */
+static int flush_index_locked(struct cairn_writer *w)
+{
+	if (!w->npending)
+		return 0;
+	struct written_pack *packs = TAKE_PTR(w->pending);
+	size_t n = w->npending;
+	w->npending = w->pending_cap = 0;
+	w->last_index_ns = mono_ns();
+	pthread_mutex_unlock(&w->lock);
+
+	cairn_id *ids = calloc(n, sizeof(*ids));
+	struct idx_entry **ents = calloc(n, sizeof(*ents));
+	size_t *counts = calloc(n, sizeof(*counts));
+	struct buf plain = { 0 };
+	int rc = ids && ents && counts ? 0 : -ENOMEM;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		ids[i] = packs[i].id;
+		ents[i] = packs[i].entries;
+		counts[i] = packs[i].n;
+	}
+	if (rc == 0)
+		rc = index_encode(w->r, ids, ents, counts, n, &plain);
+	if (rc == 0)
+		rc = index_write(w->r, &plain);
+	for (size_t i = 0; i < n; i++)
+		free(packs[i].entries);
+	free(packs);
+	free(ids);
+	free(ents);
+	free(counts);
+	buf_free(&plain);
+	pthread_mutex_lock(&w->lock);
+	return rc;
+}
+
+/* Writes the pack in pb (owned by the caller) and records it. Called with
+ * w->lock held; drops it during the write. */
+static int write_pack_locked(struct cairn_writer *w, struct pack_builder *pb)
+{
+	cairn_id id;
+	pthread_mutex_unlock(&w->lock);
+	int rc = pack_builder_write(w->r, pb, &id);
+	pthread_mutex_lock(&w->lock);
+	if (rc < 0)
+		return rc;
+	uint32_t num;
+	rc = idx_add_pack(&w->r->idx, &id, &num);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < pb->n; i++) {
+		struct idx_entry *e = idx_lookup(&w->r->idx, &pb->entries[i].id);
+		if (e && e->pack == PACK_PENDING) {
+			*e = pb->entries[i];
+			e->pack = num;
+		}
+	}
+	if (w->npending == w->pending_cap) {
+		size_t cap = w->pending_cap ? w->pending_cap * 2 : 16;
+		struct written_pack *v = realloc(w->pending, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		w->pending = v;
+		w->pending_cap = cap;
+	}
+	w->pending[w->npending++] = (struct written_pack){
+		.id = id, .entries = TAKE_PTR(pb->entries), .n = pb->n };
+	pb->n = pb->cap = 0;
+	if (w->npending >= INDEX_FLUSH_PACKS ||
+	    mono_ns() - w->last_index_ns >= INDEX_FLUSH_NS)
+		return flush_index_locked(w);
+	return 0;
+}
+
+int cairn_writer_put(struct cairn_writer *w, enum cairn_blob_type type,
+		     const cairn_id *id, const void *data, size_t len,
+		     bool *added, size_t *stored_bytes)
+{
+	struct cairn_repo *r = w->r;
+	struct idx_entry e = { .id = *id, .pack = PACK_PENDING,
+			       .raw_len = (uint32_t)len, .type = (uint8_t)type };
+	if (added)
+		*added = false;
+	if (stored_bytes)
+		*stored_bytes = 0;
+
+	pthread_mutex_lock(&w->lock);
+	int rc = idx_insert(&r->idx, &e, NULL);
+	pthread_mutex_unlock(&w->lock);
+	if (rc <= 0)
+		return rc < 0 ? repo_err(r, rc, "index: %s", strerror(-rc)) : 0;
+
+	_cleanup_free_ uint8_t *out = malloc(blob_encode_bound(len));
+	if (!out)
+		return -ENOMEM;
+	size_t outlen;
+	ZSTD_CCtx *z = zctx_get(w);
+	if (!z)
+		return -ENOMEM;
+	rc = blob_encode(r, z, type, id, data, len, out, &outlen, &e.flags);
+	zctx_put(w, z);
+	if (rc < 0)
+		return repo_err(r, rc, "cannot encode blob: %s", strerror(-rc));
+	e.stored_len = (uint32_t)outlen;
+
+	pthread_mutex_lock(&w->lock);
+	rc = pack_builder_add(&w->cur, &e, out);
+	if (rc == 0 && w->cur.data.len >= r->pack_size) {
+		struct pack_builder full = w->cur;
+		memset(&w->cur, 0, sizeof(w->cur));
+		rc = write_pack_locked(w, &full);
+		pack_builder_free(&full);
+	}
+	pthread_mutex_unlock(&w->lock);
+	if (rc < 0)
+		return rc;
+	if (added)
+		*added = true;
+	if (stored_bytes)
+		*stored_bytes = outlen;
+	return 0;
+}
+
+int cairn_writer_flush(struct cairn_writer *w)
+{
+	int rc = 0;
+	pthread_mutex_lock(&w->lock);
+	if (w->cur.n) {
+		struct pack_builder full = w->cur;
+		memset(&w->cur, 0, sizeof(w->cur));
+		rc = write_pack_locked(w, &full);
+		pack_builder_free(&full);
+	}
+	if (rc == 0)
+		rc = flush_index_locked(w);
+	pthread_mutex_unlock(&w->lock);
+	return rc;
+}
+
+void cairn_writer_free(struct cairn_writer *w)
+{
+	pack_builder_free(&w->cur);
+	for (size_t i = 0; i < w->npending; i++)
+		free(w->pending[i].entries);
+	free(w->pending);
+	for (size_t i = 0; i < w->nz; i++)
+		ZSTD_freeCCtx(w->zpool[i]);
+	free(w->zpool);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+}
