@@ -1,0 +1,252 @@
+/* Disk sources: raw files/devices read directly, other formats through
+ * qemu-nbd (started by libnbd over socket activation). */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libnbd.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "agent.h"
+
+#define NBD_MAX_STATUS (1ull << 30)
+
+struct extent {
+	uint64_t start, end;
+};
+
+struct cairn_source {
+	char *path;
+	char *format;
+	uint64_t size;
+	int fd; /* raw */
+	struct nbd_handle *nbd; /* everything else */
+	struct extent *ext; /* data extents, sorted, merged */
+	size_t next, next_cap;
+};
+
+uint64_t cairn_source_size(const struct cairn_source *s) { return s->size; }
+const char *cairn_source_format(const struct cairn_source *s) { return s->format; }
+
+static int add_extent(struct cairn_source *s, uint64_t start, uint64_t end)
+{
+	if (start >= end)
+		return 0;
+	if (s->next && s->ext[s->next - 1].end == start) {
+		s->ext[s->next - 1].end = end;
+		return 0;
+	}
+	if (s->next == s->next_cap) {
+		size_t cap = s->next_cap ? s->next_cap * 2 : 64;
+		struct extent *v = realloc(s->ext, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		s->ext = v;
+		s->next_cap = cap;
+	}
+	s->ext[s->next++] = (struct extent){ start, end };
+	return 0;
+}
+
+bool cairn_source_has_data(const struct cairn_source *s, uint64_t off, uint64_t len)
+{
+	/* first extent ending after off */
+	size_t lo = 0, hi = s->next;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (s->ext[mid].end <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < s->next && s->ext[lo].start < off + len;
+}
+
+/* Probes the image format with qemu-img, which knows every format QEMU
+ * reads; also refuses images locked by a running QEMU. */
+static int probe_format(const char *path, char **format, char *err, size_t errlen)
+{
+	char *argv[] = { "qemu-img", "info", "--output=json", "--", (char *)path, NULL };
+	struct buf out = { 0 };
+	int rc = run_command(argv, &out, err, errlen);
+	if (rc < 0) {
+		buf_free(&out);
+		return rc;
+	}
+	json_t *j = json_loadb((const char *)out.p, out.len, 0, NULL);
+	buf_free(&out);
+	const char *fmt = NULL;
+	if (!j || json_unpack(j, "{s:s}", "format", &fmt) < 0) {
+		json_decref(j);
+		return set_err(err, errlen, -EIO, "%s: cannot parse qemu-img info output", path);
+	}
+	*format = strdup(fmt);
+	json_decref(j);
+	return *format ? 0 : -ENOMEM;
+}
+
+static int open_raw(struct cairn_source *s, char *err, size_t errlen)
+{
+	s->fd = open(s->path, O_RDONLY | O_CLOEXEC);
+	if (s->fd < 0)
+		return set_err(err, errlen, -errno, "cannot open %s: %s", s->path,
+			       strerror(errno));
+	off_t end = lseek(s->fd, 0, SEEK_END);
+	if (end < 0)
+		return set_err(err, errlen, -errno, "%s: %s", s->path, strerror(errno));
+	s->size = (uint64_t)end;
+	/* map data with SEEK_DATA/SEEK_HOLE; devices without it are all data */
+	uint64_t off = 0;
+	while (off < s->size) {
+		off_t data = lseek(s->fd, (off_t)off, SEEK_DATA);
+		if (data < 0) {
+			if (errno == ENXIO)
+				break;
+			return add_extent(s, off, s->size);
+		}
+		off_t hole = lseek(s->fd, data, SEEK_HOLE);
+		if (hole < 0)
+			hole = (off_t)s->size;
+		int rc = add_extent(s, (uint64_t)data, MIN((uint64_t)hole, s->size));
+		if (rc < 0)
+			return rc;
+		off = (uint64_t)hole;
+	}
+	return 0;
+}
+
+struct status_walk {
+	struct cairn_source *s;
+	uint64_t reached; /* end of the last extent the server described */
+};
+
+static int extent_cb(void *opaque, const char *metacontext, uint64_t offset,
+		     uint32_t *entries, size_t nr_entries, int *error)
+{
+	struct status_walk *w = opaque;
+	(void)error;
+	if (strcmp(metacontext, LIBNBD_CONTEXT_BASE_ALLOCATION))
+		return 0;
+	for (size_t i = 0; i + 1 < nr_entries; i += 2) {
+		uint64_t end = MIN(offset + entries[i], w->s->size);
+		/* only the zero bit promises zeros; a hole may read from a
+		 * backing file */
+		if (!(entries[i + 1] & LIBNBD_STATE_ZERO) &&
+		    add_extent(w->s, offset, end) < 0)
+			return -1;
+		offset = end;
+	}
+	w->reached = MAX(w->reached, offset);
+	return 0;
+}
+
+static int open_nbd(struct cairn_source *s, char *err, size_t errlen)
+{
+	s->nbd = nbd_create();
+	if (!s->nbd)
+		return set_err(err, errlen, -ENOMEM, "libnbd: %s", nbd_get_error());
+	char *argv[] = { "qemu-nbd", "-r", "-f", s->format, "--", s->path, NULL };
+	if (nbd_add_meta_context(s->nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
+	    nbd_connect_systemd_socket_activation(s->nbd, argv) < 0)
+		return set_err(err, errlen, -EIO, "cannot serve %s with qemu-nbd: %s",
+			       s->path, nbd_get_error());
+	int64_t size = nbd_get_size(s->nbd);
+	if (size < 0)
+		return set_err(err, errlen, -EIO, "%s: %s", s->path, nbd_get_error());
+	s->size = (uint64_t)size;
+	if (nbd_can_meta_context(s->nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) != 1)
+		return add_extent(s, 0, s->size);
+	struct status_walk w = { .s = s };
+	while (w.reached < s->size) {
+		uint64_t from = w.reached;
+		if (nbd_block_status(s->nbd, MIN(s->size - from, NBD_MAX_STATUS), from,
+				     (nbd_extent_callback){ .callback = extent_cb,
+							    .user_data = &w },
+				     0) < 0)
+			return set_err(err, errlen, -EIO, "%s: block status: %s", s->path,
+				       nbd_get_error());
+		if (w.reached <= from)
+			return set_err(err, errlen, -EIO,
+				       "%s: qemu-nbd made no progress in block status", s->path);
+	}
+	return 0;
+}
+
+int cairn_source_open(const char *path, struct cairn_source **out, char *err,
+		      size_t errlen)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return set_err(err, errlen, -errno, "cannot open image %s: %s", path,
+			       strerror(errno));
+	if (S_ISDIR(st.st_mode))
+		return set_err(err, errlen, -EISDIR, "image %s is a directory", path);
+	if (access(path, R_OK) < 0)
+		return set_err(err, errlen, -errno, "cannot read image %s: %s", path,
+			       strerror(errno));
+	_cleanup_(cairn_source_closep) struct cairn_source *s = calloc(1, sizeof(*s));
+	if (!s || !(s->path = strdup(path)))
+		return -ENOMEM;
+	s->fd = -1;
+	int rc = probe_format(path, &s->format, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = !strcmp(s->format, "raw") ? open_raw(s, err, errlen)
+				       : open_nbd(s, err, errlen);
+	if (rc < 0)
+		return rc;
+	*out = TAKE_PTR(s);
+	return 0;
+}
+
+int cairn_source_read(struct cairn_source *s, void *buf, size_t len,
+		      uint64_t off, char *err, size_t errlen)
+{
+	if (s->fd >= 0) {
+		int rc = pread_full(s->fd, buf, len, off);
+		if (rc == -EIO)
+			return set_err(err, errlen, -ESTALE,
+				       "image %s shrank while it was read", s->path);
+		if (rc < 0)
+			return set_err(err, errlen, rc, "cannot read %s at %llu: %s",
+				       s->path, (unsigned long long)off, strerror(-rc));
+		return 0;
+	}
+	if (nbd_pread(s->nbd, buf, len, off, 0) < 0)
+		return set_err(err, errlen, -EIO, "cannot read %s at %llu: %s", s->path,
+			       (unsigned long long)off, nbd_get_error());
+	return 0;
+}
+
+int cairn_source_recheck(struct cairn_source *s, char *err, size_t errlen)
+{
+	uint64_t size;
+	if (s->fd >= 0) {
+		off_t end = lseek(s->fd, 0, SEEK_END);
+		if (end < 0)
+			return set_err(err, errlen, -errno, "%s: %s", s->path, strerror(errno));
+		size = (uint64_t)end;
+	} else {
+		/* qemu-nbd fixed the size at open; a change shows as errors */
+		return 0;
+	}
+	if (size != s->size)
+		return set_err(err, errlen, -ESTALE,
+			       "image %s changed size during the backup (%llu -> %llu bytes)",
+			       s->path, (unsigned long long)s->size, (unsigned long long)size);
+	return 0;
+}
+
+void cairn_source_close(struct cairn_source *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	if (s->nbd) {
+		nbd_shutdown(s->nbd, 0);
+		nbd_close(s->nbd);
+	}
+	free(s->ext);
+	free(s->path);
+	free(s->format);
+	free(s);
+}
