@@ -77,10 +77,10 @@ static int parse_manifest(const struct buf *b, struct cairn_snapshot *s)
 {
 	json_t *j = json_loadb((const char *)b->p, b->len, 0, NULL);
 	json_int_t version, time_ns;
-	const char *name, *source = NULL, *host = NULL, *parent = NULL;
-	json_t *tags = NULL, *disks, *stats = NULL;
+	const char *name, *source = NULL, *host = NULL;
+	json_t *tags = NULL, *disks, *stats = NULL, *parent = NULL;
 	int rc = -EBADMSG;
-	if (!j || json_unpack(j, "{s:I, s:s, s?s, s?s, s:I, s?o, s?s, s:o, s?o}",
+	if (!j || json_unpack(j, "{s:I, s:s, s?s, s?s, s:I, s?o, s?o, s:o, s?o}",
 			      "version", &version, "name", &name, "source", &source,
 			      "host", &host, "time_ns", &time_ns, "tags", &tags,
 			      "parent", &parent, "disks", &disks, "stats", &stats) < 0 ||
@@ -90,8 +90,9 @@ static int parse_manifest(const struct buf *b, struct cairn_snapshot *s)
 	s->source = dup_or_empty(source);
 	s->host = dup_or_empty(host);
 	s->time_ns = time_ns;
-	if (parent) {
-		if (hex_decode(parent, s->parent.b, CAIRN_ID_LEN) < 0)
+	if (parent && !json_is_null(parent)) {
+		if (!json_is_string(parent) ||
+		    hex_decode(json_string_value(parent), s->parent.b, CAIRN_ID_LEN) < 0)
 			goto out;
 		s->has_parent = true;
 	}

@@ -1,0 +1,87 @@
+/* cli: the only place that parses arguments, prompts, prints and exits. */
+#ifndef CAIRN_CLI_H
+#define CAIRN_CLI_H
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "repo/repo.h"
+
+/* Exit codes (README "Exit codes"). */
+enum {
+	EXIT_OK = 0,
+	EXIT_ERROR = 1,
+	EXIT_USAGE = 2,
+	EXIT_DAMAGED = 3,
+	EXIT_PASSWORD = 4,
+	EXIT_LOCKED = 5,
+};
+
+struct cli {
+	bool json;
+	bool quiet;
+	const char *password_file;
+	const char *prog;
+};
+
+/* Options every command accepts; commands append theirs. */
+#define CLI_COMMON_OPTIONS                                                     \
+	{ "json", no_argument, NULL, 'J' },                                    \
+	{ "quiet", no_argument, NULL, 'q' },                                   \
+	{ "password-file", required_argument, NULL, 'P' },                     \
+	{ "help", no_argument, NULL, 'h' }
+#define CLI_COMMON_SHORT "qh"
+
+/* Handles a common option; false when c is not one. */
+bool cli_common_option(struct cli *c, int opt, const char *arg);
+
+int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Maps a negative errno to an exit code and prints msg as the one line. */
+int cli_fail(int rc, const char *msg);
+
+/* Reads the password: --password-file, CAIRN_PASSWORD, or a TTY prompt.
+ * Returns NULL (with a message printed) when none is available. */
+char *cli_password(const struct cli *c, bool confirm);
+char *cli_new_password(void);
+/* Opens the repository, prompting for a password only when needed. */
+int cli_open_repo(const struct cli *c, const char *url, struct cairn_repo **out);
+void cli_print_warnings(const struct cairn_repo *r);
+
+/* Progress on stderr when it is a TTY (and not --quiet/--json). */
+struct progress {
+	bool on;
+	const char *what;
+	int64_t start_ns, last_ns;
+};
+void progress_init(struct progress *p, const struct cli *c, const char *what);
+void progress_update(void *opaque, uint64_t done, uint64_t total);
+void progress_done(struct progress *p);
+
+void json_print(json_t *j); /* prints and frees */
+void id_hex(const cairn_id *id, char out[65]);
+
+int cmd_init(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+int cmd_snapshots(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_repair(int argc, char **argv);
+int cmd_key(int argc, char **argv);
+
+
+
+/* Parses options with getopt_long (options may come before or after
+ * positional arguments): common ones into c, the rest through own, which
+ * returns -1 to go on or an exit code to stop. Returns -1 when the command
+ * should run, with the *nargs positional arguments moved to argv[1..];
+ * otherwise the exit code. usage is printed for --help. */
+typedef int (*cli_option_fn)(void *ctx, int opt, const char *arg);
+int cli_parse(struct cli *c, int argc, char **argv, const struct option *opts,
+	      const char *shortopts, cli_option_fn own, void *ctx,
+	      const char *usage, int *nargs);
+#endif

@@ -1,0 +1,169 @@
+/* cairn backup REPO --image [NAME=]FILE ... [--name NAME] [--tag T ...] */
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+
+#include "agent/agent.h"
+#include "cli.h"
+
+#define USAGE "backup REPO --image [NAME=]FILE [--image ...] [--name NAME] [--tag T ...]"
+#define MAX_DISKS 64
+#define MAX_TAGS 32
+
+struct backup_args {
+	struct cairn_backup_disk disks[MAX_DISKS];
+	char *names[MAX_DISKS];
+	size_t ndisks;
+	const char *tags[MAX_TAGS];
+	size_t ntags;
+	const char *name;
+	unsigned workers;
+};
+
+static int backup_option(void *ctx, int opt, const char *arg)
+{
+	struct backup_args *a = ctx;
+	switch (opt) {
+	case 'i': {
+		if (a->ndisks == MAX_DISKS)
+			return cli_usage("at most %d images per snapshot", MAX_DISKS);
+		const char *eq = strchr(arg, '=');
+		char *name;
+		const char *path = arg;
+		/* NAME=FILE names the disk, unless the whole argument is a file */
+		if (eq && eq != arg && access(arg, F_OK) != 0) {
+			name = strndup(arg, (size_t)(eq - arg));
+			path = eq + 1;
+		} else {
+			_cleanup_free_ char *copy = strdup(arg);
+			name = copy ? strdup(basename(copy)) : NULL;
+		}
+		if (!name)
+			return cli_error("out of memory");
+		a->names[a->ndisks] = name;
+		a->disks[a->ndisks++] = (struct cairn_backup_disk){ name, path };
+		return -1;
+	}
+	case 'n':
+		a->name = arg;
+		return -1;
+	case 't':
+		if (a->ntags == MAX_TAGS)
+			return cli_usage("at most %d tags", MAX_TAGS);
+		a->tags[a->ntags++] = arg;
+		return -1;
+	case 'j': {
+		char *end;
+		long n = strtol(arg, &end, 10);
+		if (n < 1 || n > 256 || *end)
+			return cli_usage("--threads %s: give 1 to 256", arg);
+		a->workers = (unsigned)n;
+		return -1;
+	}
+	}
+	return cli_usage("backup: unexpected option");
+}
+
+/* The snapshot name defaults to the first image's file name without its
+ * extension. */
+static char *default_name(const char *path)
+{
+	_cleanup_free_ char *copy = strdup(path);
+	char *name = copy ? strdup(basename(copy)) : NULL;
+	char *dot = name ? strrchr(name, '.') : NULL;
+	if (dot && dot != name)
+		*dot = '\0';
+	return name;
+}
+
+static bool unique_disk_names(const struct backup_args *a)
+{
+	for (size_t i = 0; i < a->ndisks; i++)
+		for (size_t j = i + 1; j < a->ndisks; j++)
+			if (!strcmp(a->disks[i].name, a->disks[j].name))
+				return false;
+	return true;
+}
+
+static void print_result(const struct cli *c, const struct backup_args *a,
+			 const struct cairn_backup_result *res, double secs)
+{
+	char id[65], parent[65];
+	id_hex(&res->snapshot, id);
+	if (res->has_parent)
+		id_hex(&res->parent, parent);
+	if (c->json) {
+		json_print(json_pack("{s:s, s:s, s:s?, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
+				     "snapshot", id, "name", a->name, "parent",
+				     res->has_parent ? parent : NULL, "bytes_total",
+				     (json_int_t)res->bytes_total, "bytes_read",
+				     (json_int_t)res->bytes_read, "chunks",
+				     (json_int_t)res->chunks, "zero_chunks",
+				     (json_int_t)res->zero_chunks, "new_chunks",
+				     (json_int_t)res->new_chunks, "new_bytes",
+				     (json_int_t)res->new_bytes, "seconds", secs));
+		return;
+	}
+	if (c->quiet) {
+		printf("%s\n", id);
+		return;
+	}
+	char total[32], rd[32], added[32];
+	format_bytes(res->bytes_total, total, sizeof(total));
+	format_bytes(res->bytes_read, rd, sizeof(rd));
+	format_bytes(res->new_bytes, added, sizeof(added));
+	printf("snapshot %.12s of %s saved: %s in %zu disk(s), %s read, %llu new chunks, %s added, %.1fs\n",
+	       id, a->name, total, a->ndisks, rd, (unsigned long long)res->new_chunks,
+	       added, secs);
+}
+
+int cmd_backup(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CLI_COMMON_OPTIONS,
+		{ "image", required_argument, NULL, 'i' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "tag", required_argument, NULL, 't' },
+		{ "threads", required_argument, NULL, 'j' },
+		{ 0 },
+	};
+	struct cli c = { 0 };
+	struct backup_args a = { 0 };
+	_cleanup_free_ char *defname = NULL;
+	int nargs, rc = cli_parse(&c, argc, argv, opts, "", backup_option, &a, USAGE, &nargs);
+	if (rc < 0 && nargs != 1)
+		rc = cli_usage("usage: cairn %s", USAGE);
+	if (rc < 0 && !a.ndisks)
+		rc = cli_usage("backup: give at least one --image FILE");
+	if (rc < 0 && !unique_disk_names(&a))
+		rc = cli_usage("backup: two images have the same disk name; name them with --image NAME=FILE");
+	if (rc < 0 && !a.name && !(a.name = defname = default_name(a.disks[0].path)))
+		rc = cli_error("out of memory");
+	if (rc < 0) {
+		_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
+		rc = cli_open_repo(&c, argv[1], &r);
+		if (rc == EXIT_OK && (rc = cairn_repo_lock(r, false)) < 0)
+			rc = cli_fail(rc, cairn_repo_error(r));
+		if (rc == EXIT_OK) {
+			struct progress p;
+			progress_init(&p, &c, "backup");
+			struct cairn_backup_opts o = { .name = a.name, .tags = a.tags,
+						       .ntags = a.ntags, .workers = a.workers,
+						       .progress = progress_update,
+						       .progress_opaque = &p };
+			struct cairn_backup_result res;
+			char err[512] = "";
+			int64_t t0 = mono_ns();
+			int brc = cairn_backup_images(r, a.disks, a.ndisks, &o, &res, err, sizeof(err));
+			progress_done(&p);
+			cli_print_warnings(r);
+			if (brc < 0)
+				rc = cli_fail(brc, err);
+			else
+				print_result(&c, &a, &res, (double)(mono_ns() - t0) / 1e9);
+		}
+	}
+	for (size_t i = 0; i < a.ndisks; i++)
+		free(a.names[i]);
+	return rc;
+}

@@ -1,0 +1,93 @@
+/* cairn init REPO [--chunk-size S] [--compression zstd:N|none]
+ *                 [--encryption aes-256-gcm|none] */
+#include <errno.h>
+#include <stdio.h>
+
+#include "cli.h"
+
+#define USAGE "init REPO [--chunk-size S] [--compression zstd:N|none] [--encryption aes-256-gcm|none]"
+
+struct init_args {
+	struct cairn_init_opts o;
+};
+
+static int init_option(void *ctx, int opt, const char *arg)
+{
+	struct init_args *a = ctx;
+	uint64_t v;
+	switch (opt) {
+	case 'c':
+		if (parse_size(arg, &v) < 0 || v < CAIRN_MIN_CHUNK || v > CAIRN_MAX_CHUNK ||
+		    (v & (v - 1)))
+			return cli_usage("--chunk-size %s: give a power of two from 64K to 8M", arg);
+		a->o.chunk_size = (uint32_t)v;
+		return -1;
+	case 'z':
+		if (!strcmp(arg, "none")) {
+			a->o.compression_level = 0;
+			return -1;
+		}
+		if (!strcmp(arg, "zstd")) {
+			a->o.compression_level = CAIRN_DEFAULT_LEVEL;
+			return -1;
+		}
+		char *end;
+		long lvl;
+		if (strncmp(arg, "zstd:", 5) || (lvl = strtol(arg + 5, &end, 10)) < 1 ||
+		    lvl > 19 || *end)
+			return cli_usage("--compression %s: use zstd, zstd:N (1-19) or none", arg);
+		a->o.compression_level = (int)lvl;
+		return -1;
+	case 'e':
+		if (!strcmp(arg, "none"))
+			a->o.encrypt = false;
+		else if (!strcmp(arg, "aes-256-gcm"))
+			a->o.encrypt = true;
+		else
+			return cli_usage("--encryption %s: use aes-256-gcm or none", arg);
+		return -1;
+	}
+	return cli_usage("init: unexpected option");
+}
+
+int cmd_init(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CLI_COMMON_OPTIONS,
+		{ "chunk-size", required_argument, NULL, 'c' },
+		{ "compression", required_argument, NULL, 'z' },
+		{ "encryption", required_argument, NULL, 'e' },
+		{ 0 },
+	};
+	struct cli c = { 0 };
+	struct init_args a = { .o = { .chunk_size = CAIRN_DEFAULT_CHUNK,
+				      .compression_level = CAIRN_DEFAULT_LEVEL,
+				      .encrypt = true } };
+	int nargs, rc = cli_parse(&c, argc, argv, opts, "", init_option, &a, USAGE, &nargs);
+	if (rc >= 0)
+		return rc;
+	if (nargs != 1)
+		return cli_usage("usage: cairn %s", USAGE);
+	_cleanup_free_ char *pw = NULL;
+	if (a.o.encrypt) {
+		pw = cli_password(&c, true);
+		if (!pw)
+			return EXIT_PASSWORD;
+		a.o.password = pw;
+	}
+	char err[512] = "";
+	rc = cairn_repo_init(argv[1], &a.o, err, sizeof(err));
+	if (rc < 0)
+		return cli_fail(rc, err);
+	if (c.json) {
+		json_print(json_pack("{s:s, s:i, s:b}", "repository", argv[1], "chunk_size",
+				     (int)a.o.chunk_size, "encrypted", a.o.encrypt));
+	} else if (!c.quiet) {
+		char cs[32];
+		format_bytes(a.o.chunk_size, cs, sizeof(cs));
+		printf("created repository %s (chunk size %s, %s, %s)\n", argv[1], cs,
+		       a.o.compression_level ? "zstd" : "no compression",
+		       a.o.encrypt ? "encrypted with AES-256-GCM" : "NOT encrypted");
+	}
+	return EXIT_OK;
+}

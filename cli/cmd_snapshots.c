@@ -1,0 +1,171 @@
+/* cairn snapshots REPO [--name N]; cairn ls REPO SNAP */
+#include <errno.h>
+#include <stdio.h>
+
+#include "cli.h"
+
+static int name_option(void *ctx, int opt, const char *arg)
+{
+	if (opt != 'n')
+		return cli_usage("unexpected option");
+	*(const char **)ctx = arg;
+	return -1;
+}
+
+static json_t *snapshot_json(const struct cairn_snapshot *s)
+{
+	char id[65], parent[65], when[40];
+	id_hex(&s->id, id);
+	if (s->has_parent)
+		id_hex(&s->parent, parent);
+	format_time_utc(s->time_ns, when, sizeof(when));
+	json_t *tags = json_array(), *disks = json_array();
+	uint64_t size = 0;
+	for (size_t i = 0; i < s->ntags; i++)
+		json_array_append_new(tags, json_string(s->tags[i]));
+	for (size_t i = 0; i < s->ndisks; i++) {
+		const struct cairn_disk *d = &s->disks[i];
+		char digest[33];
+		hex_encode(d->digest, sizeof(d->digest), digest);
+		size += d->size;
+		json_array_append_new(disks, json_pack("{s:s, s:I, s:s, s:s, s:I, s:s}",
+						       "name", d->name, "size", (json_int_t)d->size,
+						       "format", d->format, "path", d->path,
+						       "chunk_size", (json_int_t)d->chunk_size,
+						       "digest", digest));
+	}
+	return json_pack("{s:s, s:s, s:s, s:s, s:I, s:s?, s:o, s:o, s:I, s:I, s:I, s:I}",
+			 "id", id, "name", s->name, "host", s->host, "time", when, "time_ns",
+			 (json_int_t)s->time_ns, "parent", s->has_parent ? parent : NULL,
+			 "tags", tags, "disks", disks, "size", (json_int_t)size,
+			 "bytes_read", (json_int_t)s->bytes_read, "new_chunks",
+			 (json_int_t)s->new_chunks, "new_bytes", (json_int_t)s->new_bytes);
+}
+
+int cmd_snapshots(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CLI_COMMON_OPTIONS,
+		{ "name", required_argument, NULL, 'n' },
+		{ 0 },
+	};
+	static const char usage[] = "snapshots REPO [--name N] [--json]";
+	struct cli c = { 0 };
+	const char *name = NULL;
+	int nargs, rc = cli_parse(&c, argc, argv, opts, "", name_option, &name, usage, &nargs);
+	if (rc >= 0)
+		return rc;
+	if (nargs != 1)
+		return cli_usage("usage: cairn %s", usage);
+	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
+	if ((rc = cli_open_repo(&c, argv[1], &r)) != EXIT_OK)
+		return rc;
+	struct cairn_snapshot **v;
+	size_t n;
+	if ((rc = cairn_snapshot_list(r, &v, &n)) < 0)
+		return cli_fail(rc, cairn_repo_error(r));
+	cli_print_warnings(r);
+	json_t *arr = c.json ? json_array() : NULL;
+	if (!c.json)
+		printf("%-12s  %-20s  %-20s  %10s  %10s  %s\n", "ID", "TIME", "NAME", "SIZE",
+		       "ADDED", "TAGS");
+	for (size_t i = 0; i < n; i++) {
+		const struct cairn_snapshot *s = v[i];
+		if (name && strcmp(s->name, name))
+			continue;
+		if (arr) {
+			json_array_append_new(arr, snapshot_json(s));
+			continue;
+		}
+		char id[65], when[40], size[32], added[32], tags[256] = "";
+		uint64_t total = 0;
+		for (size_t d = 0; d < s->ndisks; d++)
+			total += s->disks[d].size;
+		for (size_t t = 0; t < s->ntags; t++) {
+			size_t at = strlen(tags);
+			snprintf(tags + at, sizeof(tags) - at, "%s%s", t ? "," : "", s->tags[t]);
+		}
+		id_hex(&s->id, id);
+		format_time_utc(s->time_ns, when, sizeof(when));
+		format_bytes(total, size, sizeof(size));
+		format_bytes(s->new_bytes, added, sizeof(added));
+		printf("%.12s  %-20s  %-20s  %10s  %10s  %s\n", id, when, s->name, size, added,
+		       tags);
+	}
+	if (arr)
+		json_print(arr);
+	cairn_snapshot_list_free(v, n);
+	return EXIT_OK;
+}
+
+/* Stored size of a disk: bytes of the distinct blobs its chunk map uses. */
+static int disk_usage(struct cairn_repo *r, struct cairn_disk *d, uint64_t *nonzero,
+		      uint64_t *zero_chunks)
+{
+	int rc = cairn_snapshot_load_map(r, d);
+	if (rc < 0)
+		return rc;
+	*nonzero = *zero_chunks = 0;
+	for (uint64_t i = 0; i < d->nchunks; i++) {
+		if (!memcmp(&d->map[i], &cairn_zero_id, sizeof(cairn_id)))
+			(*zero_chunks)++;
+		else
+			*nonzero += MIN((uint64_t)d->chunk_size, d->size - i * d->chunk_size);
+	}
+	return 0;
+}
+
+int cmd_ls(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CLI_COMMON_OPTIONS,
+		{ "name", required_argument, NULL, 'n' },
+		{ 0 },
+	};
+	static const char usage[] = "ls REPO SNAP [--json]";
+	struct cli c = { 0 };
+	const char *name = NULL;
+	int nargs, rc = cli_parse(&c, argc, argv, opts, "", name_option, &name, usage, &nargs);
+	if (rc >= 0)
+		return rc;
+	if (nargs != 2)
+		return cli_usage("usage: cairn %s", usage);
+	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
+	if ((rc = cli_open_repo(&c, argv[1], &r)) != EXIT_OK)
+		return rc;
+	_cleanup_(cairn_snapshot_freep) struct cairn_snapshot *s = NULL;
+	if ((rc = cairn_snapshot_find(r, argv[2], name, &s)) < 0)
+		return cli_fail(rc, cairn_repo_error(r));
+	json_t *j = c.json ? snapshot_json(s) : NULL;
+	json_t *disks = j ? json_object_get(j, "disks") : NULL;
+	if (!c.json) {
+		char id[65], when[40];
+		id_hex(&s->id, id);
+		format_time_utc(s->time_ns, when, sizeof(when));
+		printf("snapshot %s\nname %s, host %s, %s\n%-16s %-6s %12s %12s %10s\n", id,
+		       s->name, s->host, when, "DISK", "FORMAT", "SIZE", "DATA", "ZERO");
+	}
+	for (size_t i = 0; i < s->ndisks; i++) {
+		struct cairn_disk *d = &s->disks[i];
+		uint64_t nonzero, zeros;
+		if ((rc = disk_usage(r, d, &nonzero, &zeros)) < 0) {
+			json_decref(j);
+			return cli_fail(rc, cairn_repo_error(r));
+		}
+		if (disks) {
+			json_t *jd = json_array_get(disks, i);
+			json_object_set_new(jd, "data_bytes", json_integer((json_int_t)nonzero));
+			json_object_set_new(jd, "zero_chunks", json_integer((json_int_t)zeros));
+			json_object_set_new(jd, "chunks", json_integer((json_int_t)d->nchunks));
+			continue;
+		}
+		char size[32], data[32];
+		format_bytes(d->size, size, sizeof(size));
+		format_bytes(nonzero, data, sizeof(data));
+		printf("%-16s %-6s %12s %12s %10llu\n", d->name, d->format, size, data,
+		       (unsigned long long)zeros);
+	}
+	if (j)
+		json_print(j);
+	return EXIT_OK;
+}

@@ -1,0 +1,286 @@
+/* Shared command-line plumbing: errors, passwords, opening, progress. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <termios.h>
+
+#include "cli.h"
+
+bool cli_common_option(struct cli *c, int opt, const char *arg)
+{
+	switch (opt) {
+	case 'J': c->json = true; return true;
+	case 'q': c->quiet = true; return true;
+	case 'P': c->password_file = arg; return true;
+	default: return false;
+	}
+}
+
+static void vprint(const char *prefix, const char *fmt, va_list ap)
+{
+	char line[1024];
+	vsnprintf(line, sizeof(line), fmt, ap);
+	line[strcspn(line, "\n")] = '\0'; /* one line, always */
+	fprintf(stderr, "cairn: %s%s\n", prefix, line);
+}
+
+int cli_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vprint("", fmt, ap);
+	va_end(ap);
+	return EXIT_ERROR;
+}
+
+int cli_usage(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vprint("", fmt, ap);
+	va_end(ap);
+	return EXIT_USAGE;
+}
+
+void cli_warn(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vprint("warning: ", fmt, ap);
+	va_end(ap);
+}
+
+int cli_fail(int rc, const char *msg)
+{
+	fprintf(stderr, "cairn: %s\n", msg && *msg ? msg : strerror(-rc));
+	switch (-rc) {
+	case EBADMSG: return EXIT_DAMAGED;
+	case EKEYREJECTED: return EXIT_PASSWORD;
+	case EBUSY: return EXIT_LOCKED;
+	default: return EXIT_ERROR;
+	}
+}
+
+static char *read_password_file(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		cli_error("cannot read password file %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n = getline(&line, &cap, f);
+	fclose(f);
+	if (n <= 0) {
+		free(line);
+		cli_error("password file %s is empty", path);
+		return NULL;
+	}
+	line[strcspn(line, "\r\n")] = '\0';
+	return line;
+}
+
+static char *prompt(const char *question)
+{
+	int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	FILE *tty = fdopen(fd, "r+");
+	if (!tty) {
+		close(fd);
+		return NULL;
+	}
+	struct termios old, quiet;
+	bool echo_off = tcgetattr(fd, &old) == 0;
+	if (echo_off) {
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(fd, TCSAFLUSH, &quiet);
+	}
+	fprintf(tty, "%s", question);
+	fflush(tty);
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n = getline(&line, &cap, tty);
+	if (echo_off)
+		tcsetattr(fd, TCSAFLUSH, &old);
+	fprintf(tty, "\n");
+	fclose(tty);
+	if (n < 0) {
+		free(line);
+		return NULL;
+	}
+	line[strcspn(line, "\r\n")] = '\0';
+	return line;
+}
+
+static char *prompt_confirmed(const char *question)
+{
+	char *a = prompt(question);
+	if (!a)
+		return NULL;
+	char *b = prompt("Repeat the password: ");
+	if (!b || strcmp(a, b)) {
+		free(a);
+		free(b);
+		cli_error("the passwords do not match");
+		return NULL;
+	}
+	free(b);
+	return a;
+}
+
+char *cli_password(const struct cli *c, bool confirm)
+{
+	if (c->password_file)
+		return read_password_file(c->password_file);
+	const char *env = getenv("CAIRN_PASSWORD");
+	if (env)
+		return strdup(env);
+	if (!isatty(0)) {
+		cli_error("no password: set CAIRN_PASSWORD, use --password-file, or run on a terminal");
+		return NULL;
+	}
+	char *p = confirm ? prompt_confirmed("New repository password: ")
+			  : prompt("Repository password: ");
+	if (!p && !confirm)
+		cli_error("no password given");
+	return p;
+}
+
+char *cli_new_password(void)
+{
+	const char *env = getenv("CAIRN_NEW_PASSWORD");
+	if (env)
+		return strdup(env);
+	if (!isatty(0)) {
+		cli_error("no new password: set CAIRN_NEW_PASSWORD, use --new-password-file, or run on a terminal");
+		return NULL;
+	}
+	return prompt_confirmed("New password: ");
+}
+
+int cli_open_repo(const struct cli *c, const char *url, struct cairn_repo **out)
+{
+	char err[512] = "";
+	_cleanup_free_ char *pw = NULL;
+	if (c->password_file || getenv("CAIRN_PASSWORD")) {
+		pw = cli_password(c, false);
+		if (!pw)
+			return EXIT_PASSWORD;
+	}
+	int rc = cairn_repo_open(url, pw, out, err, sizeof(err));
+	if (rc == -EKEYREJECTED && !pw && isatty(0)) {
+		pw = cli_password(c, false);
+		if (!pw)
+			return EXIT_PASSWORD;
+		rc = cairn_repo_open(url, pw, out, err, sizeof(err));
+	}
+	if (rc < 0) {
+		if (rc == -EKEYREJECTED && !pw)
+			snprintf(err, sizeof(err),
+				 "%s is encrypted: set CAIRN_PASSWORD, use --password-file, or run on a terminal",
+				 url);
+		return cli_fail(rc, err);
+	}
+	return EXIT_OK;
+}
+
+void cli_print_warnings(const struct cairn_repo *r)
+{
+	for (size_t i = 0; i < cairn_repo_warning_count(r); i++)
+		cli_warn("%s", cairn_repo_warning(r, i));
+}
+
+void progress_init(struct progress *p, const struct cli *c, const char *what)
+{
+	p->on = !c->quiet && !c->json && isatty(2);
+	p->what = what;
+	p->start_ns = p->last_ns = mono_ns();
+}
+
+void progress_update(void *opaque, uint64_t done, uint64_t total)
+{
+	struct progress *p = opaque;
+	int64_t now = mono_ns();
+	if (!p->on || (now - p->last_ns < 250000000 && done < total))
+		return;
+	p->last_ns = now;
+	double secs = (double)(now - p->start_ns) / 1e9;
+	double rate = secs > 0 ? (double)done / secs : 0;
+	char d[32], t[32], r[32];
+	format_bytes(done, d, sizeof(d));
+	format_bytes(total, t, sizeof(t));
+	format_bytes((uint64_t)rate, r, sizeof(r));
+	long eta = rate > 0 ? (long)((double)(total - done) / rate) : 0;
+	fprintf(stderr, "\r%s: %s / %s  %s/s  ETA %ld:%02ld   ", p->what, d, t, r,
+		eta / 60, eta % 60);
+}
+
+void progress_done(struct progress *p)
+{
+	if (p->on)
+		fprintf(stderr, "\r\033[K");
+}
+
+void json_print(json_t *j)
+{
+	char *s = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+	if (s)
+		printf("%s\n", s);
+	free(s);
+	json_decref(j);
+}
+
+void id_hex(const cairn_id *id, char out[65])
+{
+	hex_encode(id->b, CAIRN_ID_LEN, out);
+}
+
+int cli_parse(struct cli *c, int argc, char **argv, const struct option *opts,
+	      const char *shortopts, cli_option_fn own, void *ctx,
+	      const char *usage, int *nargs)
+{
+	char spec[64];
+	/* '-': positional arguments come back as option 1, in order */
+	snprintf(spec, sizeof(spec), "-:%s%s", CLI_COMMON_SHORT, shortopts);
+	opterr = 0;
+	optind = 1;
+	int opt;
+	char **pos = calloc((size_t)argc + 1, sizeof(char *));
+	int npos = 0;
+	if (!pos)
+		return cli_error("out of memory");
+	while ((opt = getopt_long(argc, argv, spec, opts, NULL)) != -1) {
+		int rc = -1;
+		if (opt == 1)
+			pos[npos++] = optarg;
+		else if (opt == 'h') {
+			printf("usage: cairn %s\n", usage);
+			rc = EXIT_OK;
+		} else if (opt == '?')
+			rc = cli_usage("%s: unknown option '%s' (usage: cairn %s)", argv[0],
+				       argv[optind - 1], usage);
+		else if (opt == ':')
+			rc = cli_usage("%s: option '%s' needs a value", argv[0],
+				       argv[optind - 1]);
+		else if (!cli_common_option(c, opt, optarg))
+			rc = own ? own(ctx, opt, optarg) : -1;
+		if (rc >= 0) {
+			free(pos);
+			return rc;
+		}
+	}
+	for (int i = optind; i < argc; i++)
+		pos[npos++] = argv[i];
+	/* positional arguments go back at argv[1..], after the command name */
+	for (int i = 0; i < npos; i++)
+		argv[1 + i] = pos[i];
+	argv[1 + npos] = NULL;
+	free(pos);
+	*nargs = npos;
+	c->prog = argv[0];
+	return -1;
+}

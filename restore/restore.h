@@ -1,0 +1,33 @@
+/* restore: writing a snapshot's disk back out as a sparse raw file or a
+ * qcow2 image. The target appears only when the whole disk was written and
+ * its XXH3-128 digest matched; on failure nothing is left behind.
+ * Functions return 0 or a negative errno (-EBADMSG: damaged data) and put
+ * a one-line reason into err. */
+#ifndef CAIRN_RESTORE_H
+#define CAIRN_RESTORE_H
+
+#include "repo/pipeline.h"
+#include "repo/repo.h"
+
+enum cairn_image_format { CAIRN_FMT_RAW, CAIRN_FMT_QCOW2 };
+
+struct cairn_restore_opts {
+	const char *target;
+	enum cairn_image_format format;
+	bool force; /* replace an existing target */
+	unsigned workers; /* 0 = one per CPU */
+	cairn_progress_fn progress;
+	void *progress_opaque;
+};
+
+struct cairn_restore_result {
+	uint64_t bytes; /* disk size */
+	uint64_t bytes_written; /* non-zero data written */
+	uint64_t chunks, zero_chunks;
+};
+
+int cairn_restore_disk(struct cairn_repo *r, struct cairn_disk *d,
+		       const struct cairn_restore_opts *o,
+		       struct cairn_restore_result *res, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,24 @@
+/* Restore targets, internal to restore/. Writes arrive in disk order. */
+#ifndef CAIRN_SINK_H
+#define CAIRN_SINK_H
+
+#include "restore.h"
+
+struct sink {
+	int (*write)(struct sink *s, const void *buf, size_t len, uint64_t off);
+	/* Makes the data durable and moves the target into place. */
+	int (*commit)(struct sink *s);
+	/* Removes an uncommitted target and frees the sink. */
+	void (*free)(struct sink *s);
+	char *target;
+	char *tmp;
+	char *err;
+	size_t errlen;
+};
+
+int sink_raw_open(const char *target, uint64_t size, bool force, struct sink **out,
+		  char *err, size_t errlen);
+int sink_qcow2_open(const char *target, uint64_t size, bool force,
+		    struct sink **out, char *err, size_t errlen);
+
+#endif
