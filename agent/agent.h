@@ -40,6 +40,9 @@ struct cairn_backup_opts {
 	unsigned workers; /* 0 = one per CPU */
 	cairn_progress_fn progress;
 	void *progress_opaque;
+	/* when it becomes non-zero (a signal handler), the backup stops with
+	 * -EINTR, writing no snapshot */
+	const volatile int *cancel;
 };
 
 struct cairn_backup_result {

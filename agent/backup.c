@@ -34,6 +34,8 @@ static int produce(void *ctx, uint64_t seq, unsigned slot)
 {
 	struct disk_job *j = ctx;
 	uint64_t off = seq * j->disk->chunk_size, len = chunk_len(j->disk, seq);
+	if (j->o->cancel && *j->o->cancel)
+		return set_err(j->err, j->errlen, -EINTR, "interrupted; no snapshot written");
 	j->has_data[slot] = cairn_source_has_data(j->src, off, len);
 	if (!j->has_data[slot]) {
 		XXH3_128bits_update(j->xxh, j->zeros, len);

@@ -16,6 +16,7 @@ enum {
 	EXIT_DAMAGED = 3,
 	EXIT_PASSWORD = 4,
 	EXIT_LOCKED = 5,
+	EXIT_INTERRUPTED = 130,
 };
 
 struct cli {
@@ -61,6 +62,11 @@ void progress_update(void *opaque, uint64_t done, uint64_t total);
 void progress_done(struct progress *p);
 
 void json_print(json_t *j); /* prints and frees */
+
+/* SIGINT/SIGTERM set the flag so long operations stop cleanly (lock
+ * removed, temporary files deleted); a second signal kills. */
+extern volatile int cli_interrupted;
+void cli_catch_signals(void);
 void id_hex(const cairn_id *id, char out[65]);
 
 int cmd_init(int argc, char **argv);

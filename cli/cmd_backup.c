@@ -150,7 +150,9 @@ int cmd_backup(int argc, char **argv)
 			struct cairn_backup_opts o = { .name = a.name, .tags = a.tags,
 						       .ntags = a.ntags, .workers = a.workers,
 						       .progress = progress_update,
-						       .progress_opaque = &p };
+						       .progress_opaque = &p,
+						       .cancel = &cli_interrupted };
+			cli_catch_signals();
 			struct cairn_backup_result res;
 			char err[512] = "";
 			int64_t t0 = mono_ns();

@@ -89,6 +89,8 @@ int cmd_restore(int argc, char **argv)
 	a.o.target = a.to;
 	a.o.progress = progress_update;
 	a.o.progress_opaque = &p;
+	a.o.cancel = &cli_interrupted;
+	cli_catch_signals();
 	struct cairn_restore_result res;
 	char err[512] = "";
 	int64_t t0 = mono_ns();

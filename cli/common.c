@@ -1,6 +1,7 @@
 /* Shared command-line plumbing: errors, passwords, opening, progress. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <termios.h>
@@ -58,6 +59,7 @@ int cli_fail(int rc, const char *msg)
 	case EBADMSG: return EXIT_DAMAGED;
 	case EKEYREJECTED: return EXIT_PASSWORD;
 	case EBUSY: return EXIT_LOCKED;
+	case EINTR: return EXIT_INTERRUPTED;
 	default: return EXIT_ERROR;
 	}
 }
@@ -223,6 +225,22 @@ void progress_done(struct progress *p)
 {
 	if (p->on)
 		fprintf(stderr, "\r\033[K");
+}
+
+volatile int cli_interrupted;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	cli_interrupted = 1;
+}
+
+void cli_catch_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESETHAND };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
 }
 
 void json_print(json_t *j)

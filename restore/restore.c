@@ -35,9 +35,12 @@ static bool is_zero_id(const cairn_id *id)
 
 static int produce(void *ctx, uint64_t seq, unsigned slot)
 {
-	(void)ctx;
+	struct restore_job *j = ctx;
 	(void)seq;
 	(void)slot;
+	if (j->o->cancel && *j->o->cancel)
+		return set_err(j->err, j->errlen, -EINTR, "interrupted; %s not written",
+			       j->o->target);
 	return 0;
 }
 

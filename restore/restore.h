@@ -18,6 +18,7 @@ struct cairn_restore_opts {
 	unsigned workers; /* 0 = one per CPU */
 	cairn_progress_fn progress;
 	void *progress_opaque;
+	const volatile int *cancel; /* non-zero: stop with -EINTR */
 };
 
 struct cairn_restore_result {
