@@ -98,20 +98,36 @@ int cmd_snapshots(int argc, char **argv)
 	return EXIT_OK;
 }
 
-/* Stored size of a disk: bytes of the distinct blobs its chunk map uses. */
+static int cmp_id(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(cairn_id));
+}
+
+/* Data bytes of a disk, and the stored bytes of the distinct blobs its
+ * chunk map uses (what the disk costs when nothing else shares them). */
 static int disk_usage(struct cairn_repo *r, struct cairn_disk *d, uint64_t *nonzero,
-		      uint64_t *zero_chunks)
+		      uint64_t *zero_chunks, uint64_t *stored)
 {
 	int rc = cairn_snapshot_load_map(r, d);
 	if (rc < 0)
 		return rc;
-	*nonzero = *zero_chunks = 0;
+	*nonzero = *zero_chunks = *stored = 0;
+	cairn_id *ids = malloc((d->nchunks + 1) * sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	memcpy(ids, d->map, d->nchunks * sizeof(*ids));
+	qsort(ids, d->nchunks, sizeof(*ids), cmp_id);
 	for (uint64_t i = 0; i < d->nchunks; i++) {
 		if (!memcmp(&d->map[i], &cairn_zero_id, sizeof(cairn_id)))
 			(*zero_chunks)++;
 		else
 			*nonzero += MIN((uint64_t)d->chunk_size, d->size - i * d->chunk_size);
+		struct cairn_blob_info info;
+		if ((i == 0 || memcmp(&ids[i], &ids[i - 1], sizeof(cairn_id))) &&
+		    cairn_repo_blob_info(r, &ids[i], &info) == 0)
+			*stored += info.stored_len;
 	}
+	free(ids);
 	return 0;
 }
 
@@ -142,13 +158,14 @@ int cmd_ls(int argc, char **argv)
 		char id[65], when[40];
 		id_hex(&s->id, id);
 		format_time_utc(s->time_ns, when, sizeof(when));
-		printf("snapshot %s\nname %s, host %s, %s\n%-16s %-6s %12s %12s %10s\n", id,
-		       s->name, s->host, when, "DISK", "FORMAT", "SIZE", "DATA", "ZERO");
+		printf("snapshot %s\nname %s, host %s, %s\n%-16s %-6s %12s %12s %12s %12s\n",
+		       id, s->name, s->host, when, "DISK", "FORMAT", "SIZE", "DATA", "STORED",
+		       "ZERO CHUNKS");
 	}
 	for (size_t i = 0; i < s->ndisks; i++) {
 		struct cairn_disk *d = &s->disks[i];
-		uint64_t nonzero, zeros;
-		if ((rc = disk_usage(r, d, &nonzero, &zeros)) < 0) {
+		uint64_t nonzero, zeros, stored;
+		if ((rc = disk_usage(r, d, &nonzero, &zeros, &stored)) < 0) {
 			json_decref(j);
 			return cli_fail(rc, cairn_repo_error(r));
 		}
@@ -157,12 +174,14 @@ int cmd_ls(int argc, char **argv)
 			json_object_set_new(jd, "data_bytes", json_integer((json_int_t)nonzero));
 			json_object_set_new(jd, "zero_chunks", json_integer((json_int_t)zeros));
 			json_object_set_new(jd, "chunks", json_integer((json_int_t)d->nchunks));
+			json_object_set_new(jd, "stored_bytes", json_integer((json_int_t)stored));
 			continue;
 		}
-		char size[32], data[32];
+		char size[32], data[32], st[32];
 		format_bytes(d->size, size, sizeof(size));
 		format_bytes(nonzero, data, sizeof(data));
-		printf("%-16s %-6s %12s %12s %10llu\n", d->name, d->format, size, data,
+		format_bytes(stored, st, sizeof(st));
+		printf("%-16s %-6s %12s %12s %12s %12llu\n", d->name, d->format, size, data, st,
 		       (unsigned long long)zeros);
 	}
 	if (j)

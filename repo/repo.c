@@ -169,10 +169,15 @@ const char *cairn_repo_warning(const struct cairn_repo *r, size_t i)
 	return i < r->nwarnings ? r->warnings[i] : NULL;
 }
 
-int cairn_repo_blob_len(const struct cairn_repo *r, const cairn_id *id)
+int cairn_repo_blob_info(const struct cairn_repo *r, const cairn_id *id,
+			 struct cairn_blob_info *out)
 {
 	const struct idx_entry *e = idx_lookup(&r->idx, id);
-	return e && e->pack != PACK_PENDING ? (int)e->raw_len : -ENOENT;
+	if (!e || e->pack == PACK_PENDING)
+		return -ENOENT;
+	out->raw_len = e->raw_len;
+	out->stored_len = e->stored_len;
+	return 0;
 }
 
 int cairn_repo_read_blob(struct cairn_repo *r, const cairn_id *id, void *buf,

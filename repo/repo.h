@@ -72,8 +72,12 @@ void cairn_repo_chunk_id(const struct cairn_repo *r, const void *data,
  * the plaintext length. Thread-safe once the index is loaded. */
 int cairn_repo_read_blob(struct cairn_repo *r, const cairn_id *id, void *buf,
 			 size_t cap);
-/* Finds a blob; returns raw_len or -ENOENT. */
-int cairn_repo_blob_len(const struct cairn_repo *r, const cairn_id *id);
+/* Finds a blob in the loaded index; 0 or -ENOENT. */
+struct cairn_blob_info {
+	uint32_t raw_len, stored_len;
+};
+int cairn_repo_blob_info(const struct cairn_repo *r, const cairn_id *id,
+			 struct cairn_blob_info *out);
 
 /* Writer: thread-safe storage of blobs into packs + index files. */
 struct cairn_writer;

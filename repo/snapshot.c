@@ -236,8 +236,9 @@ int cairn_snapshot_load_map(struct cairn_repo *r, struct cairn_disk *d)
 		return -ENOMEM;
 	uint64_t at = 0;
 	for (size_t i = 0; i < d->npages; i++) {
-		int len = cairn_repo_blob_len(r, &d->pages[i]);
-		if (len > PAGE_IDS * CAIRN_ID_LEN)
+		struct cairn_blob_info info;
+		int len = cairn_repo_blob_info(r, &d->pages[i], &info);
+		if (len == 0 && info.raw_len > PAGE_IDS * CAIRN_ID_LEN)
 			len = -EBADMSG;
 		if (len >= 0)
 			len = cairn_repo_read_blob(r, &d->pages[i], page,
