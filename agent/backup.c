@@ -175,7 +175,9 @@ int cairn_backup_images(struct cairn_repo *r, const struct cairn_backup_disk *di
 		struct cairn_disk *d = &s->disks[s->ndisks++];
 		d->name = strdup(disks[i].name);
 		d->format = strdup(cairn_source_format(srcs[i]));
-		d->path = strdup(disks[i].path);
+		d->path = realpath(disks[i].path, NULL);
+		if (!d->path)
+			d->path = strdup(disks[i].path);
 		d->size = cairn_source_size(srcs[i]);
 		d->chunk_size = cairn_repo_chunk_size(r);
 		if (!d->name || !d->format || !d->path)

@@ -187,8 +187,11 @@ int cairn_repo_read_blob(struct cairn_repo *r, const cairn_id *id, void *buf,
 	const struct idx_entry *e = idx_lookup(&r->idx, id);
 	hex_encode(id->b, CAIRN_ID_LEN, hex);
 	if (!e || e->pack == PACK_PENDING)
-		return repo_err(r, -ENOENT,
-				"blob %.16s is not in the index (run 'cairn repair index')", hex);
+		/* manifests only reference indexed blobs (write order), so
+		 * a missing one means damage */
+		return repo_err(r, -EBADMSG,
+				"blob %.16s is missing from the index (repository damaged; try 'cairn repair index')",
+				hex);
 	if (e->raw_len > cap)
 		return repo_err(r, -EBADMSG, "blob %.16s: size %u exceeds %zu", hex,
 				e->raw_len, cap);

@@ -244,8 +244,8 @@ int cairn_snapshot_load_map(struct cairn_repo *r, struct cairn_disk *d)
 			len = cairn_repo_read_blob(r, &d->pages[i], page,
 						   PAGE_IDS * CAIRN_ID_LEN);
 		else
-			repo_err(r, len, "chunk map page %zu of disk %s is %s", i, d->name,
-				 len == -ENOENT ? "not in the index" : "damaged");
+			len = repo_err(r, -EBADMSG, "chunk map page %zu of disk %s is %s", i,
+				       d->name, len == -ENOENT ? "missing from the index" : "damaged");
 		if (len < 0)
 			return len;
 		if (len % CAIRN_ID_LEN || at + (uint64_t)len / CAIRN_ID_LEN > d->nchunks)
