@@ -19,9 +19,30 @@ void cairn_repo_chunk_id(const struct cairn_repo *r, const void *data,
 	}
 }
 
-size_t blob_encode_bound(size_t len)
+struct scratch *scratch_get(struct cairn_repo *r)
 {
-	return ZSTD_compressBound(len) + NONCE_LEN + TAG_LEN;
+	pthread_mutex_lock(&r->lock);
+	struct scratch *s = r->scratch_pool;
+	if (s)
+		r->scratch_pool = s->next;
+	pthread_mutex_unlock(&r->lock);
+	if (s)
+		return s;
+	s = calloc(1, sizeof(*s));
+	if (s && (!(s->zc = ZSTD_createCCtx()) || !(s->zd = ZSTD_createDCtx()))) {
+		ZSTD_freeCCtx(s->zc);
+		free(s);
+		s = NULL;
+	}
+	return s;
+}
+
+void scratch_put(struct cairn_repo *r, struct scratch *s)
+{
+	pthread_mutex_lock(&r->lock);
+	s->next = r->scratch_pool;
+	r->scratch_pool = s;
+	pthread_mutex_unlock(&r->lock);
 }
 
 static void blob_aad(uint8_t aad[CAIRN_ID_LEN + 2], const cairn_id *id,
@@ -32,27 +53,22 @@ static void blob_aad(uint8_t aad[CAIRN_ID_LEN + 2], const cairn_id *id,
 	aad[CAIRN_ID_LEN + 1] = flags;
 }
 
-int blob_encode(const struct cairn_repo *r, ZSTD_CCtx *zc,
+int blob_encode(const struct cairn_repo *r, struct scratch *sc,
 		enum cairn_blob_type type, const cairn_id *id, const void *in,
-		size_t len, uint8_t *out, size_t *outlen, uint8_t *flags)
+		size_t len, uint8_t *flags)
 {
 	uint8_t f = 0;
-	/* compress straight into place when there is no encryption */
-	uint8_t *dst = r->encrypted ? out + NONCE_LEN : out;
+	size_t bound = ZSTD_compressBound(len);
+	sc->a.len = sc->b.len = 0;
+	if (buf_reserve(&sc->a, bound + NONCE_LEN + TAG_LEN) < 0 ||
+	    buf_reserve(&sc->b, bound) < 0)
+		return -ENOMEM;
+	const uint8_t *plain = in;
 	size_t plen = len;
-	const void *plain = in;
-	_cleanup_free_ uint8_t *tmp = NULL;
-
 	if (r->level > 0) {
-		size_t bound = ZSTD_compressBound(len);
-		uint8_t *cbuf = dst;
-		if (r->encrypted) {
-			tmp = malloc(bound);
-			if (!tmp)
-				return -ENOMEM;
-			cbuf = tmp;
-		}
-		size_t c = ZSTD_compressCCtx(zc, cbuf, bound, in, len, r->level);
+		/* compress straight into place when there is no encryption */
+		uint8_t *cbuf = r->encrypted ? sc->b.p : sc->a.p;
+		size_t c = ZSTD_compressCCtx(sc->zc, cbuf, bound, in, len, r->level);
 		if (ZSTD_isError(c))
 			return -EIO;
 		if (c < len) {
@@ -62,43 +78,42 @@ int blob_encode(const struct cairn_repo *r, ZSTD_CCtx *zc,
 		}
 	}
 	if (!r->encrypted) {
-		if (plain != dst)
-			memcpy(dst, plain, plen);
-		*outlen = plen;
+		if (plain != sc->a.p)
+			memcpy(sc->a.p, plain, plen);
+		sc->a.len = plen;
 		*flags = f;
 		return 0;
 	}
 	f |= BLOB_F_AES;
 	uint8_t aad[CAIRN_ID_LEN + 2];
 	blob_aad(aad, id, type, f);
-	int rc = aead_seal(r->k_enc, aad, sizeof(aad), plain, plen, out);
+	int rc = aead_seal(r->k_enc, aad, sizeof(aad), plain, plen, sc->a.p);
 	if (rc < 0)
 		return rc;
-	*outlen = plen + NONCE_LEN + TAG_LEN;
+	sc->a.len = plen + NONCE_LEN + TAG_LEN;
 	*flags = f;
 	return 0;
 }
 
-int blob_decode(const struct cairn_repo *r, const struct idx_entry *e,
-		const uint8_t *in, uint8_t *out)
+int blob_decode(const struct cairn_repo *r, struct scratch *sc,
+		const struct idx_entry *e, const uint8_t *in, uint8_t *out)
 {
 	const uint8_t *p = in;
 	size_t plen = e->stored_len;
-	_cleanup_free_ uint8_t *tmp = NULL;
 
+	if (!!(e->flags & BLOB_F_AES) != r->encrypted)
+		return -EBADMSG; /* plaintext in an encrypted repository is forged */
 	if (e->flags & BLOB_F_AES) {
-		if (!r->encrypted)
-			return -EBADMSG;
 		if (plen < NONCE_LEN + TAG_LEN)
 			return -EBADMSG;
 		plen -= NONCE_LEN + TAG_LEN;
 		/* decrypt into out when the result needs no decompression */
 		uint8_t *dst = out;
 		if (e->flags & BLOB_F_ZSTD) {
-			tmp = malloc(plen ? plen : 1);
-			if (!tmp)
+			sc->b.len = 0;
+			if (buf_reserve(&sc->b, plen + 1) < 0)
 				return -ENOMEM;
-			dst = tmp;
+			dst = sc->b.p;
 		} else if (plen != e->raw_len) {
 			return -EBADMSG;
 		}
@@ -108,12 +123,9 @@ int blob_decode(const struct cairn_repo *r, const struct idx_entry *e,
 		if (rc < 0)
 			return rc;
 		p = dst;
-	} else if (r->encrypted) {
-		/* an unencrypted blob in an encrypted repository is forged */
-		return -EBADMSG;
 	}
 	if (e->flags & BLOB_F_ZSTD) {
-		size_t n = ZSTD_decompress(out, e->raw_len, p, plen);
+		size_t n = ZSTD_decompressDCtx(sc->zd, out, e->raw_len, p, plen);
 		if (ZSTD_isError(n) || n != e->raw_len)
 			return -EBADMSG;
 	} else if (p != out) {

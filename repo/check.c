@@ -128,7 +128,10 @@ static int verify_pack_data(struct cairn_repo *r, const struct pack_file *pf,
 	}
 	uint8_t *plain = NULL;
 	size_t plain_cap = 0;
-	for (size_t i = 0; i < n; i++) {
+	struct scratch *sc = scratch_get(r);
+	if (!sc)
+		drc = -ENOMEM;
+	for (size_t i = 0; sc && i < n; i++) {
 		if (ents[i].raw_len > plain_cap) {
 			free(plain);
 			plain_cap = ents[i].raw_len;
@@ -137,7 +140,7 @@ static int verify_pack_data(struct cairn_repo *r, const struct pack_file *pf,
 				break;
 			}
 		}
-		if (blob_decode(r, &ents[i], data.p + ents[i].offset, plain) < 0) {
+		if (blob_decode(r, sc, &ents[i], data.p + ents[i].offset, plain) < 0) {
 			if (!v->problem[0]) {
 				char bh[65];
 				hex_encode(ents[i].id.b, CAIRN_ID_LEN, bh);
@@ -150,6 +153,8 @@ static int verify_pack_data(struct cairn_repo *r, const struct pack_file *pf,
 	}
 	/* a bad pack hash with all blobs fine means damage in padding or the
 	 * directory; the blobs themselves are usable */
+	if (sc)
+		scratch_put(r, sc);
 	free(plain);
 	free(ents);
 	buf_free(&data);

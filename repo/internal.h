@@ -63,7 +63,8 @@ struct cairn_repo {
 	char **warnings;
 	size_t nwarnings;
 	char lock_name[80];
-	pthread_mutex_t lock; /* err, warnings */
+	struct scratch *scratch_pool;
+	pthread_mutex_t lock; /* err, warnings, scratch_pool */
 	char err[512];
 };
 
@@ -83,16 +84,26 @@ int aead_open(const uint8_t key[KEY_LEN], const void *aad, size_t aadlen,
 int scrypt_kdf(const char *password, const uint8_t *salt, size_t saltlen,
 	       uint64_t n, uint32_t r, uint32_t p, uint8_t out[KEY_LEN]);
 
-/* blob.c: section 5 of docs/design.md. zc is a compression context owned
- * by the caller (one per thread). */
-size_t blob_encode_bound(size_t len);
-int blob_encode(const struct cairn_repo *r, ZSTD_CCtx *zc,
+/* Working memory of one thread for encoding and decoding blobs, pooled in
+ * the repository so the hot paths do not allocate per chunk. */
+struct scratch {
+	ZSTD_CCtx *zc;
+	ZSTD_DCtx *zd;
+	struct buf a, b;
+	struct scratch *next;
+};
+struct scratch *scratch_get(struct cairn_repo *r); /* NULL: out of memory */
+void scratch_put(struct cairn_repo *r, struct scratch *s);
+
+/* blob.c: section 5 of docs/design.md. The encoded bytes are left in
+ * sc->a (valid until the scratch is reused). */
+int blob_encode(const struct cairn_repo *r, struct scratch *sc,
 		enum cairn_blob_type type, const cairn_id *id, const void *in,
-		size_t len, uint8_t *out, size_t *outlen, uint8_t *flags);
+		size_t len, uint8_t *flags);
 /* Decodes stored bytes to plaintext of exactly raw_len bytes and checks
- * the id. */
-int blob_decode(const struct cairn_repo *r, const struct idx_entry *e,
-		const uint8_t *in, uint8_t *out);
+ * the id. Uses sc->b. */
+int blob_decode(const struct cairn_repo *r, struct scratch *sc,
+		const struct idx_entry *e, const uint8_t *in, uint8_t *out);
 
 /* envelope.c: section 8. */
 int envelope_seal(const struct cairn_repo *r, enum envelope_kind kind,

@@ -153,6 +153,15 @@ void cairn_repo_close(struct cairn_repo *r)
 	for (size_t i = 0; i < r->nwarnings; i++)
 		free(r->warnings[i]);
 	free(r->warnings);
+	while (r->scratch_pool) {
+		struct scratch *s = r->scratch_pool;
+		r->scratch_pool = s->next;
+		ZSTD_freeCCtx(s->zc);
+		ZSTD_freeDCtx(s->zd);
+		buf_free(&s->a);
+		buf_free(&s->b);
+		free(s);
+	}
 	memset(r->k_enc, 0, sizeof(r->k_enc));
 	memset(r->k_id, 0, sizeof(r->k_id));
 	pthread_mutex_destroy(&r->lock);
@@ -196,18 +205,24 @@ int cairn_repo_read_blob(struct cairn_repo *r, const cairn_id *id, void *buf,
 		return repo_err(r, -EBADMSG, "blob %.16s: size %u exceeds %zu", hex,
 				e->raw_len, cap);
 	pack_name(&r->idx.packs[e->pack], name, sizeof(name));
-	_cleanup_free_ uint8_t *stored = malloc(e->stored_len ? e->stored_len : 1);
-	if (!stored)
-		return -ENOMEM;
-	int rc = r->be->ops->get_range(r->be, name, e->offset, e->stored_len, stored);
-	if (rc == -EIO)
+	struct scratch *sc = scratch_get(r);
+	if (!sc || buf_reserve(&sc->a, e->stored_len + 1) < 0) {
+		if (sc)
+			scratch_put(r, sc);
+		return repo_err(r, -ENOMEM, "out of memory");
+	}
+	int rc = r->be->ops->get_range(r->be, name, e->offset, e->stored_len, sc->a.p);
+	int drc = rc == 0 ? blob_decode(r, sc, e, sc->a.p, buf) : 0;
+	scratch_put(r, sc);
+	if (rc == -EIO) /* short read */
 		return repo_err(r, -EBADMSG, "pack %s is truncated (blob %.16s)", name, hex);
 	if (rc < 0)
 		return repo_err(r, rc, "cannot read %s: %s", name, strerror(-rc));
-	rc = blob_decode(r, e, stored, buf);
-	if (rc < 0)
-		return repo_err(r, rc == -ENOMEM ? rc : -EBADMSG,
-				"blob %.16s in %s is damaged (%s)", hex, name,
-				rc == -ENOMEM ? "out of memory" : "authentication or hash mismatch");
+	if (drc == -ENOMEM)
+		return repo_err(r, drc, "out of memory");
+	if (drc < 0)
+		return repo_err(r, -EBADMSG,
+				"blob %.16s in %s is damaged (authentication or hash mismatch)",
+				hex, name);
 	return (int)e->raw_len;
 }

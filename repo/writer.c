@@ -21,9 +21,6 @@ struct cairn_writer {
 	struct written_pack *pending;
 	size_t npending, pending_cap;
 	int64_t last_index_ns;
-	/* compression contexts, one per concurrent caller */
-	ZSTD_CCtx **zpool;
-	size_t nz, zcap;
 };
 
 int cairn_writer_new(struct cairn_repo *r, struct cairn_writer **out)
@@ -41,34 +38,6 @@ int cairn_writer_new(struct cairn_repo *r, struct cairn_writer **out)
 	w->last_index_ns = mono_ns();
 	*out = w;
 	return 0;
-}
-
-static ZSTD_CCtx *zctx_get(struct cairn_writer *w)
-{
-	ZSTD_CCtx *z = NULL;
-	pthread_mutex_lock(&w->lock);
-	if (w->nz)
-		z = w->zpool[--w->nz];
-	pthread_mutex_unlock(&w->lock);
-	return z ? z : ZSTD_createCCtx();
-}
-
-static void zctx_put(struct cairn_writer *w, ZSTD_CCtx *z)
-{
-	pthread_mutex_lock(&w->lock);
-	if (w->nz == w->zcap) {
-		size_t cap = w->zcap ? w->zcap * 2 : 8;
-		ZSTD_CCtx **v = realloc(w->zpool, cap * sizeof(*v));
-		if (!v) {
-			pthread_mutex_unlock(&w->lock);
-			ZSTD_freeCCtx(z);
-			return;
-		}
-		w->zpool = v;
-		w->zcap = cap;
-	}
-	w->zpool[w->nz++] = z;
-	pthread_mutex_unlock(&w->lock);
 }
 
 /* Writes one index file for every pending pack. Called with w->lock held;
@@ -164,21 +133,20 @@ int cairn_writer_put(struct cairn_writer *w, enum cairn_blob_type type,
 	if (rc <= 0)
 		return rc < 0 ? repo_err(r, rc, "index: %s", strerror(-rc)) : 0;
 
-	_cleanup_free_ uint8_t *out = malloc(blob_encode_bound(len));
-	if (!out)
-		return -ENOMEM;
-	size_t outlen;
-	ZSTD_CCtx *z = zctx_get(w);
-	if (!z)
-		return -ENOMEM;
-	rc = blob_encode(r, z, type, id, data, len, out, &outlen, &e.flags);
-	zctx_put(w, z);
-	if (rc < 0)
-		return repo_err(r, rc, "cannot encode blob: %s", strerror(-rc));
+	struct scratch *sc = scratch_get(r);
+	if (!sc)
+		return repo_err(r, -ENOMEM, "out of memory");
+	rc = blob_encode(r, sc, type, id, data, len, &e.flags);
+	size_t outlen = sc->a.len;
 	e.stored_len = (uint32_t)outlen;
+	if (rc < 0) {
+		scratch_put(r, sc);
+		return repo_err(r, rc, "cannot encode blob: %s", strerror(-rc));
+	}
 
 	pthread_mutex_lock(&w->lock);
-	rc = pack_builder_add(&w->cur, &e, out);
+	rc = pack_builder_add(&w->cur, &e, sc->a.p);
+	scratch_put(r, sc);
 	if (rc == 0 && w->cur.data.len >= r->pack_size) {
 		struct pack_builder full = w->cur;
 		memset(&w->cur, 0, sizeof(w->cur));
@@ -217,9 +185,6 @@ void cairn_writer_free(struct cairn_writer *w)
 	for (size_t i = 0; i < w->npending; i++)
 		free(w->pending[i].entries);
 	free(w->pending);
-	for (size_t i = 0; i < w->nz; i++)
-		ZSTD_freeCCtx(w->zpool[i]);
-	free(w->zpool);
 	pthread_mutex_destroy(&w->lock);
 	free(w);
 }

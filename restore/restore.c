@@ -1,6 +1,6 @@
-/* Restoring a disk: workers fetch, decrypt, decompress and verify chunks;
- * the calling thread writes them in order (holes for zero chunks) and feeds
- * the whole-disk digest. */
+/* Restoring a disk: workers fetch, decrypt, decompress, verify and write
+ * chunks (zero chunks stay holes); the calling thread feeds the whole-disk
+ * digest in order. */
 #include <errno.h>
 #include <stdio.h>
 #include <xxhash.h>
@@ -59,7 +59,7 @@ static int work(void *ctx, uint64_t seq, unsigned slot)
 		return set_err(j->err, j->errlen, -EBADMSG,
 			       "disk %s: chunk %llu has %d bytes, expected %zu", j->d->name,
 			       (unsigned long long)seq, n, len);
-	return 0;
+	return j->sink->write(j->sink, j->bufs[slot], len, seq * j->d->chunk_size);
 }
 
 static int consume(void *ctx, uint64_t seq, unsigned slot)
@@ -72,9 +72,6 @@ static int consume(void *ctx, uint64_t seq, unsigned slot)
 		j->res->zero_chunks++;
 	} else {
 		XXH3_128bits_update(j->xxh, j->bufs[slot], len);
-		int rc = j->sink->write(j->sink, j->bufs[slot], len, off);
-		if (rc < 0)
-			return rc;
 		j->res->bytes_written += len;
 	}
 	j->res->chunks++;

@@ -1,6 +1,6 @@
-/* Restore targets: a sparse raw file (coalesced pwrites) or a qcow2 image
- * written through qemu-nbd. Both are written under a temporary name and
- * renamed into place by commit. */
+/* Restore targets: a sparse raw file or a qcow2 image
+ * written through qemu-nbd (libnbd handles are thread-safe). Both are
+ * written under a temporary name and renamed into place by commit. */
 #include <errno.h>
 #include <fcntl.h>
 #include <libnbd.h>
@@ -9,14 +9,9 @@
 
 #include "sink.h"
 
-#define COALESCE (8u << 20)
-
 struct raw_sink {
 	struct sink base;
 	int fd;
-	uint8_t *pend; /* coalescing buffer */
-	uint64_t pend_off;
-	size_t pend_len;
 };
 
 struct qcow2_sink {
@@ -49,33 +44,10 @@ static int io_err(struct sink *s, int rc, const char *what)
 		       strerror(-rc));
 }
 
-static int raw_flush(struct raw_sink *r)
-{
-	if (!r->pend_len)
-		return 0;
-	int rc = pwrite_full(r->fd, r->pend, r->pend_len, r->pend_off);
-	r->pend_len = 0;
-	return rc < 0 ? io_err(&r->base, rc, "write") : 0;
-}
-
 static int raw_write(struct sink *s, const void *buf, size_t len, uint64_t off)
 {
-	struct raw_sink *r = (struct raw_sink *)s;
-	if (r->pend_len && (r->pend_off + r->pend_len != off ||
-			    r->pend_len + len > COALESCE)) {
-		int rc = raw_flush(r);
-		if (rc < 0)
-			return rc;
-	}
-	if (len > COALESCE) {
-		int rc = pwrite_full(r->fd, buf, len, off);
-		return rc < 0 ? io_err(s, rc, "write") : 0;
-	}
-	if (!r->pend_len)
-		r->pend_off = off;
-	memcpy(r->pend + r->pend_len, buf, len);
-	r->pend_len += len;
-	return 0;
+	int rc = pwrite_full(((struct raw_sink *)s)->fd, buf, len, off);
+	return rc < 0 ? io_err(s, rc, "write") : 0;
 }
 
 static int fsync_parent(const char *path)
@@ -108,9 +80,6 @@ static int rename_into_place(struct sink *s)
 static int raw_commit(struct sink *s)
 {
 	struct raw_sink *r = (struct raw_sink *)s;
-	int rc = raw_flush(r);
-	if (rc < 0)
-		return rc;
 	if (fsync(r->fd) < 0)
 		return io_err(s, -errno, "sync");
 	return rename_into_place(s);
@@ -129,7 +98,6 @@ static void raw_free(struct sink *s)
 	struct raw_sink *r = (struct raw_sink *)s;
 	if (r->fd >= 0)
 		close(r->fd);
-	free(r->pend);
 	sink_base_free(s);
 	free(r);
 }
@@ -145,8 +113,6 @@ int sink_raw_open(const char *target, uint64_t size, bool force, struct sink **o
 	r->base.commit = raw_commit;
 	r->base.free = raw_free;
 	int rc = make_tmp_name(&r->base, target, force, err, errlen);
-	if (rc == 0 && !(r->pend = malloc(COALESCE)))
-		rc = -ENOMEM;
 	if (rc == 0) {
 		r->fd = open(r->base.tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (r->fd < 0)

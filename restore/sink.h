@@ -1,4 +1,5 @@
-/* Restore targets, internal to restore/. Writes arrive in disk order. */
+/* Restore targets, internal to restore/. write() is called from several
+ * threads at once, for distinct ranges, in any order. */
 #ifndef CAIRN_SINK_H
 #define CAIRN_SINK_H
 
