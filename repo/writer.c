@@ -1,11 +1,16 @@
-/* The writer: thread-safe deduplicating storage of blobs into packs, with
- * index files written after the packs they describe. */
+/* The writer: thread-safe deduplicating storage of blobs into packs.
+ *
+ * Callers encode blobs on their own threads and append them to the current
+ * pack; full packs go to one I/O thread, which writes them and then the
+ * index files that describe them (docs/design.md section 1, write order),
+ * so compression never waits for storage. */
 #include <errno.h>
 
 #include "internal.h"
 
 #define INDEX_FLUSH_PACKS 64
 #define INDEX_FLUSH_NS (10ll * 1000000000)
+#define QUEUED_PACKS 2 /* full packs waiting for the I/O thread */
 
 struct written_pack {
 	cairn_id id;
@@ -15,33 +20,22 @@ struct written_pack {
 
 struct cairn_writer {
 	struct cairn_repo *r;
-	pthread_mutex_t lock;
+	pthread_mutex_t lock; /* everything below, and r->idx */
+	pthread_cond_t changed;
 	struct pack_builder cur;
+	struct pack_builder queue[QUEUED_PACKS];
+	size_t queued;
+	bool io_busy, stop;
+	int io_err;
+	pthread_t io;
 	/* packs written but not yet in an index file */
 	struct written_pack *pending;
 	size_t npending, pending_cap;
 	int64_t last_index_ns;
 };
 
-int cairn_writer_new(struct cairn_repo *r, struct cairn_writer **out)
-{
-	if (!r->index_loaded) {
-		int rc = cairn_repo_load_index(r);
-		if (rc < 0)
-			return rc;
-	}
-	struct cairn_writer *w = calloc(1, sizeof(*w));
-	if (!w)
-		return -ENOMEM;
-	w->r = r;
-	pthread_mutex_init(&w->lock, NULL);
-	w->last_index_ns = mono_ns();
-	*out = w;
-	return 0;
-}
-
-/* Writes one index file for every pending pack. Called with w->lock held;
- * drops it while writing. */
+/* Writes one index file for every pending pack. Called on the I/O thread
+ * with w->lock held; drops it while writing. */
 static int flush_index_locked(struct cairn_writer *w)
 {
 	if (!w->npending)
@@ -77,18 +71,13 @@ static int flush_index_locked(struct cairn_writer *w)
 	return rc;
 }
 
-/* Writes the pack in pb (owned by the caller) and records it. Called with
- * w->lock held; drops it during the write. */
-static int write_pack_locked(struct cairn_writer *w, struct pack_builder *pb)
+/* Records a written pack in the index table and the pending list. Called
+ * with w->lock held. */
+static int register_pack(struct cairn_writer *w, const cairn_id *id,
+			 struct pack_builder *pb)
 {
-	cairn_id id;
-	pthread_mutex_unlock(&w->lock);
-	int rc = pack_builder_write(w->r, pb, &id);
-	pthread_mutex_lock(&w->lock);
-	if (rc < 0)
-		return rc;
 	uint32_t num;
-	rc = idx_add_pack(&w->r->idx, &id, &num);
+	int rc = idx_add_pack(&w->r->idx, id, &num);
 	if (rc < 0)
 		return rc;
 	for (size_t i = 0; i < pb->n; i++) {
@@ -107,11 +96,79 @@ static int write_pack_locked(struct cairn_writer *w, struct pack_builder *pb)
 		w->pending_cap = cap;
 	}
 	w->pending[w->npending++] = (struct written_pack){
-		.id = id, .entries = TAKE_PTR(pb->entries), .n = pb->n };
+		.id = *id, .entries = TAKE_PTR(pb->entries), .n = pb->n };
 	pb->n = pb->cap = 0;
-	if (w->npending >= INDEX_FLUSH_PACKS ||
-	    mono_ns() - w->last_index_ns >= INDEX_FLUSH_NS)
-		return flush_index_locked(w);
+	return 0;
+}
+
+static void *io_main(void *arg)
+{
+	struct cairn_writer *w = arg;
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		while (!w->queued && !w->stop)
+			pthread_cond_wait(&w->changed, &w->lock);
+		if (!w->queued)
+			break;
+		struct pack_builder pb = w->queue[0];
+		memmove(&w->queue[0], &w->queue[1], (w->queued - 1) * sizeof(pb));
+		w->queued--;
+		w->io_busy = true;
+		pthread_mutex_unlock(&w->lock);
+
+		cairn_id id;
+		int rc = w->io_err ? w->io_err : pack_builder_write(w->r, &pb, &id);
+		pthread_mutex_lock(&w->lock);
+		if (rc == 0)
+			rc = register_pack(w, &id, &pb);
+		if (rc == 0 && (w->npending >= INDEX_FLUSH_PACKS ||
+				mono_ns() - w->last_index_ns >= INDEX_FLUSH_NS))
+			rc = flush_index_locked(w);
+		if (rc < 0 && !w->io_err)
+			w->io_err = rc;
+		pack_builder_free(&pb);
+		w->io_busy = false;
+		pthread_cond_broadcast(&w->changed);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+int cairn_writer_new(struct cairn_repo *r, struct cairn_writer **out)
+{
+	if (!r->index_loaded) {
+		int rc = cairn_repo_load_index(r);
+		if (rc < 0)
+			return rc;
+	}
+	struct cairn_writer *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->r = r;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->changed, NULL);
+	w->last_index_ns = mono_ns();
+	if (pthread_create(&w->io, NULL, io_main, w)) {
+		pthread_cond_destroy(&w->changed);
+		pthread_mutex_destroy(&w->lock);
+		free(w);
+		return repo_err(r, -EAGAIN, "cannot start the writer thread");
+	}
+	*out = w;
+	return 0;
+}
+
+/* Hands the current pack to the I/O thread, waiting for room. Called with
+ * w->lock held. */
+static int queue_current_locked(struct cairn_writer *w)
+{
+	while (w->queued == QUEUED_PACKS && !w->io_err)
+		pthread_cond_wait(&w->changed, &w->lock);
+	if (w->io_err)
+		return w->io_err;
+	w->queue[w->queued++] = w->cur;
+	memset(&w->cur, 0, sizeof(w->cur));
+	pthread_cond_broadcast(&w->changed);
 	return 0;
 }
 
@@ -128,10 +185,10 @@ int cairn_writer_put(struct cairn_writer *w, enum cairn_blob_type type,
 		*stored_bytes = 0;
 
 	pthread_mutex_lock(&w->lock);
-	int rc = idx_insert(&r->idx, &e, NULL);
+	int rc = w->io_err ? w->io_err : idx_insert(&r->idx, &e, NULL);
 	pthread_mutex_unlock(&w->lock);
 	if (rc <= 0)
-		return rc < 0 ? repo_err(r, rc, "index: %s", strerror(-rc)) : 0;
+		return rc < 0 ? repo_err(r, rc, "%s", r->err[0] ? r->err : strerror(-rc)) : 0;
 
 	struct scratch *sc = scratch_get(r);
 	if (!sc)
@@ -147,12 +204,8 @@ int cairn_writer_put(struct cairn_writer *w, enum cairn_blob_type type,
 	pthread_mutex_lock(&w->lock);
 	rc = pack_builder_add(&w->cur, &e, sc->a.p);
 	scratch_put(r, sc);
-	if (rc == 0 && w->cur.data.len >= r->pack_size) {
-		struct pack_builder full = w->cur;
-		memset(&w->cur, 0, sizeof(w->cur));
-		rc = write_pack_locked(w, &full);
-		pack_builder_free(&full);
-	}
+	if (rc == 0 && w->cur.data.len >= r->pack_size)
+		rc = queue_current_locked(w);
 	pthread_mutex_unlock(&w->lock);
 	if (rc < 0)
 		return rc;
@@ -167,12 +220,12 @@ int cairn_writer_flush(struct cairn_writer *w)
 {
 	int rc = 0;
 	pthread_mutex_lock(&w->lock);
-	if (w->cur.n) {
-		struct pack_builder full = w->cur;
-		memset(&w->cur, 0, sizeof(w->cur));
-		rc = write_pack_locked(w, &full);
-		pack_builder_free(&full);
-	}
+	if (w->cur.n)
+		rc = queue_current_locked(w);
+	while (rc == 0 && (w->queued || w->io_busy) && !w->io_err)
+		pthread_cond_wait(&w->changed, &w->lock);
+	if (rc == 0)
+		rc = w->io_err;
 	if (rc == 0)
 		rc = flush_index_locked(w);
 	pthread_mutex_unlock(&w->lock);
@@ -181,10 +234,21 @@ int cairn_writer_flush(struct cairn_writer *w)
 
 void cairn_writer_free(struct cairn_writer *w)
 {
+	pthread_mutex_lock(&w->lock);
+	w->stop = true;
+	/* an unflushed writer is being abandoned: do not write its packs */
+	if (!w->io_err)
+		w->io_err = -ECANCELED;
+	pthread_cond_broadcast(&w->changed);
+	pthread_mutex_unlock(&w->lock);
+	pthread_join(w->io, NULL);
 	pack_builder_free(&w->cur);
+	for (size_t i = 0; i < w->queued; i++)
+		pack_builder_free(&w->queue[i]);
 	for (size_t i = 0; i < w->npending; i++)
 		free(w->pending[i].entries);
 	free(w->pending);
+	pthread_cond_destroy(&w->changed);
 	pthread_mutex_destroy(&w->lock);
 	free(w);
 }
