@@ -383,13 +383,18 @@ int cairn_repo_repair_index(struct cairn_repo *r, cairn_report_fn fn, void *opaq
 			ids[good++] = packs.v[i].id;
 	}
 	struct buf plain = { 0 };
+	cairn_id new_id;
+	char new_hex[65] = "";
 	if (rc == 0)
 		rc = index_encode(r, ids, ents, counts, good, &plain);
-	if (rc == 0)
-		rc = index_write(r, &plain);
-	/* the new index covers every readable pack: old files are redundant */
+	if (rc == 0 && (rc = index_write(r, &plain, &new_id)) == 0)
+		hex_encode(new_id.b, CAIRN_ID_LEN, new_hex);
+	/* the new index covers every readable pack: old files are redundant
+	 * (an identical old file has the new one's name: keep it) */
 	for (size_t i = 0; rc == 0 && i < old.n; i++) {
 		char name[128];
+		if (!strcmp(old.v[i], new_hex))
+			continue;
 		snprintf(name, sizeof(name), "index/%s", old.v[i]);
 		int drc = r->be->ops->remove(r->be, name);
 		if (drc < 0 && drc != -ENOENT)

@@ -165,13 +165,12 @@ int index_encode(const struct cairn_repo *r, const cairn_id *packs,
 	return rc;
 }
 
-int index_write(struct cairn_repo *r, const struct buf *plain)
+int index_write(struct cairn_repo *r, const struct buf *plain, cairn_id *id)
 {
 	struct buf sealed = { 0 };
-	cairn_id id;
 	int rc = envelope_seal(r, ENV_INDEX, plain->p, plain->len, &sealed);
 	if (rc == 0)
-		rc = put_hashed(r, "index", &sealed, &id);
+		rc = put_hashed(r, "index", &sealed, id);
 	buf_free(&sealed);
 	return rc;
 }

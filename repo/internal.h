@@ -128,7 +128,7 @@ int pack_parse_directory(struct cairn_repo *r, const uint8_t *pack,
 int index_encode(const struct cairn_repo *r, const cairn_id *packs,
 		 struct idx_entry **entries, const size_t *counts,
 		 size_t npacks, struct buf *out);
-int index_write(struct cairn_repo *r, const struct buf *plain);
+int index_write(struct cairn_repo *r, const struct buf *plain, cairn_id *id);
 
 /* objects named by the hash of their content */
 int put_hashed(struct cairn_repo *r, const char *dir, const struct buf *data,

@@ -50,6 +50,8 @@ int cairn_repo_lock(struct cairn_repo *r, bool exclusive)
 {
 	char host[256] = "", when[40], name[80], path[128];
 	uint8_t rnd[16];
+	if (r->lock_name[0])
+		return repo_err(r, -EALREADY, "repository is already locked by this process");
 	gethostname(host, sizeof(host) - 1);
 	format_time_utc(now_ns(), when, sizeof(when));
 	int rc = random_bytes(rnd, sizeof(rnd));

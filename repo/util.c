@@ -64,10 +64,12 @@ void format_time_utc(int64_t ns, char *out, size_t len)
 int parse_size(const char *s, uint64_t *out)
 {
 	char *end;
+	if (*s < '0' || *s > '9') /* strtoull would skip spaces and take signs */
+		return -EINVAL;
 	errno = 0;
 	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || *s == '-')
-		return -EINVAL;
+	if (errno)
+		return -ERANGE;
 	uint64_t mult = 1;
 	switch (*end) {
 	case '\0': break;
@@ -115,6 +117,8 @@ bool all_zero(const void *buf, size_t len)
 
 int buf_reserve(struct buf *b, size_t extra)
 {
+	if (extra > SIZE_MAX / 2 - b->len)
+		return -ENOMEM;
 	if (b->len + extra <= b->cap)
 		return 0;
 	size_t cap = b->cap ? b->cap : 4096;
@@ -130,6 +134,8 @@ int buf_reserve(struct buf *b, size_t extra)
 
 int buf_append(struct buf *b, const void *data, size_t len)
 {
+	if (len == 0)
+		return 0;
 	int rc = buf_reserve(b, len);
 	if (rc < 0)
 		return rc;

@@ -26,6 +26,7 @@ struct cairn_writer {
 	struct pack_builder queue[QUEUED_PACKS];
 	size_t queued;
 	bool io_busy, stop;
+	bool clean; /* every entry this writer put in r->idx is in a written pack */
 	int io_err;
 	pthread_t io;
 	/* packs written but not yet in an index file */
@@ -58,8 +59,9 @@ static int flush_index_locked(struct cairn_writer *w)
 	}
 	if (rc == 0)
 		rc = index_encode(w->r, ids, ents, counts, n, &plain);
+	cairn_id id;
 	if (rc == 0)
-		rc = index_write(w->r, &plain);
+		rc = index_write(w->r, &plain, &id);
 	for (size_t i = 0; i < n; i++)
 		free(packs[i].entries);
 	free(packs);
@@ -145,6 +147,7 @@ int cairn_writer_new(struct cairn_repo *r, struct cairn_writer **out)
 	if (!w)
 		return -ENOMEM;
 	w->r = r;
+	w->clean = true;
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->changed, NULL);
 	w->last_index_ns = mono_ns();
@@ -185,10 +188,14 @@ int cairn_writer_put(struct cairn_writer *w, enum cairn_blob_type type,
 		*stored_bytes = 0;
 
 	pthread_mutex_lock(&w->lock);
-	int rc = w->io_err ? w->io_err : idx_insert(&r->idx, &e, NULL);
+	int rc = w->io_err;
+	if (rc == 0 && (rc = idx_insert(&r->idx, &e, NULL)) > 0)
+		w->clean = false;
 	pthread_mutex_unlock(&w->lock);
-	if (rc <= 0)
-		return rc < 0 ? repo_err(r, rc, "%s", r->err[0] ? r->err : strerror(-rc)) : 0;
+	if (rc == 0)
+		return 0; /* already stored */
+	if (rc < 0) /* an I/O error was recorded in r->err by whoever hit it */
+		return rc == w->io_err ? rc : repo_err(r, rc, "index: %s", strerror(-rc));
 
 	struct scratch *sc = scratch_get(r);
 	if (!sc)
@@ -198,6 +205,10 @@ int cairn_writer_put(struct cairn_writer *w, enum cairn_blob_type type,
 	e.stored_len = (uint32_t)outlen;
 	if (rc < 0) {
 		scratch_put(r, sc);
+		pthread_mutex_lock(&w->lock);
+		if (!w->io_err)
+			w->io_err = rc; /* the table now holds an entry never stored */
+		pthread_mutex_unlock(&w->lock);
 		return repo_err(r, rc, "cannot encode blob: %s", strerror(-rc));
 	}
 
@@ -228,6 +239,10 @@ int cairn_writer_flush(struct cairn_writer *w)
 		rc = w->io_err;
 	if (rc == 0)
 		rc = flush_index_locked(w);
+	if (rc == 0)
+		w->clean = true;
+	else if (!w->io_err)
+		w->io_err = rc;
 	pthread_mutex_unlock(&w->lock);
 	return rc;
 }
@@ -242,6 +257,12 @@ void cairn_writer_free(struct cairn_writer *w)
 	pthread_cond_broadcast(&w->changed);
 	pthread_mutex_unlock(&w->lock);
 	pthread_join(w->io, NULL);
+	if (!w->clean) {
+		/* the table holds ids of blobs that were never written: drop
+		 * it so the next reader loads the truth from disk */
+		idx_table_free(&w->r->idx);
+		w->r->index_loaded = false;
+	}
 	pack_builder_free(&w->cur);
 	for (size_t i = 0; i < w->queued; i++)
 		pack_builder_free(&w->queue[i]);
