@@ -181,6 +181,9 @@ int cairn_source_open(const char *path, struct cairn_source **out, char *err,
 			       strerror(errno));
 	if (S_ISDIR(st.st_mode))
 		return set_err(err, errlen, -EISDIR, "image %s is a directory", path);
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		return set_err(err, errlen, -EINVAL,
+			       "image %s is neither a file nor a block device", path);
 	if (access(path, R_OK) < 0)
 		return set_err(err, errlen, -errno, "cannot read image %s: %s", path,
 			       strerror(errno));

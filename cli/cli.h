@@ -31,6 +31,7 @@ struct cli {
 	{ "json", no_argument, NULL, 'J' },                                    \
 	{ "quiet", no_argument, NULL, 'q' },                                   \
 	{ "password-file", required_argument, NULL, 'P' },                     \
+	{ "password", required_argument, NULL, 'X' },                          \
 	{ "help", no_argument, NULL, 'h' }
 #define CLI_COMMON_SHORT "qh"
 

@@ -72,7 +72,7 @@ int cmd_init(int argc, char **argv)
 	if (a.o.encrypt) {
 		pw = cli_password(&c, true);
 		if (!pw)
-			return EXIT_PASSWORD;
+			return EXIT_ERROR;
 		a.o.password = pw;
 	}
 	char err[512] = "";

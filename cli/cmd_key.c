@@ -93,7 +93,7 @@ int cmd_key(int argc, char **argv)
 	}
 	_cleanup_free_ char *pw = newfile ? read_first_line(newfile) : cli_new_password();
 	if (!pw)
-		return EXIT_PASSWORD;
+		return EXIT_ERROR;
 	char id[65];
 	if ((rc = cairn_key_add(r, pw, id)) < 0)
 		return cli_fail(rc, cairn_repo_error(r));

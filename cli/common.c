@@ -14,6 +14,10 @@ bool cli_common_option(struct cli *c, int opt, const char *arg)
 	case 'J': c->json = true; return true;
 	case 'q': c->quiet = true; return true;
 	case 'P': c->password_file = arg; return true;
+	case 'X':
+		/* listed only so getopt does not take it as an abbreviation
+		 * of --password-file */
+		return false;
 	default: return false;
 	}
 }
@@ -171,13 +175,13 @@ int cli_open_repo(const struct cli *c, const char *url, struct cairn_repo **out)
 	if (c->password_file || getenv("CAIRN_PASSWORD")) {
 		pw = cli_password(c, false);
 		if (!pw)
-			return EXIT_PASSWORD;
+			return EXIT_ERROR;
 	}
 	int rc = cairn_repo_open(url, pw, out, err, sizeof(err));
 	if (rc == -EKEYREJECTED && !pw && isatty(0)) {
 		pw = cli_password(c, false);
 		if (!pw)
-			return EXIT_PASSWORD;
+			return EXIT_ERROR;
 		rc = cairn_repo_open(url, pw, out, err, sizeof(err));
 	}
 	if (rc < 0) {
@@ -281,6 +285,8 @@ int cli_parse(struct cli *c, int argc, char **argv, const struct option *opts,
 		} else if (opt == '?')
 			rc = cli_usage("%s: unknown option '%s' (usage: cairn %s)", argv[0],
 				       argv[optind - 1], usage);
+		else if (opt == 'X')
+			rc = cli_usage("passwords are never taken from the command line: use CAIRN_PASSWORD, --password-file or the prompt");
 		else if (opt == ':')
 			rc = cli_usage("%s: option '%s' needs a value", argv[0],
 				       argv[optind - 1]);

@@ -49,7 +49,7 @@ static bool lock_is_stale(const struct lock_info *li, const char *myhost)
 int cairn_repo_lock(struct cairn_repo *r, bool exclusive)
 {
 	char host[256] = "", when[40], name[80], path[128];
-	uint8_t rnd[16];
+	uint8_t rnd[32];
 	if (r->lock_name[0])
 		return repo_err(r, -EALREADY, "repository is already locked by this process");
 	gethostname(host, sizeof(host) - 1);

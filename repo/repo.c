@@ -216,6 +216,8 @@ int cairn_repo_read_blob(struct cairn_repo *r, const cairn_id *id, void *buf,
 	scratch_put(r, sc);
 	if (rc == -EIO) /* short read */
 		return repo_err(r, -EBADMSG, "pack %s is truncated (blob %.16s)", name, hex);
+	if (rc == -ENOENT) /* indexed packs are never removed in v1 */
+		return repo_err(r, -EBADMSG, "pack %s is missing (blob %.16s)", name, hex);
 	if (rc < 0)
 		return repo_err(r, rc, "cannot read %s: %s", name, strerror(-rc));
 	if (drc == -ENOMEM)

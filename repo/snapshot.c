@@ -182,8 +182,8 @@ int cairn_snapshot_list(struct cairn_repo *r, struct cairn_snapshot ***out,
 	return 0;
 }
 
-int cairn_snapshot_find(struct cairn_repo *r, const char *spec,
-			const char *name, struct cairn_snapshot **out)
+static int find_latest(struct cairn_repo *r, const char *name,
+		       struct cairn_snapshot **out)
 {
 	struct cairn_snapshot **v;
 	size_t n;
@@ -191,33 +191,54 @@ int cairn_snapshot_find(struct cairn_repo *r, const char *spec,
 	if (rc < 0)
 		return rc;
 	ssize_t hit = -1;
-	size_t matches = 0;
-	bool latest = !strcmp(spec, "latest");
-	for (size_t i = 0; i < n; i++) {
-		char hex[65];
-		if (name && strcmp(v[i]->name, name))
-			continue;
-		hex_encode(v[i]->id.b, CAIRN_ID_LEN, hex);
-		if (latest || !strncmp(hex, spec, strlen(spec))) {
+	for (size_t i = 0; i < n; i++) /* sorted oldest first */
+		if (!name || !strcmp(v[i]->name, name))
 			hit = (ssize_t)i;
-			matches++;
-		}
-	}
-	if (hit < 0)
-		rc = repo_err(r, -ENOENT, "no snapshot %s%s%s in %s", spec,
-			      name ? " named " : "", name ? name : "", r->be->location);
-	else if (matches > 1 && !latest)
-		rc = repo_err(r, -EINVAL, "snapshot id %s is ambiguous (%zu matches)", spec,
-			      matches);
-	else {
+	if (hit >= 0) {
 		*out = v[hit];
 		v[hit] = NULL;
-		/* list is sorted oldest first: the last hit is the latest */
 	}
 	for (size_t i = 0; i < n; i++)
 		if (v[i])
 			cairn_snapshot_free(v[i]);
 	free(v);
+	if (hit < 0)
+		return repo_err(r, -ENOENT, "no snapshot%s%s in %s", name ? " named " : "",
+				name ? name : "", r->be->location);
+	return 0;
+}
+
+int cairn_snapshot_find(struct cairn_repo *r, const char *spec,
+			const char *name, struct cairn_snapshot **out)
+{
+	if (!strcmp(spec, "latest"))
+		return find_latest(r, name, out);
+	/* match ids by name first: only the chosen manifest is read, and a
+	 * damaged one is reported as damaged, not as missing */
+	struct name_list names;
+	int rc = list_names(r, "snapshots", &names);
+	if (rc < 0)
+		return rc;
+	const char *match = NULL;
+	size_t matches = 0;
+	for (size_t i = 0; i < names.n; i++)
+		if (!strncmp(names.v[i], spec, strlen(spec))) {
+			match = names.v[i];
+			matches++;
+		}
+	if (!*spec || strspn(spec, "0123456789abcdef") != strlen(spec) || !matches)
+		rc = repo_err(r, -ENOENT, "no snapshot %s in %s", spec, r->be->location);
+	else if (matches > 1)
+		rc = repo_err(r, -EINVAL, "snapshot id %s is ambiguous (%zu matches)", spec,
+			      matches);
+	else
+		rc = load_manifest(r, match, out);
+	name_list_free(&names);
+	if (rc == 0 && name && strcmp((*out)->name, name)) {
+		rc = repo_err(r, -ENOENT, "snapshot %s is not named %s", spec, name);
+		cairn_snapshot_free(*out);
+		*out = NULL;
+	}
 	return rc;
 }
 
