@@ -11,7 +11,7 @@ LDLIBS += $(PKG_LIBS) -pthread
 # apt packages for building, testing, the demo and the benchmark
 APT_BUILD := build-essential pkg-config libzstd-dev libssl-dev libxxhash-dev \
 	libjansson-dev libnbd-dev libcmocka-dev
-APT_RUN := qemu-utils nbdkit libnbd-bin e2fsprogs
+APT_RUN := qemu-utils nbdkit libnbd-bin e2fsprogs python3 openssl util-linux
 APT_BENCH := restic borgbackup zstd time openssl
 DEPS_STAMP := .deps-ok
 
@@ -93,7 +93,7 @@ check: $(DEPS_STAMP)
 	$(MAKE) unit
 	$(MAKE) asan
 	$(MAKE) integration
-	CAIRN=$(CURDIR)/build/asan/cairn ASAN_OPTIONS=detect_leaks=1 tests/integration/run.sh t_roundtrip_raw t_encryption t_corruption
+	CAIRN=$(CURDIR)/build/asan/cairn ASAN_OPTIONS=detect_leaks=1 tests/integration/run.sh t_roundtrip_raw t_encryption t_corruption t_check t_multidisk
 
 demo: $(DEPS_STAMP)
 	$(MAKE) cairn

@@ -46,13 +46,14 @@ static int list_packs(struct cairn_repo *r, struct pack_list *l)
 		free(l->v);
 		return repo_err(r, rc, "cannot list packs: %s", strerror(-rc));
 	}
-	qsort(l->v, l->n, sizeof(*l->v), cmp_pack);
+	if (l->n)
+		qsort(l->v, l->n, sizeof(*l->v), cmp_pack);
 	return 0;
 }
 
 static const struct pack_file *find_pack(const struct pack_list *l, const cairn_id *id)
 {
-	return bsearch(id, l->v, l->n, sizeof(*l->v), cmp_pack);
+	return l->n ? bsearch(id, l->v, l->n, sizeof(*l->v), cmp_pack) : NULL;
 }
 
 static void report(cairn_report_fn fn, void *opaque, const char *fmt, ...)

@@ -1,5 +1,6 @@
 /* Restoring a disk: workers fetch, decrypt, decompress, verify and write
- * chunks (zero chunks stay holes); the calling thread feeds the whole-disk
+ * chunks (zero chunks stay holes, or become zeros on a block device); the
+ * calling thread feeds the whole-disk
  * digest in order. */
 #include <errno.h>
 #include <stdio.h>
@@ -48,9 +49,11 @@ static int work(void *ctx, uint64_t seq, unsigned slot)
 {
 	struct restore_job *j = ctx;
 	const cairn_id *id = &j->d->map[seq];
-	if (is_zero_id(id))
-		return 0;
 	size_t len = chunk_len(j->d, seq);
+	if (is_zero_id(id))
+		return j->sink->needs_zeros
+			       ? j->sink->write(j->sink, j->zeros, len, seq * j->d->chunk_size)
+			       : 0;
 	int n = cairn_repo_read_blob(j->r, id, j->bufs[slot], j->d->chunk_size);
 	if (n < 0)
 		return set_err(j->err, j->errlen, n, "disk %s: %s", j->d->name,

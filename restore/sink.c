@@ -28,6 +28,9 @@ static int make_tmp_name(struct sink *s, const char *target, bool force,
 			       "%s exists; use --force to replace it", target);
 	if (stat(target, &st) == 0 && S_ISDIR(st.st_mode))
 		return set_err(err, errlen, -EISDIR, "%s is a directory", target);
+	if (stat(target, &st) == 0 && !S_ISREG(st.st_mode))
+		return set_err(err, errlen, -EINVAL,
+			       "%s is neither a regular file nor a block device", target);
 	s->target = strdup(target);
 	if (!s->target || asprintf(&s->tmp, "%s.cairn-tmp-%d", target, (int)getpid()) < 0) {
 		s->tmp = NULL;
@@ -82,7 +85,7 @@ static int raw_commit(struct sink *s)
 	struct raw_sink *r = (struct raw_sink *)s;
 	if (fsync(r->fd) < 0)
 		return io_err(s, -errno, "sync");
-	return rename_into_place(s);
+	return s->tmp ? rename_into_place(s) : 0;
 }
 
 static void sink_base_free(struct sink *s)
@@ -102,9 +105,36 @@ static void raw_free(struct sink *s)
 	free(r);
 }
 
+/* A block device (an LV, a disk) is written in place: it cannot be renamed
+ * over, and what it held before must be overwritten, zeros included. */
+static int open_device(struct raw_sink *r, const char *target, uint64_t size,
+		       bool force, char *err, size_t errlen)
+{
+	if (!force)
+		return set_err(err, errlen, -EEXIST,
+			       "%s is a block device; use --force to overwrite it", target);
+	if (!(r->base.target = strdup(target)))
+		return -ENOMEM;
+	r->base.err = err;
+	r->base.errlen = errlen;
+	r->base.needs_zeros = true;
+	/* O_EXCL on a block device fails while it is mounted or in use */
+	r->fd = open(target, O_WRONLY | O_EXCL | O_CLOEXEC);
+	if (r->fd < 0)
+		return set_err(err, errlen, -errno, "cannot open %s: %s", target,
+			       strerror(errno));
+	off_t dev_size = lseek(r->fd, 0, SEEK_END);
+	if (dev_size < 0 || (uint64_t)dev_size < size)
+		return set_err(err, errlen, -ENOSPC,
+			       "%s holds %lld bytes, the disk needs %llu", target,
+			       (long long)dev_size, (unsigned long long)size);
+	return 0;
+}
+
 int sink_raw_open(const char *target, uint64_t size, bool force, struct sink **out,
 		  char *err, size_t errlen)
 {
+	struct stat st;
 	struct raw_sink *r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
@@ -112,6 +142,15 @@ int sink_raw_open(const char *target, uint64_t size, bool force, struct sink **o
 	r->base.write = raw_write;
 	r->base.commit = raw_commit;
 	r->base.free = raw_free;
+	if (stat(target, &st) == 0 && S_ISBLK(st.st_mode)) {
+		int rc = open_device(r, target, size, force, err, errlen);
+		if (rc < 0) {
+			raw_free(&r->base);
+			return rc;
+		}
+		*out = &r->base;
+		return 0;
+	}
 	int rc = make_tmp_name(&r->base, target, force, err, errlen);
 	if (rc == 0) {
 		r->fd = open(r->base.tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);

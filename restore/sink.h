@@ -11,8 +11,9 @@ struct sink {
 	int (*commit)(struct sink *s);
 	/* Removes an uncommitted target and frees the sink. */
 	void (*free)(struct sink *s);
+	bool needs_zeros; /* a device: zero chunks must be written, not skipped */
 	char *target;
-	char *tmp;
+	char *tmp; /* temporary name, renamed to target by commit; NULL in place */
 	char *err;
 	size_t errlen;
 };
