@@ -107,12 +107,15 @@ int cairn_restore_disk(struct cairn_repo *r, struct cairn_disk *d,
 	unsigned slots = workers * SLOTS_PER_WORKER;
 	struct restore_job j = { .r = r, .d = d, .o = o, .res = res, .err = err,
 				 .errlen = errlen };
-	_cleanup_free_ uint8_t *zeros = calloc(1, d->chunk_size);
+	/* page-aligned buffers let the sink write them with O_DIRECT */
+	_cleanup_free_ uint8_t *zeros = aligned_alloc(4096, d->chunk_size);
+	if (zeros)
+		memset(zeros, 0, d->chunk_size);
 	j.bufs = calloc(slots, sizeof(*j.bufs));
 	j.xxh = XXH3_createState();
 	rc = zeros && j.bufs && j.xxh ? 0 : -ENOMEM;
 	for (unsigned i = 0; rc == 0 && i < slots; i++)
-		if (!(j.bufs[i] = malloc(d->chunk_size)))
+		if (!(j.bufs[i] = aligned_alloc(4096, d->chunk_size)))
 			rc = -ENOMEM;
 	if (rc < 0)
 		set_err(err, errlen, rc, "out of memory");
