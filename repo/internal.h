@@ -147,6 +147,7 @@ int list_names(struct cairn_repo *r, const char *dir, struct name_list *out);
 
 /* A pack being assembled in memory (docs/design.md section 6). */
 struct pack_builder {
+	size_t size_hint; /* expected pack size; 0 = unknown */
 	struct buf data;
 	struct idx_entry *entries;
 	size_t n, cap;

@@ -20,6 +20,13 @@ int pack_builder_add(struct pack_builder *pb, struct idx_entry *e,
 		     const uint8_t *stored)
 {
 	if (pb->data.len == 0) {
+		/* page-aligned and big enough for a whole pack, so the backend
+		 * can write it with O_DIRECT */
+		if (!pb->data.p && pb->size_hint) {
+			size_t cap = pb->size_hint + CAIRN_MAX_CHUNK + 65536;
+			pb->data.p = aligned_alloc(4096, cap);
+			pb->data.cap = pb->data.p ? cap : 0;
+		}
 		int rc = buf_append(&pb->data, PACK_MAGIC, 8);
 		if (rc < 0)
 			return rc;

@@ -213,6 +213,7 @@ int cairn_writer_put(struct cairn_writer *w, enum cairn_blob_type type,
 	}
 
 	pthread_mutex_lock(&w->lock);
+	w->cur.size_hint = r->pack_size;
 	rc = pack_builder_add(&w->cur, &e, sc->a.p);
 	scratch_put(r, sc);
 	if (rc == 0 && w->cur.data.len >= r->pack_size)
