@@ -1,7 +1,6 @@
 /* Restoring a disk: workers fetch, decrypt, decompress, verify and write
  * chunks (zero chunks stay holes, or become zeros on a block device); the
- * calling thread feeds the whole-disk
- * digest in order. */
+ * calling thread feeds the whole-disk digest in order. */
 #include <errno.h>
 #include <stdio.h>
 #include <xxhash.h>
