@@ -18,6 +18,7 @@
 #   BENCH_IMG_SIZE=256M BENCH_DATA_MB=150 BENCH_RUNS=1 tests/bench/run.sh ./cairn /tmp/b.md
 set -euo pipefail
 export LC_ALL=C
+BENCH_HERE=$(cd "$(dirname "$0")" && pwd)
 
 usage() { echo "usage: $0 CAIRN_BINARY OUTPUT.md" >&2; exit 2; }
 [ $# -eq 2 ] || usage
@@ -328,6 +329,18 @@ physical_refs() {
         awk '/^sha256 / { v = $NF; sub(/k$/, "", v); printf "%.0f", v / 1000 }')
     REF_GCM=$(openssl speed -seconds 3 -evp aes-256-gcm 2>/dev/null |
         awk 'tolower($1) == "aes-256-gcm" { v = $NF; sub(/k$/, "", v); printf "%.0f", v / 1000 }')
+    # single-core zstd speed per level on the image's first 512 MiB (mostly
+    # file data): what one core can compress, the floor under any backup
+    local sample="$WORK/runs/zstd-sample"
+    head -c 512M "$OSIMG" >"$sample"
+    local lvl line
+    REF_ZLEVELS=""
+    for lvl in 1 3; do
+        line=$(zstd -b"$lvl" -i3 "$sample" 2>&1 | tr '\r' '\n' | grep 'MB/s,' | tail -n 1)
+        REF_ZLEVELS+=$(awk -v l="$lvl" '{ for (i = 1; i <= NF; i++) { if ($i ~ /^\(x/) r = $i; if ($i ~ /^MB\/s/ && !s) s = $(i - 1) } }
+            END { gsub(/[(),]/, "", r); printf "level %d: %s MB/s (%s); ", l, s, r }' <<<"$line")
+    done
+    rm -f "$sample"
 }
 
 # ---------------------------------------------------------------- report
@@ -441,6 +454,11 @@ write_report() {
         echo "| \`zstd -T0 -3 -c\` image > /dev/null (best of 3) | $(secs "$REF_ZSTD") s ($(awk -v b="$IMG_BYTES" -v s="$REF_ZSTD" 'BEGIN { printf "%.0f", b / 1048576 / s }') MiB/s) |"
         echo "| \`openssl speed -seconds 3 sha256\`, 16384-byte blocks, one core | ${REF_SHA:-?} MB/s |"
         echo "| \`openssl speed -seconds 3 -evp aes-256-gcm\`, 16384-byte blocks, one core | ${REF_GCM:-?} MB/s |"
+        echo "| \`zstd -b1 -e3\` on the first 512 MiB of osimg, one core, compression | ${REF_ZLEVELS:-?} |"
+        if [ -f "$BENCH_HERE/analysis.md" ]; then
+            echo
+            cat "$BENCH_HERE/analysis.md"
+        fi
     } >"$md"
 }
 
