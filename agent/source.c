@@ -36,14 +36,8 @@ static int add_extent(struct cairn_source *s, uint64_t start, uint64_t end)
 		s->ext[s->next - 1].end = end;
 		return 0;
 	}
-	if (s->next == s->next_cap) {
-		size_t cap = s->next_cap ? s->next_cap * 2 : 64;
-		struct extent *v = realloc(s->ext, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		s->ext = v;
-		s->next_cap = cap;
-	}
+	if (array_grow(&s->ext, &s->next_cap, s->next, sizeof(*s->ext)) < 0)
+		return -ENOMEM;
 	s->ext[s->next++] = (struct extent){ start, end };
 	return 0;
 }

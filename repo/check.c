@@ -21,14 +21,8 @@ static int collect_pack(void *opaque, const char *name, uint64_t size)
 	cairn_id id;
 	if (hex_decode(name, id.b, CAIRN_ID_LEN) < 0)
 		return 0; /* not a pack name: ignore stray files */
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 256;
-		struct pack_file *v = realloc(l->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
+	if (array_grow(&l->v, &l->cap, l->n, sizeof(*l->v)) < 0)
+		return -ENOMEM;
 	l->v[l->n++] = (struct pack_file){ id, size };
 	return 0;
 }

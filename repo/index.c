@@ -106,14 +106,8 @@ int idx_insert(struct idx_table *t, const struct idx_entry *e,
 
 int idx_add_pack(struct idx_table *t, const cairn_id *pack, uint32_t *num)
 {
-	if (t->npacks == t->packs_cap) {
-		size_t cap = t->packs_cap ? t->packs_cap * 2 : 64;
-		cairn_id *p = realloc(t->packs, cap * sizeof(*p));
-		if (!p)
-			return -ENOMEM;
-		t->packs = p;
-		t->packs_cap = cap;
-	}
+	if (array_grow(&t->packs, &t->packs_cap, t->npacks, sizeof(*t->packs)) < 0)
+		return -ENOMEM;
 	t->packs[t->npacks] = *pack;
 	*num = (uint32_t)t->npacks++;
 	return 0;

@@ -72,14 +72,8 @@ int collect_name(void *opaque, const char *name, uint64_t size)
 {
 	(void)size;
 	struct name_list *l = opaque;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		char **v = realloc(l->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
+	if (array_grow(&l->v, &l->cap, l->n, sizeof(*l->v)) < 0)
+		return -ENOMEM;
 	if (!(l->v[l->n] = strdup(name)))
 		return -ENOMEM;
 	l->n++;

@@ -31,14 +31,8 @@ int pack_builder_add(struct pack_builder *pb, struct idx_entry *e,
 		if (rc < 0)
 			return rc;
 	}
-	if (pb->n == pb->cap) {
-		size_t cap = pb->cap ? pb->cap * 2 : 64;
-		struct idx_entry *v = realloc(pb->entries, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		pb->entries = v;
-		pb->cap = cap;
-	}
+	if (array_grow(&pb->entries, &pb->cap, pb->n, sizeof(*pb->entries)) < 0)
+		return -ENOMEM;
 	e->offset = (uint32_t)pb->data.len;
 	int rc = buf_append(&pb->data, stored, e->stored_len);
 	if (rc < 0)

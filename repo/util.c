@@ -115,6 +115,21 @@ bool all_zero(const void *buf, size_t len)
 	return memcmp(p, p + 1, len - 1) == 0;
 }
 
+int array_grow(void *vp, size_t *cap, size_t n, size_t elem)
+{
+	if (n < *cap)
+		return 0;
+	size_t ncap = *cap ? *cap * 2 : 16;
+	if (ncap > SIZE_MAX / elem)
+		return -ENOMEM;
+	void *v = realloc(*(void **)vp, ncap * elem);
+	if (!v)
+		return -ENOMEM;
+	*(void **)vp = v;
+	*cap = ncap;
+	return 0;
+}
+
 int buf_reserve(struct buf *b, size_t extra)
 {
 	if (extra > SIZE_MAX / 2 - b->len)

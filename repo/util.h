@@ -69,6 +69,10 @@ int parse_size(const char *s, uint64_t *out);
 void format_bytes(uint64_t n, char *out, size_t len); /* "1.5 GiB" */
 bool all_zero(const void *buf, size_t len);
 
+/* Makes room for n + 1 elements of size elem in *vp (capacity *cap),
+ * doubling; 0 or -ENOMEM (the array is left as it was). */
+int array_grow(void *vp, size_t *cap, size_t n, size_t elem);
+
 /* Growable byte buffer. */
 struct buf {
 	uint8_t *p;

@@ -89,14 +89,8 @@ static int register_pack(struct cairn_writer *w, const cairn_id *id,
 			e->pack = num;
 		}
 	}
-	if (w->npending == w->pending_cap) {
-		size_t cap = w->pending_cap ? w->pending_cap * 2 : 16;
-		struct written_pack *v = realloc(w->pending, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		w->pending = v;
-		w->pending_cap = cap;
-	}
+	if (array_grow(&w->pending, &w->pending_cap, w->npending, sizeof(*w->pending)) < 0)
+		return -ENOMEM;
 	w->pending[w->npending++] = (struct written_pack){
 		.id = *id, .entries = TAKE_PTR(pb->entries), .n = pb->n };
 	pb->n = pb->cap = 0;
