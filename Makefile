@@ -1,7 +1,7 @@
 # cairn — see README.md. `make check` and `make demo` install what is missing.
 PREFIX ?= /usr/local
 CC ?= cc
-PKGS := libzstd libcrypto libxxhash jansson libnbd
+PKGS := libzstd libcrypto libxxhash jansson libnbd libvirt libxml-2.0
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -pthread -I. -D_FILE_OFFSET_BITS=64 -D_GNU_SOURCE
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -10,7 +10,7 @@ LDLIBS += $(PKG_LIBS) -pthread
 
 # apt packages for building, testing, the demo and the benchmark
 APT_BUILD := build-essential pkg-config libzstd-dev libssl-dev libxxhash-dev \
-	libjansson-dev libnbd-dev libcmocka-dev
+	libjansson-dev libnbd-dev libcmocka-dev libvirt-dev libxml2-dev
 APT_RUN := qemu-utils nbdkit libnbd-bin e2fsprogs python3 openssl util-linux
 APT_BENCH := restic borgbackup zstd time openssl
 DEPS_STAMP := .deps-ok

@@ -25,6 +25,17 @@ bool cairn_source_has_data(const struct cairn_source *s, uint64_t off,
 			   uint64_t len);
 int cairn_source_read(struct cairn_source *s, void *buf, size_t len,
 		      uint64_t off, char *err, size_t errlen);
+/* A disk of a running guest: the NBD export of a libvirt pull-mode backup
+ * on a unix socket; with bitmap, its dirty bitmap says what changed since
+ * the checkpoint the backup is incremental from. label names it in
+ * messages. */
+int cairn_source_open_export(const char *socket, const char *export,
+			     const char *bitmap, const char *label,
+			     struct cairn_source **out, char *err, size_t errlen);
+bool cairn_source_has_dirty_map(const struct cairn_source *s);
+/* True when [off, off+len) changed since the checkpoint (always true
+ * without a dirty map). */
+bool cairn_source_changed(const struct cairn_source *s, uint64_t off, uint64_t len);
 /* Fails with -ESTALE when the disk changed size since it was opened. */
 int cairn_source_recheck(struct cairn_source *s, char *err, size_t errlen);
 
@@ -43,17 +54,50 @@ struct cairn_backup_opts {
 	/* when it becomes non-zero (a signal handler), the backup stops with
 	 * -EINTR, writing no snapshot */
 	const volatile int *cancel;
+	/* one-line notices (why a disk was read in full, ...); may be NULL */
+	cairn_report_fn notice;
+	void *notice_opaque;
 };
 
 struct cairn_backup_result {
 	cairn_id snapshot;
 	bool has_parent;
 	cairn_id parent;
+	size_t ndisks;
 	uint64_t bytes_total; /* sum of disk sizes */
 	uint64_t bytes_read;
 	uint64_t chunks, zero_chunks, new_chunks;
 	uint64_t new_bytes; /* bytes added to packs */
 };
+
+/* Building blocks of a backup: start a snapshot (name, host, time, tags,
+ * room for ndisks), add its disks, then run: every disk is read from its
+ * source (unchanged chunks of a source with a dirty map are taken from
+ * prev[i], the same disk in the previous snapshot, with its map loaded)
+ * and the snapshot is saved. */
+int cairn_snapshot_begin(struct cairn_snapshot *s, const char *source,
+			 const struct cairn_backup_opts *o, size_t ndisks);
+int cairn_snapshot_add_disk(struct cairn_snapshot *s, struct cairn_repo *r,
+			    const char *name, const char *path,
+			    const struct cairn_source *src);
+int cairn_backup_run(struct cairn_repo *r, struct cairn_snapshot *s,
+		     struct cairn_source *const *srcs, const struct cairn_disk *const *prev,
+		     const struct cairn_backup_opts *o, struct cairn_backup_result *res,
+		     char *err, size_t errlen);
+
+struct cairn_domain_opts {
+	const char *uri; /* NULL: qemu:///system */
+	const char *domain;
+	bool full; /* ignore the previous checkpoint */
+	const char *scratch_dir; /* NULL: /var/tmp */
+	struct cairn_backup_opts backup; /* backup.name: the snapshot name */
+};
+
+/* Backs up a libvirt domain: running or paused through a pull-mode backup
+ * with this repository's checkpoints (incremental when the previous
+ * snapshot's checkpoint is still valid), shut off by reading its images. */
+int cairn_backup_domain(struct cairn_repo *r, const struct cairn_domain_opts *o,
+			struct cairn_backup_result *res, char *err, size_t errlen);
 
 /* Backs up the disks as one snapshot. The repository must be locked by the
  * caller. */

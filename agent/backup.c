@@ -15,8 +15,11 @@ struct disk_job {
 	struct cairn_disk *disk;
 	XXH3_state_t *xxh;
 	const uint8_t *zeros;
+	const struct cairn_disk *prev; /* chunk map to reuse for unchanged chunks */
+	bool digest; /* every byte is read, so the whole-disk digest is known */
 	uint8_t **bufs; /* per slot */
 	bool *has_data; /* per slot */
+	bool *reuse; /* per slot: chunk id taken from prev */
 	struct cairn_backup_result *res;
 	uint64_t done_before; /* progress of earlier disks */
 	const struct cairn_backup_opts *o;
@@ -36,16 +39,21 @@ static int produce(void *ctx, uint64_t seq, unsigned slot)
 	uint64_t off = seq * j->disk->chunk_size, len = chunk_len(j->disk, seq);
 	if (j->o->cancel && *j->o->cancel)
 		return set_err(j->err, j->errlen, -EINTR, "interrupted; no snapshot written");
+	j->reuse[slot] = j->prev && !cairn_source_changed(j->src, off, len);
+	if (j->reuse[slot])
+		return 0; /* unchanged since the previous snapshot: not read */
 	j->has_data[slot] = cairn_source_has_data(j->src, off, len);
 	if (!j->has_data[slot]) {
-		XXH3_128bits_update(j->xxh, j->zeros, len);
+		if (j->digest)
+			XXH3_128bits_update(j->xxh, j->zeros, len);
 		return 0;
 	}
 	int rc = cairn_source_read(j->src, j->bufs[slot], len, off, j->err, j->errlen);
 	if (rc < 0)
 		return rc;
 	j->res->bytes_read += len;
-	XXH3_128bits_update(j->xxh, j->bufs[slot], len);
+	if (j->digest)
+		XXH3_128bits_update(j->xxh, j->bufs[slot], len);
 	return 0;
 }
 
@@ -54,6 +62,10 @@ static int work(void *ctx, uint64_t seq, unsigned slot)
 	struct disk_job *j = ctx;
 	uint64_t len = chunk_len(j->disk, seq);
 	cairn_id *id = &j->disk->map[seq];
+	if (j->reuse[slot]) {
+		*id = j->prev->map[seq];
+		return 0;
+	}
 	if (!j->has_data[slot] || all_zero(j->bufs[slot], len)) {
 		*id = cairn_zero_id;
 		__atomic_add_fetch(&j->res->zero_chunks, 1, __ATOMIC_RELAXED);
@@ -93,8 +105,9 @@ static int backup_disk(struct disk_job *j, unsigned workers)
 	d->map = calloc(d->nchunks ? d->nchunks : 1, sizeof(cairn_id));
 	j->bufs = calloc(slots, sizeof(*j->bufs));
 	j->has_data = calloc(slots, sizeof(*j->has_data));
+	j->reuse = calloc(slots, sizeof(*j->reuse));
 	j->xxh = XXH3_createState();
-	int rc = d->map && j->bufs && j->has_data && j->xxh ? 0 : -ENOMEM;
+	int rc = d->map && j->bufs && j->has_data && j->reuse && j->xxh ? 0 : -ENOMEM;
 	for (unsigned i = 0; rc == 0 && i < slots; i++)
 		if (!(j->bufs[i] = malloc(d->chunk_size)))
 			rc = -ENOMEM;
@@ -107,6 +120,7 @@ static int backup_disk(struct disk_job *j, unsigned workers)
 	if (rc == 0)
 		rc = cairn_source_recheck(j->src, j->err, j->errlen);
 	if (rc == 0) {
+		d->has_digest = j->digest;
 		XXH128_canonical_t c;
 		XXH128_canonicalFromHash(&c, XXH3_128bits_digest(j->xxh));
 		memcpy(d->digest, c.digest, sizeof(d->digest));
@@ -118,6 +132,7 @@ static int backup_disk(struct disk_job *j, unsigned workers)
 		free(j->bufs[i]);
 	free(j->bufs);
 	free(j->has_data);
+	free(j->reuse);
 	XXH3_freeState(j->xxh);
 	return rc;
 }
@@ -134,13 +149,13 @@ static void find_parent(struct cairn_repo *r, const char *name,
 	}
 }
 
-static int fill_snapshot(struct cairn_snapshot *s, const struct cairn_backup_opts *o,
-			 size_t ndisks)
+int cairn_snapshot_begin(struct cairn_snapshot *s, const char *source,
+			 const struct cairn_backup_opts *o, size_t ndisks)
 {
 	char host[256] = "";
 	gethostname(host, sizeof(host) - 1);
 	s->name = strdup(o->name);
-	s->source = strdup("image");
+	s->source = strdup(source);
 	s->host = strdup(host);
 	s->time_ns = now_ns();
 	s->tags = calloc(o->ntags + 1, sizeof(char *));
@@ -153,56 +168,50 @@ static int fill_snapshot(struct cairn_snapshot *s, const struct cairn_backup_opt
 	return 0;
 }
 
-int cairn_backup_images(struct cairn_repo *r, const struct cairn_backup_disk *disks,
-			size_t ndisks, const struct cairn_backup_opts *o,
-			struct cairn_backup_result *res, char *err, size_t errlen)
+int cairn_snapshot_add_disk(struct cairn_snapshot *s, struct cairn_repo *r,
+			    const char *name, const char *path,
+			    const struct cairn_source *src)
 {
-	memset(res, 0, sizeof(*res));
-	_cleanup_(cairn_snapshot_freep) struct cairn_snapshot *s = calloc(1, sizeof(*s));
-	struct cairn_source **srcs = calloc(ndisks + 1, sizeof(*srcs));
+	struct cairn_disk *d = &s->disks[s->ndisks++];
+	d->name = strdup(name);
+	d->format = strdup(cairn_source_format(src));
+	d->path = realpath(path, NULL);
+	if (!d->path)
+		d->path = strdup(path);
+	d->size = cairn_source_size(src);
+	d->chunk_size = cairn_repo_chunk_size(r);
+	return d->name && d->format && d->path ? 0 : -ENOMEM;
+}
+
+int cairn_backup_run(struct cairn_repo *r, struct cairn_snapshot *s,
+		     struct cairn_source *const *srcs, const struct cairn_disk *const *prev,
+		     const struct cairn_backup_opts *o, struct cairn_backup_result *res,
+		     char *err, size_t errlen)
+{
 	_cleanup_(cairn_writer_freep) struct cairn_writer *w = NULL;
 	unsigned workers = o->workers ? o->workers : cairn_default_workers();
-	int rc = s && srcs ? fill_snapshot(s, o, ndisks) : -ENOMEM;
-	if (rc < 0) {
-		free(srcs);
-		return set_err(err, errlen, rc, "out of memory");
-	}
-	/* open everything first: a bad image fails before any work is done */
-	for (size_t i = 0; rc == 0 && i < ndisks; i++) {
-		rc = cairn_source_open(disks[i].path, &srcs[i], err, errlen);
-		if (rc < 0)
-			break;
-		struct cairn_disk *d = &s->disks[s->ndisks++];
-		d->name = strdup(disks[i].name);
-		d->format = strdup(cairn_source_format(srcs[i]));
-		d->path = realpath(disks[i].path, NULL);
-		if (!d->path)
-			d->path = strdup(disks[i].path);
-		d->size = cairn_source_size(srcs[i]);
-		d->chunk_size = cairn_repo_chunk_size(r);
-		if (!d->name || !d->format || !d->path)
-			rc = set_err(err, errlen, -ENOMEM, "out of memory");
-		res->bytes_total += d->size;
-	}
-	if (rc == 0 && (rc = cairn_writer_new(r, &w)) < 0)
-		set_err(err, errlen, rc, "%s", cairn_repo_error(r));
-	if (rc == 0)
-		find_parent(r, o->name, s);
-	_cleanup_free_ uint8_t *zeros = rc == 0 ? calloc(1, cairn_repo_chunk_size(r)) : NULL;
-	if (rc == 0 && !zeros)
-		rc = set_err(err, errlen, -ENOMEM, "out of memory");
+	res->ndisks = s->ndisks;
+	for (size_t i = 0; i < s->ndisks; i++)
+		res->bytes_total += s->disks[i].size;
+	int rc = cairn_writer_new(r, &w);
+	if (rc < 0)
+		return set_err(err, errlen, rc, "%s", cairn_repo_error(r));
+	_cleanup_free_ uint8_t *zeros = calloc(1, cairn_repo_chunk_size(r));
+	if (!zeros)
+		return set_err(err, errlen, -ENOMEM, "out of memory");
 	uint64_t done = 0;
-	for (size_t i = 0; rc == 0 && i < ndisks; i++) {
+	for (size_t i = 0; rc == 0 && i < s->ndisks; i++) {
+		const struct cairn_disk *p = prev ? prev[i] : NULL;
+		/* a previous map only helps when the source says what changed */
+		if (p && (!cairn_source_has_dirty_map(srcs[i]) || !p->map ||
+			  p->size != s->disks[i].size || p->chunk_size != s->disks[i].chunk_size))
+			p = NULL;
 		struct disk_job j = { .r = r, .w = w, .src = srcs[i], .disk = &s->disks[i],
-				      .zeros = zeros, .res = res, .done_before = done,
-				      .o = o, .err = err, .errlen = errlen };
+				      .prev = p, .digest = !p, .zeros = zeros, .res = res,
+				      .done_before = done, .o = o, .err = err, .errlen = errlen };
 		rc = backup_disk(&j, workers);
 		done += s->disks[i].size;
 	}
-	for (size_t i = 0; i < ndisks; i++)
-		if (srcs[i])
-			cairn_source_close(srcs[i]);
-	free(srcs);
 	if (rc < 0)
 		return rc;
 	s->bytes_read = res->bytes_read;
@@ -215,4 +224,32 @@ int cairn_backup_images(struct cairn_repo *r, const struct cairn_backup_disk *di
 	res->has_parent = s->has_parent;
 	res->parent = s->parent;
 	return 0;
+}
+
+int cairn_backup_images(struct cairn_repo *r, const struct cairn_backup_disk *disks,
+			size_t ndisks, const struct cairn_backup_opts *o,
+			struct cairn_backup_result *res, char *err, size_t errlen)
+{
+	memset(res, 0, sizeof(*res));
+	_cleanup_(cairn_snapshot_freep) struct cairn_snapshot *s = calloc(1, sizeof(*s));
+	struct cairn_source **srcs = calloc(ndisks + 1, sizeof(*srcs));
+	int rc = s && srcs ? cairn_snapshot_begin(s, "image", o, ndisks) : -ENOMEM;
+	if (rc < 0)
+		set_err(err, errlen, rc, "out of memory");
+	/* open everything first: a bad image fails before any work is done */
+	for (size_t i = 0; rc == 0 && i < ndisks; i++) {
+		rc = cairn_source_open(disks[i].path, &srcs[i], err, errlen);
+		if (rc == 0 && (rc = cairn_snapshot_add_disk(s, r, disks[i].name, disks[i].path,
+							     srcs[i])) < 0)
+			set_err(err, errlen, rc, "out of memory");
+	}
+	if (rc == 0) {
+		find_parent(r, o->name, s);
+		rc = cairn_backup_run(r, s, srcs, NULL, o, res, err, errlen);
+	}
+	for (size_t i = 0; srcs && i < ndisks; i++)
+		if (srcs[i])
+			cairn_source_close(srcs[i]);
+	free(srcs);
+	return rc;
 }

@@ -15,45 +15,65 @@ struct extent {
 	uint64_t start, end;
 };
 
+/* Sorted, merged ranges. */
+struct extent_list {
+	struct extent *v;
+	size_t n, cap;
+};
+
 struct cairn_source {
 	char *path;
 	char *format;
 	uint64_t size;
 	int fd; /* raw */
 	struct nbd_handle *nbd; /* everything else */
-	struct extent *ext; /* data extents, sorted, merged */
-	size_t next, next_cap;
+	struct extent_list data; /* ranges that may hold non-zero bytes */
+	bool has_dirty;
+	struct extent_list dirty; /* ranges changed since the checkpoint */
+	char *dirty_context; /* NBD meta context of the dirty bitmap */
 };
 
 uint64_t cairn_source_size(const struct cairn_source *s) { return s->size; }
 const char *cairn_source_format(const struct cairn_source *s) { return s->format; }
 
-static int add_extent(struct cairn_source *s, uint64_t start, uint64_t end)
+static int add_extent(struct extent_list *l, uint64_t start, uint64_t end)
 {
 	if (start >= end)
 		return 0;
-	if (s->next && s->ext[s->next - 1].end == start) {
-		s->ext[s->next - 1].end = end;
+	if (l->n && l->v[l->n - 1].end == start) {
+		l->v[l->n - 1].end = end;
 		return 0;
 	}
-	if (array_grow(&s->ext, &s->next_cap, s->next, sizeof(*s->ext)) < 0)
+	if (array_grow(&l->v, &l->cap, l->n, sizeof(*l->v)) < 0)
 		return -ENOMEM;
-	s->ext[s->next++] = (struct extent){ start, end };
+	l->v[l->n++] = (struct extent){ start, end };
 	return 0;
 }
 
-bool cairn_source_has_data(const struct cairn_source *s, uint64_t off, uint64_t len)
+static bool overlaps(const struct extent_list *l, uint64_t off, uint64_t len)
 {
 	/* first extent ending after off */
-	size_t lo = 0, hi = s->next;
+	size_t lo = 0, hi = l->n;
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
-		if (s->ext[mid].end <= off)
+		if (l->v[mid].end <= off)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return lo < s->next && s->ext[lo].start < off + len;
+	return lo < l->n && l->v[lo].start < off + len;
+}
+
+bool cairn_source_has_data(const struct cairn_source *s, uint64_t off, uint64_t len)
+{
+	return overlaps(&s->data, off, len);
+}
+
+bool cairn_source_has_dirty_map(const struct cairn_source *s) { return s->has_dirty; }
+
+bool cairn_source_changed(const struct cairn_source *s, uint64_t off, uint64_t len)
+{
+	return !s->has_dirty || overlaps(&s->dirty, off, len);
 }
 
 /* Probes the image format with qemu-img, which knows every format QEMU
@@ -96,12 +116,12 @@ static int open_raw(struct cairn_source *s, char *err, size_t errlen)
 		if (data < 0) {
 			if (errno == ENXIO)
 				break;
-			return add_extent(s, off, s->size);
+			return add_extent(&s->data, off, s->size);
 		}
 		off_t hole = lseek(s->fd, data, SEEK_HOLE);
 		if (hole < 0)
 			hole = (off_t)s->size;
-		int rc = add_extent(s, (uint64_t)data, MIN((uint64_t)hole, s->size));
+		int rc = add_extent(&s->data, (uint64_t)data, MIN((uint64_t)hole, s->size));
 		if (rc < 0)
 			return rc;
 		off = (uint64_t)hole;
@@ -111,26 +131,70 @@ static int open_raw(struct cairn_source *s, char *err, size_t errlen)
 
 struct status_walk {
 	struct cairn_source *s;
-	uint64_t reached; /* end of the last extent the server described */
+	uint64_t reached; /* end of the last allocation extent described */
+	uint64_t dirty_reached;
 };
 
 static int extent_cb(void *opaque, const char *metacontext, uint64_t offset,
 		     uint32_t *entries, size_t nr_entries, int *error)
 {
 	struct status_walk *w = opaque;
+	bool alloc = !strcmp(metacontext, LIBNBD_CONTEXT_BASE_ALLOCATION);
+	bool dirty = w->s->dirty_context && !strcmp(metacontext, w->s->dirty_context);
 	(void)error;
-	if (strcmp(metacontext, LIBNBD_CONTEXT_BASE_ALLOCATION))
+	if (!alloc && !dirty)
 		return 0;
 	for (size_t i = 0; i + 1 < nr_entries; i += 2) {
 		uint64_t end = MIN(offset + entries[i], w->s->size);
-		/* only the zero bit promises zeros; a hole may read from a
-		 * backing file */
-		if (!(entries[i + 1] & LIBNBD_STATE_ZERO) &&
-		    add_extent(w->s, offset, end) < 0)
+		/* allocation: only the zero bit promises zeros (a hole may read
+		 * from a backing file); dirty bitmap: bit 0 means changed */
+		bool take = alloc ? !(entries[i + 1] & LIBNBD_STATE_ZERO) : (entries[i + 1] & 1);
+		if (take && add_extent(alloc ? &w->s->data : &w->s->dirty, offset, end) < 0)
 			return -1;
 		offset = end;
 	}
-	w->reached = MAX(w->reached, offset);
+	if (alloc)
+		w->reached = MAX(w->reached, offset);
+	else
+		w->dirty_reached = MAX(w->dirty_reached, offset);
+	return 0;
+}
+
+/* Maps data (and dirty) extents of an NBD export. */
+static int map_nbd(struct cairn_source *s, char *err, size_t errlen)
+{
+	int64_t size = nbd_get_size(s->nbd);
+	if (size < 0)
+		return set_err(err, errlen, -EIO, "%s: %s", s->path, nbd_get_error());
+	s->size = (uint64_t)size;
+	bool alloc = nbd_can_meta_context(s->nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+	if (s->dirty_context) {
+		if (nbd_can_meta_context(s->nbd, s->dirty_context) != 1)
+			return set_err(err, errlen, -ENOENT, "%s: the export offers no %s",
+				       s->path, s->dirty_context);
+		s->has_dirty = true;
+	}
+	if (!alloc && add_extent(&s->data, 0, s->size) < 0)
+		return -ENOMEM;
+	if (!alloc && !s->has_dirty)
+		return 0;
+	/* servers may answer one context for less than the other: walk until
+	 * both have covered the disk */
+	struct status_walk w = { .s = s, .reached = alloc ? 0 : s->size,
+				 .dirty_reached = s->has_dirty ? 0 : s->size };
+	while (w.reached < s->size || w.dirty_reached < s->size) {
+		uint64_t from = MIN(w.reached, w.dirty_reached);
+		uint64_t before = w.reached + w.dirty_reached;
+		if (nbd_block_status(s->nbd, MIN(s->size - from, NBD_MAX_STATUS), from,
+				     (nbd_extent_callback){ .callback = extent_cb,
+							    .user_data = &w },
+				     0) < 0)
+			return set_err(err, errlen, -EIO, "%s: block status: %s", s->path,
+				       nbd_get_error());
+		if (w.reached + w.dirty_reached <= before)
+			return set_err(err, errlen, -EIO,
+				       "%s: the NBD server made no progress in block status", s->path);
+	}
 	return 0;
 }
 
@@ -144,25 +208,33 @@ static int open_nbd(struct cairn_source *s, char *err, size_t errlen)
 	    nbd_connect_systemd_socket_activation(s->nbd, argv) < 0)
 		return set_err(err, errlen, -EIO, "cannot serve %s with qemu-nbd: %s",
 			       s->path, nbd_get_error());
-	int64_t size = nbd_get_size(s->nbd);
-	if (size < 0)
-		return set_err(err, errlen, -EIO, "%s: %s", s->path, nbd_get_error());
-	s->size = (uint64_t)size;
-	if (nbd_can_meta_context(s->nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) != 1)
-		return add_extent(s, 0, s->size);
-	struct status_walk w = { .s = s };
-	while (w.reached < s->size) {
-		uint64_t from = w.reached;
-		if (nbd_block_status(s->nbd, MIN(s->size - from, NBD_MAX_STATUS), from,
-				     (nbd_extent_callback){ .callback = extent_cb,
-							    .user_data = &w },
-				     0) < 0)
-			return set_err(err, errlen, -EIO, "%s: block status: %s", s->path,
-				       nbd_get_error());
-		if (w.reached <= from)
-			return set_err(err, errlen, -EIO,
-				       "%s: qemu-nbd made no progress in block status", s->path);
+	return map_nbd(s, err, errlen);
+}
+
+int cairn_source_open_export(const char *socket, const char *export,
+			     const char *bitmap, const char *label,
+			     struct cairn_source **out, char *err, size_t errlen)
+{
+	_cleanup_(cairn_source_closep) struct cairn_source *s = calloc(1, sizeof(*s));
+	if (!s || !(s->path = strdup(label)) || !(s->format = strdup("nbd")))
+		return -ENOMEM;
+	s->fd = -1;
+	if (bitmap && asprintf(&s->dirty_context, "qemu:dirty-bitmap:%s", bitmap) < 0) {
+		s->dirty_context = NULL;
+		return -ENOMEM;
 	}
+	if (!(s->nbd = nbd_create()))
+		return set_err(err, errlen, -ENOMEM, "libnbd: %s", nbd_get_error());
+	if (nbd_set_export_name(s->nbd, export) < 0 ||
+	    nbd_add_meta_context(s->nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
+	    (s->dirty_context && nbd_add_meta_context(s->nbd, s->dirty_context) < 0) ||
+	    nbd_connect_unix(s->nbd, socket) < 0)
+		return set_err(err, errlen, -EIO, "cannot connect to the backup export %s: %s",
+			       label, nbd_get_error());
+	int rc = map_nbd(s, err, errlen);
+	if (rc < 0)
+		return rc;
+	*out = TAKE_PTR(s);
 	return 0;
 }
 
@@ -242,7 +314,9 @@ void cairn_source_close(struct cairn_source *s)
 		nbd_shutdown(s->nbd, 0);
 		nbd_close(s->nbd);
 	}
-	free(s->ext);
+	free(s->data.v);
+	free(s->dirty.v);
+	free(s->dirty_context);
 	free(s->path);
 	free(s->format);
 	free(s);

@@ -6,7 +6,7 @@
 #include "agent/agent.h"
 #include "cli.h"
 
-#define USAGE "backup REPO --image [NAME=]FILE [--image ...] [--name NAME] [--tag T ...]"
+#define USAGE "backup REPO --image [NAME=]FILE [--image ...] | --domain NAME [--domain ...] [--connect URI] [--full] [--name NAME] [--tag T ...]"
 #define MAX_DISKS 64
 #define MAX_TAGS 32
 
@@ -18,6 +18,10 @@ struct backup_args {
 	size_t ntags;
 	const char *name;
 	unsigned workers;
+	const char *domains[MAX_DISKS];
+	size_t ndomains;
+	const char *uri;
+	bool full;
 };
 
 static int backup_option(void *ctx, int opt, const char *arg)
@@ -46,6 +50,17 @@ static int backup_option(void *ctx, int opt, const char *arg)
 	}
 	case 'n':
 		a->name = arg;
+		return -1;
+	case 'D':
+		if (a->ndomains == MAX_DISKS)
+			return cli_usage("at most %d domains per run", MAX_DISKS);
+		a->domains[a->ndomains++] = arg;
+		return -1;
+	case 'C':
+		a->uri = arg;
+		return -1;
+	case 'F':
+		a->full = true;
 		return -1;
 	case 't':
 		if (a->ntags == MAX_TAGS)
@@ -85,7 +100,7 @@ static bool unique_disk_names(const struct backup_args *a)
 	return true;
 }
 
-static void print_result(const struct cli *c, const struct backup_args *a,
+static void print_result(const struct cli *c, const char *name,
 			 const struct cairn_backup_result *res, double secs)
 {
 	char id[65], parent[65];
@@ -94,7 +109,7 @@ static void print_result(const struct cli *c, const struct backup_args *a,
 		id_hex(&res->parent, parent);
 	if (c->json) {
 		json_print(json_pack("{s:s, s:s, s:s?, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
-				     "snapshot", id, "name", a->name, "parent",
+				     "snapshot", id, "name", name, "parent",
 				     res->has_parent ? parent : NULL, "bytes_total",
 				     (json_int_t)res->bytes_total, "bytes_read",
 				     (json_int_t)res->bytes_read, "chunks",
@@ -113,8 +128,53 @@ static void print_result(const struct cli *c, const struct backup_args *a,
 	format_bytes(res->bytes_read, rd, sizeof(rd));
 	format_bytes(res->new_bytes, added, sizeof(added));
 	printf("snapshot %.12s of %s saved: %s in %zu disk(s), %s read, %llu new chunks, %s added, %.1fs\n",
-	       id, a->name, total, a->ndisks, rd, (unsigned long long)res->new_chunks,
+	       id, name, total, res->ndisks, rd, (unsigned long long)res->new_chunks,
 	       added, secs);
+}
+
+static void print_notice(void *opaque, const char *line)
+{
+	(void)opaque;
+	fprintf(stderr, "cairn: note: %s\n", line);
+}
+
+/* Each domain is its own snapshot; a failing domain does not stop the
+ * others, and the exit status is the first failure's. */
+static int backup_domains(const struct cli *c, const char *url, struct backup_args *a)
+{
+	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
+	int rc = cli_open_repo(c, url, &r);
+	if (rc == EXIT_OK && (rc = cairn_repo_lock(r, false)) < 0)
+		rc = cli_fail(rc, cairn_repo_error(r));
+	if (rc != EXIT_OK)
+		return rc;
+	cli_catch_signals();
+	int status = EXIT_OK;
+	for (size_t i = 0; i < a->ndomains && !cli_interrupted; i++) {
+		struct progress p;
+		progress_init(&p, c, a->domains[i]);
+		struct cairn_domain_opts o = {
+			.uri = a->uri, .domain = a->domains[i], .full = a->full,
+			.backup = { .name = a->name ? a->name : a->domains[i], .tags = a->tags,
+				    .ntags = a->ntags, .workers = a->workers,
+				    .progress = progress_update, .progress_opaque = &p,
+				    .cancel = &cli_interrupted, .notice = print_notice },
+		};
+		struct cairn_backup_result res;
+		char err[512] = "";
+		int64_t t0 = mono_ns();
+		int brc = cairn_backup_domain(r, &o, &res, err, sizeof(err));
+		progress_done(&p);
+		if (brc < 0) {
+			int code = cli_fail(brc, err);
+			if (status == EXIT_OK)
+				status = code;
+			continue;
+		}
+		print_result(c, o.backup.name, &res, (double)(mono_ns() - t0) / 1e9);
+	}
+	cli_print_warnings(r);
+	return status;
 }
 
 int cmd_backup(int argc, char **argv)
@@ -125,6 +185,9 @@ int cmd_backup(int argc, char **argv)
 		{ "name", required_argument, NULL, 'n' },
 		{ "tag", required_argument, NULL, 't' },
 		{ "threads", required_argument, NULL, 'j' },
+		{ "domain", required_argument, NULL, 'D' },
+		{ "connect", required_argument, NULL, 'C' },
+		{ "full", no_argument, NULL, 'F' },
 		{ 0 },
 	};
 	struct cli c = { 0 };
@@ -133,8 +196,14 @@ int cmd_backup(int argc, char **argv)
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", backup_option, &a, USAGE, &nargs);
 	if (rc < 0 && nargs != 1)
 		rc = cli_usage("usage: cairn %s", USAGE);
-	if (rc < 0 && !a.ndisks)
-		rc = cli_usage("backup: give at least one --image FILE");
+	if (rc < 0 && !a.ndisks == !a.ndomains)
+		rc = cli_usage("backup: give --image FILE or --domain NAME (not both)");
+	if (rc < 0 && a.ndomains > 1 && a.name)
+		rc = cli_usage("backup: --name needs a single --domain");
+	if (rc < 0 && a.ndomains) {
+		rc = backup_domains(&c, argv[1], &a);
+		return rc;
+	}
 	if (rc < 0 && !unique_disk_names(&a))
 		rc = cli_usage("backup: two images have the same disk name; name them with --image NAME=FILE");
 	if (rc < 0 && !a.name && !(a.name = defname = default_name(a.disks[0].path)))
@@ -162,7 +231,7 @@ int cmd_backup(int argc, char **argv)
 			if (brc < 0)
 				rc = cli_fail(brc, err);
 			else
-				print_result(&c, &a, &res, (double)(mono_ns() - t0) / 1e9);
+				print_result(&c, a.name, &res, (double)(mono_ns() - t0) / 1e9);
 		}
 	}
 	for (size_t i = 0; i < a.ndisks; i++)

@@ -28,11 +28,11 @@ static json_t *snapshot_json(const struct cairn_snapshot *s)
 		char digest[33];
 		hex_encode(d->digest, sizeof(d->digest), digest);
 		size += d->size;
-		json_array_append_new(disks, json_pack("{s:s, s:I, s:s, s:s, s:I, s:s}",
+		json_array_append_new(disks, json_pack("{s:s, s:I, s:s, s:s, s:I, s:s?}",
 						       "name", d->name, "size", (json_int_t)d->size,
 						       "format", d->format, "path", d->path,
 						       "chunk_size", (json_int_t)d->chunk_size,
-						       "digest", digest));
+						       "digest", d->has_digest ? digest : NULL));
 	}
 	return json_pack("{s:s, s:s, s:s, s:s, s:I, s:s?, s:o, s:o, s:I, s:I, s:I, s:I}",
 			 "id", id, "name", s->name, "host", s->host, "time", when, "time_ns",

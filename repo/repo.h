@@ -104,6 +104,7 @@ struct cairn_disk {
 	cairn_id *map; /* nchunks ids; loaded by cairn_snapshot_load_map */
 	size_t npages;
 	cairn_id *pages;
+	bool has_digest; /* false when an incremental read only changed chunks */
 	uint8_t digest[16]; /* XXH3-128, high 64 bits first */
 };
 
@@ -119,6 +120,8 @@ struct cairn_snapshot {
 	cairn_id parent;
 	struct cairn_disk *disks;
 	size_t ndisks;
+	char *domain_xml; /* libvirt domain definition, or NULL */
+	char *checkpoint; /* libvirt checkpoint taken with this snapshot, or NULL */
 	/* informational */
 	uint64_t bytes_read, new_chunks, new_bytes;
 };

@@ -129,7 +129,7 @@ int cairn_restore_disk(struct cairn_repo *r, struct cairn_disk *d,
 			.produce = produce, .work = work, .consume = consume };
 		rc = cairn_pipeline_run(&ops, &j, d->nchunks, workers, slots);
 	}
-	if (rc == 0)
+	if (rc == 0 && d->has_digest)
 		rc = check_digest(&j);
 	if (rc == 0)
 		rc = j.sink->commit(j.sink);
