@@ -11,7 +11,9 @@ LDLIBS += $(PKG_LIBS) -pthread
 # apt packages for building, testing, the demo and the benchmark
 APT_BUILD := build-essential pkg-config libzstd-dev libssl-dev libxxhash-dev \
 	libjansson-dev libnbd-dev libcmocka-dev libvirt-dev libxml2-dev
-APT_RUN := qemu-utils nbdkit libnbd-bin e2fsprogs python3 openssl util-linux
+APT_RUN := qemu-utils nbdkit libnbd-bin e2fsprogs python3 openssl util-linux \
+	libvirt-daemon-system libvirt-clients qemu-system-x86 linux-image-amd64 \
+	busybox-static cpio xz-utils
 APT_BENCH := restic borgbackup zstd time openssl
 DEPS_STAMP := .deps-ok
 

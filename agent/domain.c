@@ -222,7 +222,8 @@ static void end_stale_job(struct domain_job *j)
 	virDomainJobInfo info;
 	if (virDomainGetJobInfo(j->dom, &info) == 0 && info.type != VIR_DOMAIN_JOB_NONE) {
 		char *jobxml = virDomainBackupGetXMLDesc(j->dom, 0);
-		if (jobxml && strstr(jobxml, "mode='pull'")) {
+		/* ours exports on a socket in a cairn scratch directory */
+		if (jobxml && strstr(jobxml, "mode='pull'") && strstr(jobxml, "/cairn-")) {
 			notice(j, "domain %s: ending a backup job left by an earlier run", j->o->domain);
 			virDomainAbortJob(j->dom);
 		}
@@ -315,6 +316,9 @@ static int backup_running(struct domain_job *j, struct cairn_snapshot *s,
 
 	end_stale_job(j);
 	_cleanup_(cairn_snapshot_freep) struct cairn_snapshot *base = incremental_base(j);
+	/* any other checkpoint of ours is left by a run that failed before it
+	 * could clean up; deleting it merges its bitmap into the base */
+	delete_own_checkpoints(j, base ? base->checkpoint : NULL, 0);
 	int rc = start_job(j, base ? base->checkpoint : NULL, sock);
 	if (rc == -ESTALE) {
 		/* bitmaps lost (QEMU crashed): libvirt still lists the
@@ -373,6 +377,12 @@ static int backup_offline(struct domain_job *j, struct cairn_snapshot *s,
 		if (rc == 0 && (rc = cairn_snapshot_add_disk(s, j->r, j->disks[i].target,
 							     j->disks[i].path, srcs[i])) < 0)
 			set_err(j->err, j->errlen, rc, "out of memory");
+	}
+	struct cairn_snapshot *prev = NULL;
+	if (rc == 0 && cairn_snapshot_find(j->r, "latest", j->o->backup.name, &prev) == 0) {
+		s->has_parent = true;
+		s->parent = prev->id;
+		cairn_snapshot_free(prev);
 	}
 	if (rc == 0)
 		rc = cairn_backup_run(j->r, s, srcs, NULL, &j->o->backup, res, j->err, j->errlen);
