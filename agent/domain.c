@@ -251,12 +251,18 @@ static int start_job(struct domain_job *j, const char *incremental, const char *
 }
 
 /* The previous snapshot of this domain in this repository whose
- * checkpoint libvirt still has: the base of an incremental. */
+ * checkpoint libvirt still has: the base of an incremental. Checkpoints of
+ * ours other than the previous snapshot's were left by runs that failed
+ * before cleaning up: they are deleted (which merges their bitmaps into
+ * their parent, so no change is lost). */
 static struct cairn_snapshot *incremental_base(struct domain_job *j)
 {
 	struct cairn_snapshot *prev = NULL;
-	if (cairn_snapshot_find(j->r, "latest", j->o->backup.name, &prev) < 0)
+	if (cairn_snapshot_find(j->r, "latest", j->o->backup.name, &prev) < 0) {
+		delete_own_checkpoints(j, NULL, 0);
 		return NULL;
+	}
+	delete_own_checkpoints(j, prev->checkpoint, 0);
 	const char *why = NULL;
 	virDomainCheckpointPtr cp = NULL;
 	if (j->o->full)
@@ -316,9 +322,6 @@ static int backup_running(struct domain_job *j, struct cairn_snapshot *s,
 
 	end_stale_job(j);
 	_cleanup_(cairn_snapshot_freep) struct cairn_snapshot *base = incremental_base(j);
-	/* any other checkpoint of ours is left by a run that failed before it
-	 * could clean up; deleting it merges its bitmap into the base */
-	delete_own_checkpoints(j, base ? base->checkpoint : NULL, 0);
 	int rc = start_job(j, base ? base->checkpoint : NULL, sock);
 	if (rc == -ESTALE) {
 		/* bitmaps lost (QEMU crashed): libvirt still lists the

@@ -14,7 +14,10 @@ at_exit "rm -rf '$D'"
 NAME=cairn-t-domain-$$
 qemu-img create -q -f qcow2 "$D/vda.qcow2" 64M
 truncate -s 64M "$D/vdb.raw"
-vm_define "$NAME" "$D" "$D/vda.qcow2" "$D/vdb.raw"
+# a disk with 512 MiB of incompressible data makes a full read take long
+# enough to interrupt it
+head -c 512M /dev/urandom >"$D/vdc.raw"
+vm_define "$NAME" "$D" "$D/vda.qcow2" "$D/vdb.raw" "$D/vdc.raw"
 R=$T/repo
 cairn_q init "$R"
 
@@ -70,9 +73,9 @@ cmp "$T/b3.raw" "$T/vdb-paused.raw" || die "vdb restored from the paused guest d
 step "an incremental of the paused guest reads no qcow2 data, only the raw disk"
 backup_json
 idle_read=$(json 'j["bytes_read"]' <"$T/last.out")
-vdb_data=$(python3 -c 'import os,sys; print(os.stat(sys.argv[1]).st_blocks * 512)' "$D/vdb.raw")
-echo "  read $idle_read bytes; vdb holds $vdb_data allocated bytes"
-[ "$idle_read" -le $((vdb_data + 2 * 262144)) ] || die "an idle incremental read $idle_read bytes"
+raw_data=$(python3 -c 'import os,sys; print(sum(os.stat(f).st_blocks * 512 for f in sys.argv[1:]))' "$D/vdb.raw" "$D/vdc.raw")
+echo "  read $idle_read bytes; the raw disks hold $raw_data allocated bytes"
+[ "$idle_read" -le $((raw_data + 2 * 262144)) ] || die "an idle incremental read $idle_read bytes"
 restore_disk latest vda "$T/a4.raw"
 cmp "$T/a4.raw" "$T/vda-paused.raw" || die "vda of the idle incremental differs"
 virsh -q resume "$NAME"
@@ -112,6 +115,24 @@ backup_json
 grep -q "inconsistent" "$T/last.err" || die "no note about the inconsistent bitmaps"
 backup_json
 [ "$(json 'j["parent"]' <"$T/last.out")" != null ] || die "no incremental after the new chain"
+
+step "SIGTERM during a backup: job ended, its checkpoint dropped, repository clean"
+ckpts_before=$(virsh checkpoint-list "$NAME" --name | sort)
+last_snap=$(snap_id "$R" "$NAME")
+rc=0
+"$CAIRN" backup "$R" --domain "$NAME" --full >"$T/bg.out" 2>"$T/bg.err" &
+bg=$!
+sleep 0.7
+kill -TERM "$bg"
+wait "$bg" || rc=$?
+echo "  backup after SIGTERM: rc=$rc $(cat "$T/bg.err")"
+assert_eq "$rc" 130 "exit status of an interrupted backup"
+assert_eq "$(virsh checkpoint-list "$NAME" --name | sort)" "$ckpts_before" "checkpoints after the interrupted backup"
+[[ $(virsh domjobinfo "$NAME") == *"Job type:"*None* ]] || die "the interrupted backup left its job running"
+assert_eq "$(snap_id "$R" "$NAME")" "$last_snap" "latest snapshot after the interrupted backup"
+cairn_q check "$R"
+backup_json
+assert_eq "$(json 'j["parent"]' <"$T/last.out")" "$last_snap" "the next backup is an incremental from the last good one"
 
 step "shut-off domain: the images are read directly"
 virsh -q destroy "$NAME"
