@@ -100,6 +100,7 @@ check: $(DEPS_STAMP)
 demo: $(DEPS_STAMP)
 	$(MAKE) cairn
 	tests/demo.sh $(CURDIR)/cairn
+	tests/demo-vm.sh $(CURDIR)/cairn
 
 bench: $(DEPS_STAMP) bench-deps
 	$(MAKE) cairn

@@ -102,13 +102,13 @@ int cmd_restore(int argc, char **argv)
 	if (c.json)
 		json_print(json_pack("{s:s, s:s, s:I, s:I, s:b, s:f}", "disk", d->name, "to",
 				     a.to, "size", (json_int_t)res.bytes, "bytes_written",
-				     (json_int_t)res.bytes_written, "digest_ok", 1, "seconds",
+				     (json_int_t)res.bytes_written, "digest_ok", d->has_digest, "seconds",
 				     secs));
 	else if (!c.quiet) {
 		char size[32];
 		format_bytes(res.bytes, size, sizeof(size));
-		printf("restored disk %s (%s) to %s, digest verified, %.1fs\n", d->name, size,
-		       a.to, secs);
+		printf("restored disk %s (%s) to %s, %s verified, %.1fs\n", d->name, size,
+		       a.to, d->has_digest ? "whole-disk digest and chunk ids" : "chunk ids", secs);
 	}
 	return EXIT_OK;
 }
