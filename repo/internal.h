@@ -144,6 +144,9 @@ struct name_list {
 int collect_name(void *opaque, const char *name, uint64_t size);
 void name_list_free(struct name_list *l);
 int list_names(struct cairn_repo *r, const char *dir, struct name_list *out);
+/* The names starting with prefix: how many, and (the last) one of them. */
+size_t name_list_match(const struct name_list *l, const char *prefix,
+		       const char **match);
 
 /* A pack being assembled in memory (docs/design.md section 6). */
 struct pack_builder {

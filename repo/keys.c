@@ -187,13 +187,8 @@ int cairn_key_remove(struct cairn_repo *r, const char *prefix)
 	int rc = list_names(r, "keys", &keys);
 	if (rc < 0)
 		return rc;
-	const char *match = NULL;
-	size_t matches = 0;
-	for (size_t i = 0; i < keys.n; i++)
-		if (!strncmp(keys.v[i], prefix, strlen(prefix))) {
-			match = keys.v[i];
-			matches++;
-		}
+	const char *match;
+	size_t matches = name_list_match(&keys, prefix, &match);
 	char name[80];
 	if (matches != 1)
 		rc = repo_err(r, matches ? -EINVAL : -ENOENT,

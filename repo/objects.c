@@ -88,6 +88,19 @@ void name_list_free(struct name_list *l)
 	memset(l, 0, sizeof(*l));
 }
 
+size_t name_list_match(const struct name_list *l, const char *prefix,
+		       const char **match)
+{
+	size_t matches = 0;
+	*match = NULL;
+	for (size_t i = 0; i < l->n; i++)
+		if (!strncmp(l->v[i], prefix, strlen(prefix))) {
+			*match = l->v[i];
+			matches++;
+		}
+	return matches;
+}
+
 int list_names(struct cairn_repo *r, const char *dir, struct name_list *out)
 {
 	memset(out, 0, sizeof(*out));

@@ -227,13 +227,8 @@ int cairn_snapshot_find(struct cairn_repo *r, const char *spec,
 	int rc = list_names(r, "snapshots", &names);
 	if (rc < 0)
 		return rc;
-	const char *match = NULL;
-	size_t matches = 0;
-	for (size_t i = 0; i < names.n; i++)
-		if (!strncmp(names.v[i], spec, strlen(spec))) {
-			match = names.v[i];
-			matches++;
-		}
+	const char *match;
+	size_t matches = name_list_match(&names, spec, &match);
 	if (!*spec || strspn(spec, "0123456789abcdef") != strlen(spec) || !matches)
 		rc = repo_err(r, -ENOENT, "no snapshot %s in %s", spec, r->be->location);
 	else if (matches > 1)
