@@ -99,6 +99,11 @@ struct cairn_domain_opts {
 int cairn_backup_domain(struct cairn_repo *r, const struct cairn_domain_opts *o,
 			struct cairn_backup_result *res, char *err, size_t errlen);
 
+/* Names of every defined domain (running or not) that matches none of the
+ * exclude globs, sorted; the caller frees the array and the names. */
+int cairn_list_domains(const char *uri, const char *const *exclude, size_t nexclude,
+		       char ***names, size_t *n, char *err, size_t errlen);
+
 /* Backs up the disks as one snapshot. The repository must be locked by the
  * caller. */
 int cairn_backup_images(struct cairn_repo *r, const struct cairn_backup_disk *disks,

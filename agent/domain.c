@@ -11,6 +11,7 @@
  *
  * A shut-off domain's disk images are read directly (full read, deduped). */
 #include <errno.h>
+#include <fnmatch.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 #include <libxml/parser.h>
@@ -445,4 +446,52 @@ int cairn_backup_domain(struct cairn_repo *r, const struct cairn_domain_opts *o,
 	}
 	job_free(&j);
 	return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool excluded(const char *name, const char *const *exclude, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!fnmatch(exclude[i], name, 0))
+			return true;
+	return false;
+}
+
+int cairn_list_domains(const char *uri, const char *const *exclude, size_t nexclude,
+		       char ***names, size_t *n, char *err, size_t errlen)
+{
+	virSetErrorFunc(NULL, quiet_libvirt);
+	virConnectPtr conn = virConnectOpen(uri ? uri : "qemu:///system");
+	if (!conn)
+		return set_err(err, errlen, -ECONNREFUSED, "cannot connect to libvirt at %s: %s",
+			       uri ? uri : "qemu:///system", virt_msg());
+	virDomainPtr *doms = NULL;
+	int count = virConnectListAllDomains(conn, &doms, 0);
+	int rc = count < 0 ? set_err(err, errlen, -EIO, "cannot list domains: %s", virt_msg()) : 0;
+	char **v = calloc((size_t)(count > 0 ? count : 0) + 1, sizeof(*v));
+	size_t k = 0;
+	if (rc == 0 && !v)
+		rc = -ENOMEM;
+	for (int i = 0; i < count; i++) {
+		const char *name = virDomainGetName(doms[i]);
+		if (rc == 0 && name && !excluded(name, exclude, nexclude) && !(v[k++] = strdup(name)))
+			rc = -ENOMEM;
+		virDomainFree(doms[i]);
+	}
+	free(doms);
+	virConnectClose(conn);
+	if (rc < 0) {
+		for (size_t i = 0; v && i < k; i++)
+			free(v[i]);
+		free(v);
+		return rc;
+	}
+	qsort(v, k, sizeof(*v), cmp_str);
+	*names = v;
+	*n = k;
+	return 0;
 }

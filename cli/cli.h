@@ -26,12 +26,14 @@ struct cli {
 	const char *prog;
 };
 
-/* Options every command accepts; commands append theirs. */
+/* Options every command accepts; commands append theirs (with other
+ * letters than J, q, P, h). */
+#define CLI_OPT_PASSWORD 256 /* refused: listed so it is no abbreviation */
 #define CLI_COMMON_OPTIONS                                                     \
 	{ "json", no_argument, NULL, 'J' },                                    \
 	{ "quiet", no_argument, NULL, 'q' },                                   \
 	{ "password-file", required_argument, NULL, 'P' },                     \
-	{ "password", required_argument, NULL, 'X' },                          \
+	{ "password", required_argument, NULL, CLI_OPT_PASSWORD },             \
 	{ "help", no_argument, NULL, 'h' }
 #define CLI_COMMON_SHORT "qh"
 

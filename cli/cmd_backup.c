@@ -6,7 +6,7 @@
 #include "agent/agent.h"
 #include "cli.h"
 
-#define USAGE "backup REPO --image [NAME=]FILE [--image ...] | --domain NAME [--domain ...] [--connect URI] [--full] [--name NAME] [--tag T ...]"
+#define USAGE "backup REPO --image [NAME=]FILE [--image ...] | --domain NAME [--domain ...] | --all [--exclude GLOB ...] [--connect URI] [--full] [--name NAME] [--tag T ...]"
 #define MAX_DISKS 64
 #define MAX_TAGS 32
 
@@ -22,6 +22,9 @@ struct backup_args {
 	size_t ndomains;
 	const char *uri;
 	bool full;
+	bool all;
+	const char *exclude[MAX_TAGS];
+	size_t nexclude;
 };
 
 static int backup_option(void *ctx, int opt, const char *arg)
@@ -61,6 +64,14 @@ static int backup_option(void *ctx, int opt, const char *arg)
 		return -1;
 	case 'F':
 		a->full = true;
+		return -1;
+	case 'A':
+		a->all = true;
+		return -1;
+	case 'x':
+		if (a->nexclude == MAX_TAGS)
+			return cli_usage("at most %d --exclude patterns", MAX_TAGS);
+		a->exclude[a->nexclude++] = arg;
 		return -1;
 	case 't':
 		if (a->ntags == MAX_TAGS)
@@ -188,6 +199,8 @@ int cmd_backup(int argc, char **argv)
 		{ "domain", required_argument, NULL, 'D' },
 		{ "connect", required_argument, NULL, 'C' },
 		{ "full", no_argument, NULL, 'F' },
+		{ "all", no_argument, NULL, 'A' },
+		{ "exclude", required_argument, NULL, 'x' },
 		{ 0 },
 	};
 	struct cli c = { 0 };
@@ -196,14 +209,36 @@ int cmd_backup(int argc, char **argv)
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", backup_option, &a, USAGE, &nargs);
 	if (rc < 0 && nargs != 1)
 		rc = cli_usage("usage: cairn %s", USAGE);
+	if (rc < 0 && a.all && a.ndomains)
+		rc = cli_usage("backup: --all and --domain exclude each other");
+	if (rc < 0 && a.nexclude && !a.all)
+		rc = cli_usage("backup: --exclude goes with --all");
+	char **listed = NULL;
+	size_t nlisted = 0;
+	if (rc < 0 && a.all && !a.ndisks) {
+		char err[512] = "";
+		int lrc = cairn_list_domains(a.uri, a.exclude, a.nexclude, &listed, &nlisted, err,
+					     sizeof(err));
+		if (lrc < 0)
+			rc = cli_fail(lrc, err);
+		for (size_t i = 0; rc < 0 && i < nlisted && a.ndomains < MAX_DISKS; i++)
+			a.domains[a.ndomains++] = listed[i];
+		if (rc < 0 && !a.ndomains) {
+			printf("no domains to back up\n");
+			rc = EXIT_OK;
+		}
+	}
 	if (rc < 0 && !a.ndisks == !a.ndomains)
-		rc = cli_usage("backup: give --image FILE or --domain NAME (not both)");
+		rc = cli_usage("backup: give --image FILE, --domain NAME or --all (one kind)");
 	if (rc < 0 && a.ndomains > 1 && a.name)
 		rc = cli_usage("backup: --name needs a single --domain");
-	if (rc < 0 && a.ndomains) {
+	if (rc < 0 && a.ndomains)
 		rc = backup_domains(&c, argv[1], &a);
+	for (size_t i = 0; i < nlisted; i++)
+		free(listed[i]);
+	free(listed);
+	if (a.ndomains)
 		return rc;
-	}
 	if (rc < 0 && !unique_disk_names(&a))
 		rc = cli_usage("backup: two images have the same disk name; name them with --image NAME=FILE");
 	if (rc < 0 && !a.name && !(a.name = defname = default_name(a.disks[0].path)))

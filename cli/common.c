@@ -14,10 +14,6 @@ bool cli_common_option(struct cli *c, int opt, const char *arg)
 	case 'J': c->json = true; return true;
 	case 'q': c->quiet = true; return true;
 	case 'P': c->password_file = arg; return true;
-	case 'X':
-		/* listed only so getopt does not take it as an abbreviation
-		 * of --password-file */
-		return false;
 	default: return false;
 	}
 }
@@ -285,7 +281,7 @@ int cli_parse(struct cli *c, int argc, char **argv, const struct option *opts,
 		} else if (opt == '?')
 			rc = cli_usage("%s: unknown option '%s' (usage: cairn %s)", argv[0],
 				       argv[optind - 1], usage);
-		else if (opt == 'X')
+		else if (opt == CLI_OPT_PASSWORD)
 			rc = cli_usage("passwords are never taken from the command line: use CAIRN_PASSWORD, --password-file or the prompt");
 		else if (opt == ':')
 			rc = cli_usage("%s: option '%s' needs a value", argv[0],

@@ -134,10 +134,26 @@ cairn_q check "$R"
 backup_json
 assert_eq "$(json 'j["parent"]' <"$T/last.out")" "$last_snap" "the next backup is an incremental from the last good one"
 
+step "--all --exclude GLOB: every defined domain but the excluded ones, one snapshot each"
+truncate -s 8M "$D/off.raw"
+printf 'offline disk' | dd of="$D/off.raw" conv=notrunc status=none
+vm_define "$NAME-off" "$D" "$D/off.raw"
+before=$(snap_count "$R")
+main_before=$(snap_id "$R" "$NAME")
+"$CAIRN" backup "$R" --all --exclude "$NAME" >"$T/all.out" 2>"$T/all.err" || true
+cat "$T/all.out"
+snap_id "$R" "$NAME-off" >/dev/null || die "--all did not back up $NAME-off: $(cat "$T/all.err")"
+assert_eq "$(snap_id "$R" "$NAME")" "$main_before" "latest snapshot of the excluded domain"
+[ "$(snap_count "$R")" -gt "$before" ] || die "--all added no snapshot"
+restore_disk() { rm -f "$4"; cairn_q restore "$R" "$1" --name "$2" --disk "$3" --to "$4"; }
+restore_disk latest "$NAME-off" vda "$T/offdom.raw"
+cmp "$T/offdom.raw" "$D/off.raw" || die "the shut-off domain's disk differs"
+expect_fail 2 "$CAIRN" backup "$R" --exclude "$NAME"
+
 step "shut-off domain: the images are read directly"
 virsh -q destroy "$NAME"
 backup_json
-restore_disk latest vda "$T/off.raw"
+restore_disk latest "$NAME" vda "$T/off.raw"
 qemu-img compare -q -f raw -F qcow2 "$T/off.raw" "$D/vda.qcow2" || die "offline backup differs"
 
 step "no scratch files left, repository clean"
