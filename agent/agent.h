@@ -89,6 +89,7 @@ struct cairn_domain_opts {
 	const char *uri; /* NULL: qemu:///system */
 	const char *domain;
 	bool full; /* ignore the previous checkpoint */
+	bool quiesce; /* freeze guest filesystems (guest agent) around the checkpoint */
 	const char *scratch_dir; /* NULL: /var/tmp */
 	struct cairn_backup_opts backup; /* backup.name: the snapshot name */
 };

@@ -232,13 +232,34 @@ static void end_stale_job(struct domain_job *j)
 	}
 }
 
+/* libvirt 9.0's backup API has no quiesce flag: freeze through the guest
+ * agent for the instant of the checkpoint. Without a usable agent the
+ * backup goes on crash-consistent, with a note (a nightly must not fail). */
+static bool freeze(struct domain_job *j)
+{
+	int state = VIR_DOMAIN_NOSTATE;
+	if (!j->o->quiesce || virDomainGetState(j->dom, &state, NULL, 0) < 0 ||
+	    state == VIR_DOMAIN_PAUSED)
+		return false;
+	if (virDomainFSFreeze(j->dom, NULL, 0, 0) < 0) {
+		notice(j, "domain %s: cannot quiesce (%s); the backup is crash-consistent",
+		       j->o->domain, virt_msg());
+		return false;
+	}
+	return true;
+}
+
 static int start_job(struct domain_job *j, const char *incremental, const char *sock)
 {
 	struct buf bx = { 0 }, cx = { 0 };
 	int rc = backup_xml(j, incremental, sock, &bx);
 	if (rc == 0)
 		rc = checkpoint_xml(j, &cx);
-	if (rc == 0 && virDomainBackupBegin(j->dom, (const char *)bx.p, (const char *)cx.p, 0) < 0) {
+	bool frozen = rc == 0 && freeze(j);
+	int begun = rc == 0 ? virDomainBackupBegin(j->dom, (const char *)bx.p, (const char *)cx.p, 0) : 0;
+	if (frozen && virDomainFSThaw(j->dom, NULL, 0, 0) < 0)
+		notice(j, "domain %s: cannot thaw the guest filesystems: %s", j->o->domain, virt_msg());
+	if (rc == 0 && begun < 0) {
 		virErrorPtr e = virGetLastError();
 		rc = e && e->code == VIR_ERR_CHECKPOINT_INCONSISTENT ? -ESTALE : -EIO;
 		set_err(j->err, j->errlen, rc, "domain %s: cannot start the backup: %s",

@@ -6,7 +6,7 @@
 #include "agent/agent.h"
 #include "cli.h"
 
-#define USAGE "backup REPO --image [NAME=]FILE [--image ...] | --domain NAME [--domain ...] | --all [--exclude GLOB ...] [--connect URI] [--full] [--name NAME] [--tag T ...]"
+#define USAGE "backup REPO --image [NAME=]FILE [--image ...] | --domain NAME [--domain ...] | --all [--exclude GLOB ...] [--connect URI] [--full] [--quiesce] [--name NAME] [--tag T ...]"
 #define MAX_DISKS 64
 #define MAX_TAGS 32
 
@@ -22,7 +22,7 @@ struct backup_args {
 	size_t ndomains;
 	const char *uri;
 	bool full;
-	bool all;
+	bool all, quiesce;
 	const char *exclude[MAX_TAGS];
 	size_t nexclude;
 };
@@ -67,6 +67,9 @@ static int backup_option(void *ctx, int opt, const char *arg)
 		return -1;
 	case 'A':
 		a->all = true;
+		return -1;
+	case 'Q':
+		a->quiesce = true;
 		return -1;
 	case 'x':
 		if (a->nexclude == MAX_TAGS)
@@ -166,6 +169,7 @@ static int backup_domains(const struct cli *c, const char *url, struct backup_ar
 		progress_init(&p, c, a->domains[i]);
 		struct cairn_domain_opts o = {
 			.uri = a->uri, .domain = a->domains[i], .full = a->full,
+			.quiesce = a->quiesce,
 			.backup = { .name = a->name ? a->name : a->domains[i], .tags = a->tags,
 				    .ntags = a->ntags, .workers = a->workers,
 				    .progress = progress_update, .progress_opaque = &p,
@@ -200,6 +204,7 @@ int cmd_backup(int argc, char **argv)
 		{ "connect", required_argument, NULL, 'C' },
 		{ "full", no_argument, NULL, 'F' },
 		{ "all", no_argument, NULL, 'A' },
+		{ "quiesce", no_argument, NULL, 'Q' },
 		{ "exclude", required_argument, NULL, 'x' },
 		{ 0 },
 	};
