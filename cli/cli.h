@@ -50,8 +50,13 @@ int cli_fail(int rc, const char *msg);
  * Returns NULL (with a message printed) when none is available. */
 char *cli_password(const struct cli *c, bool confirm);
 char *cli_new_password(void);
-/* Opens the repository, prompting for a password only when needed. */
+/* Opens the repository, prompting for a password only when needed.
+ * Returns an exit code (EXIT_OK on success). */
 int cli_open_repo(const struct cli *c, const char *url, struct cairn_repo **out);
+enum cli_lock { CLI_SHARED, CLI_EXCLUSIVE };
+/* cli_open_repo, then takes the repository lock. */
+int cli_open_locked(const struct cli *c, const char *url, enum cli_lock lock,
+		    struct cairn_repo **out);
 void cli_print_warnings(const struct cairn_repo *r);
 
 /* Progress on stderr when it is a TTY (and not --quiet/--json). */

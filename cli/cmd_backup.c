@@ -157,9 +157,7 @@ static void print_notice(void *opaque, const char *line)
 static int backup_domains(const struct cli *c, const char *url, struct backup_args *a)
 {
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
-	int rc = cli_open_repo(c, url, &r);
-	if (rc == EXIT_OK && (rc = cairn_repo_lock(r, false)) < 0)
-		rc = cli_fail(rc, cairn_repo_error(r));
+	int rc = cli_open_locked(c, url, CLI_SHARED, &r);
 	if (rc != EXIT_OK)
 		return rc;
 	cli_catch_signals();
@@ -250,9 +248,7 @@ int cmd_backup(int argc, char **argv)
 		rc = cli_error("out of memory");
 	if (rc < 0) {
 		_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
-		rc = cli_open_repo(&c, argv[1], &r);
-		if (rc == EXIT_OK && (rc = cairn_repo_lock(r, false)) < 0)
-			rc = cli_fail(rc, cairn_repo_error(r));
+		rc = cli_open_locked(&c, argv[1], CLI_SHARED, &r);
 		if (rc == EXIT_OK) {
 			struct progress p;
 			progress_init(&p, &c, "backup");

@@ -43,10 +43,8 @@ int cmd_check(int argc, char **argv)
 	if (nargs != 1)
 		return cli_usage("usage: cairn %s", usage);
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
-	if ((rc = cli_open_repo(&c, argv[1], &r)) != EXIT_OK)
+	if ((rc = cli_open_locked(&c, argv[1], CLI_SHARED, &r)) != EXIT_OK)
 		return rc;
-	if ((rc = cairn_repo_lock(r, false)) < 0)
-		return cli_fail(rc, cairn_repo_error(r));
 	if (c.json)
 		a.problems = json_array();
 	int64_t t0 = mono_ns();
@@ -85,10 +83,8 @@ int cmd_repair(int argc, char **argv)
 	if (nargs != 2 || strcmp(argv[1], "index"))
 		return cli_usage("usage: cairn %s", usage);
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
-	if ((rc = cli_open_repo(&c, argv[2], &r)) != EXIT_OK)
+	if ((rc = cli_open_locked(&c, argv[2], CLI_EXCLUSIVE, &r)) != EXIT_OK)
 		return rc;
-	if ((rc = cairn_repo_lock(r, true)) < 0)
-		return cli_fail(rc, cairn_repo_error(r));
 	int packs = cairn_repo_repair_index(r, print_line, NULL);
 	if (packs < 0)
 		return cli_fail(packs, cairn_repo_error(r));

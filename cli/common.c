@@ -190,6 +190,21 @@ int cli_open_repo(const struct cli *c, const char *url, struct cairn_repo **out)
 	return EXIT_OK;
 }
 
+int cli_open_locked(const struct cli *c, const char *url, enum cli_lock lock,
+		    struct cairn_repo **out)
+{
+	int rc = cli_open_repo(c, url, out);
+	if (rc != EXIT_OK)
+		return rc;
+	if ((rc = cairn_repo_lock(*out, lock == CLI_EXCLUSIVE)) < 0) {
+		rc = cli_fail(rc, cairn_repo_error(*out));
+		cairn_repo_close(*out);
+		*out = NULL;
+		return rc;
+	}
+	return EXIT_OK;
+}
+
 void cli_print_warnings(const struct cairn_repo *r)
 {
 	for (size_t i = 0; i < cairn_repo_warning_count(r); i++)
