@@ -44,13 +44,13 @@ build/asan/%.o: %.c $(wildcard */*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) $(PKG_CFLAGS) -c -o $@ $<
 
-build/tests/%: tests/unit/%.c $(LIB_OBJ)
+build/tests/%: tests/unit/%.c tests/unit/helpers.h $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS) -lcmocka
 
-build/asan/tests/%: tests/unit/%.c $(LIB_SRC:%.c=build/asan/%.o)
+build/asan/tests/%: tests/unit/%.c tests/unit/helpers.h $(LIB_SRC:%.c=build/asan/%.o)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(ASAN_FLAGS) $(PKG_CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) $(PKG_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS) -lcmocka
 
 # cairn built with sanitizers, used by the integration tests under asan
 build/asan/cairn: $(LIB_SRC:%.c=build/asan/%.o) $(CLI_SRC:%.c=build/asan/%.o)

@@ -10,16 +10,9 @@
 #include <cmocka.h>
 
 #include "repo/internal.h"
+#include "helpers.h"
 
-/* splitmix64: a small seeded PRNG so runs are reproducible */
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
+/* a random id from the seeded PRNG, so runs are reproducible */
 static void rand_id(uint64_t *s, cairn_id *id)
 {
 	for (int i = 0; i < 4; i++) {
