@@ -163,6 +163,9 @@ static int queue_current_locked(struct cairn_writer *w)
 		pthread_cond_wait(&w->changed, &w->lock);
 	if (w->io_err)
 		return w->io_err;
+	/* another thread may have queued it while this one waited */
+	if (w->cur.n == 0)
+		return 0;
 	w->queue[w->queued++] = w->cur;
 	memset(&w->cur, 0, sizeof(w->cur));
 	pthread_cond_broadcast(&w->changed);
