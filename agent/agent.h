@@ -16,6 +16,10 @@ struct cairn_source;
 
 int cairn_source_open(const char *path, struct cairn_source **out, char *err,
 		      size_t errlen);
+/* A qcow2 image read through qemu-nbd together with its persistent dirty
+ * bitmap: only what changed since the bitmap was added counts as changed. */
+int cairn_source_open_bitmap(const char *path, const char *bitmap,
+			     struct cairn_source **out, char *err, size_t errlen);
 void cairn_source_close(struct cairn_source *s);
 DEFINE_CLEANUP(struct cairn_source *, cairn_source_close);
 uint64_t cairn_source_size(const struct cairn_source *s);
@@ -57,6 +61,10 @@ struct cairn_backup_opts {
 	/* one-line notices (why a disk was read in full, ...); may be NULL */
 	cairn_report_fn notice;
 	void *notice_opaque;
+	/* NULL: the backup makes its own. Several backups running at once
+	 * share one (their snapshots are saved with cairn_writer_flush, which
+	 * waits for every blob any of them put). */
+	struct cairn_writer *writer;
 };
 
 struct cairn_backup_result {
@@ -85,18 +93,29 @@ int cairn_backup_run(struct cairn_repo *r, struct cairn_snapshot *s,
 		     const struct cairn_backup_opts *o, struct cairn_backup_result *res,
 		     char *err, size_t errlen);
 
+enum cairn_quiesce {
+	CAIRN_QUIESCE_NO,
+	CAIRN_QUIESCE_YES, /* freeze through the guest agent or fail */
+	CAIRN_QUIESCE_AUTO, /* freeze when the agent answers, else crash-consistent */
+};
+
 struct cairn_domain_opts {
 	const char *uri; /* NULL: qemu:///system */
 	const char *domain;
 	bool full; /* ignore the previous checkpoint */
-	bool quiesce; /* freeze guest filesystems (guest agent) around the checkpoint */
+	enum cairn_quiesce quiesce;
+	/* back up exactly these disks (targets such as vda); NULL: every
+	 * writable, unshared disk with a source */
+	const char *const *disks;
+	size_t ndisks;
 	const char *scratch_dir; /* NULL: /var/tmp */
 	struct cairn_backup_opts backup; /* backup.name: the snapshot name */
 };
 
 /* Backs up a libvirt domain: running or paused through a pull-mode backup
  * with this repository's checkpoints (incremental when the previous
- * snapshot's checkpoint is still valid), shut off by reading its images. */
+ * snapshot's checkpoint is still valid); shut off by reading its images,
+ * incrementally through the persistent qcow2 bitmap of that checkpoint. */
 int cairn_backup_domain(struct cairn_repo *r, const struct cairn_domain_opts *o,
 			struct cairn_backup_result *res, char *err, size_t errlen);
 

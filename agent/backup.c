@@ -188,14 +188,17 @@ int cairn_backup_run(struct cairn_repo *r, struct cairn_snapshot *s,
 		     const struct cairn_backup_opts *o, struct cairn_backup_result *res,
 		     char *err, size_t errlen)
 {
-	_cleanup_(cairn_writer_freep) struct cairn_writer *w = NULL;
+	_cleanup_(cairn_writer_freep) struct cairn_writer *own = NULL;
+	struct cairn_writer *w = o->writer;
 	unsigned workers = o->workers ? o->workers : cairn_default_workers();
 	res->ndisks = s->ndisks;
 	for (size_t i = 0; i < s->ndisks; i++)
 		res->bytes_total += s->disks[i].size;
-	int rc = cairn_writer_new(r, &w);
+	int rc = w ? 0 : cairn_writer_new(r, &own);
 	if (rc < 0)
 		return set_err(err, errlen, rc, "%s", cairn_repo_error(r));
+	if (!w)
+		w = own;
 	_cleanup_free_ uint8_t *zeros = calloc(1, cairn_repo_chunk_size(r));
 	if (!zeros)
 		return set_err(err, errlen, -ENOMEM, "out of memory");
@@ -210,6 +213,7 @@ int cairn_backup_run(struct cairn_repo *r, struct cairn_snapshot *s,
 				      .prev = p, .digest = !p, .zeros = zeros, .res = res,
 				      .done_before = done, .o = o, .err = err, .errlen = errlen };
 		rc = backup_disk(&j, workers);
+		s->disks[i].incremental = p != NULL;
 		done += s->disks[i].size;
 	}
 	if (rc < 0)

@@ -203,8 +203,17 @@ static int open_nbd(struct cairn_source *s, char *err, size_t errlen)
 	s->nbd = nbd_create();
 	if (!s->nbd)
 		return set_err(err, errlen, -ENOMEM, "libnbd: %s", nbd_get_error());
-	char *argv[] = { "qemu-nbd", "-r", "-f", s->format, "--", s->path, NULL };
+	/* with a bitmap, qemu-nbd exports it as qemu:dirty-bitmap:NAME */
+	const char *bitmap = s->dirty_context ? s->dirty_context + strlen("qemu:dirty-bitmap:") : NULL;
+	char *argv[] = { "qemu-nbd", "-r", "-f", s->format, "--", s->path, NULL, NULL, NULL };
+	if (bitmap) {
+		argv[4] = "-B";
+		argv[5] = (char *)bitmap;
+		argv[6] = "--";
+		argv[7] = s->path;
+	}
 	if (nbd_add_meta_context(s->nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
+	    (s->dirty_context && nbd_add_meta_context(s->nbd, s->dirty_context) < 0) ||
 	    nbd_connect_systemd_socket_activation(s->nbd, argv) < 0)
 		return set_err(err, errlen, -EIO, "cannot serve %s with qemu-nbd: %s",
 			       s->path, nbd_get_error());
@@ -241,6 +250,12 @@ int cairn_source_open_export(const char *socket, const char *export,
 int cairn_source_open(const char *path, struct cairn_source **out, char *err,
 		      size_t errlen)
 {
+	return cairn_source_open_bitmap(path, NULL, out, err, errlen);
+}
+
+int cairn_source_open_bitmap(const char *path, const char *bitmap,
+			     struct cairn_source **out, char *err, size_t errlen)
+{
 	struct stat st;
 	if (stat(path, &st) < 0)
 		return set_err(err, errlen, -errno, "cannot open image %s: %s", path,
@@ -257,9 +272,15 @@ int cairn_source_open(const char *path, struct cairn_source **out, char *err,
 	if (!s || !(s->path = strdup(path)))
 		return -ENOMEM;
 	s->fd = -1;
+	if (bitmap && asprintf(&s->dirty_context, "qemu:dirty-bitmap:%s", bitmap) < 0) {
+		s->dirty_context = NULL;
+		return -ENOMEM;
+	}
 	int rc = probe_format(path, &s->format, err, errlen);
 	if (rc < 0)
 		return rc;
+	if (bitmap && !strcmp(s->format, "raw"))
+		return set_err(err, errlen, -EINVAL, "%s: raw images carry no bitmaps", path);
 	rc = !strcmp(s->format, "raw") ? open_raw(s, err, errlen)
 				       : open_nbd(s, err, errlen);
 	if (rc < 0)

@@ -1,12 +1,13 @@
 /* cairn backup REPO --image [NAME=]FILE ... [--name NAME] [--tag T ...] */
 #include <errno.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <stdio.h>
 
 #include "agent/agent.h"
 #include "cli.h"
 
-#define USAGE "backup REPO --image [NAME=]FILE [--image ...] | --domain NAME [--domain ...] | --all [--exclude GLOB ...] [--connect URI] [--full] [--quiesce] [--name NAME] [--tag T ...]"
+#define USAGE "backup REPO --image [NAME=]FILE [--image ...] | --domain NAME [--domain ...] [--disk D ...] | --all [--exclude GLOB ...] [--parallel N] [--connect URI] [--full] [--quiesce[=auto]] [--scratch-dir DIR] [--name NAME] [--tag T ...]"
 #define MAX_DISKS 64
 #define MAX_TAGS 32
 
@@ -22,9 +23,14 @@ struct backup_args {
 	size_t ndomains;
 	const char *uri;
 	bool full;
-	bool all, quiesce;
+	bool all;
+	enum cairn_quiesce quiesce;
 	const char *exclude[MAX_TAGS];
 	size_t nexclude;
+	const char *only[MAX_DISKS]; /* --disk */
+	size_t nonly;
+	const char *scratch_dir;
+	unsigned parallel;
 };
 
 static int backup_option(void *ctx, int opt, const char *arg)
@@ -69,8 +75,26 @@ static int backup_option(void *ctx, int opt, const char *arg)
 		a->all = true;
 		return -1;
 	case 'Q':
-		a->quiesce = true;
+		if (arg && strcmp(arg, "auto"))
+			return cli_usage("--quiesce=%s: the only value is auto", arg);
+		a->quiesce = arg ? CAIRN_QUIESCE_AUTO : CAIRN_QUIESCE_YES;
 		return -1;
+	case 'd':
+		if (a->nonly == MAX_DISKS)
+			return cli_usage("at most %d --disk options", MAX_DISKS);
+		a->only[a->nonly++] = arg;
+		return -1;
+	case 'S':
+		a->scratch_dir = arg;
+		return -1;
+	case 'p': {
+		char *end;
+		long n = strtol(arg, &end, 10);
+		if (n < 1 || n > 64 || *end)
+			return cli_usage("--parallel %s: give 1 to 64", arg);
+		a->parallel = (unsigned)n;
+		return -1;
+	}
 	case 'x':
 		if (a->nexclude == MAX_TAGS)
 			return cli_usage("at most %d --exclude patterns", MAX_TAGS);
@@ -152,6 +176,64 @@ static void print_notice(void *opaque, const char *line)
 	fprintf(stderr, "cairn: note: %s\n", line);
 }
 
+/* Backups of several domains running at once share the repository lock,
+ * one writer and stdout. */
+struct domain_run {
+	const struct cli *c;
+	struct cairn_repo *r;
+	struct backup_args *a;
+	struct cairn_writer *w; /* shared when parallel */
+	pthread_mutex_t lock; /* next, status, output */
+	size_t next;
+	int status;
+};
+
+static void backup_one(struct domain_run *dr, const char *domain)
+{
+	const struct backup_args *a = dr->a;
+	bool parallel = dr->w != NULL;
+	struct progress p;
+	progress_init(&p, parallel ? &(struct cli){ .quiet = true } : dr->c, domain);
+	struct cairn_domain_opts o = {
+		.uri = a->uri, .domain = domain, .full = a->full, .quiesce = a->quiesce,
+		.disks = a->nonly ? a->only : NULL, .ndisks = a->nonly,
+		.scratch_dir = a->scratch_dir,
+		.backup = { .name = a->name ? a->name : domain, .tags = a->tags,
+			    .ntags = a->ntags, .workers = a->workers,
+			    .progress = progress_update, .progress_opaque = &p,
+			    .cancel = &cli_interrupted, .notice = print_notice,
+			    .writer = dr->w },
+	};
+	struct cairn_backup_result res;
+	char err[512] = "";
+	int64_t t0 = mono_ns();
+	int brc = cairn_backup_domain(dr->r, &o, &res, err, sizeof(err));
+	progress_done(&p);
+	pthread_mutex_lock(&dr->lock);
+	if (brc < 0) {
+		int code = cli_fail(brc, err);
+		if (dr->status == EXIT_OK)
+			dr->status = code;
+	} else {
+		print_result(dr->c, o.backup.name, &res, (double)(mono_ns() - t0) / 1e9);
+		fflush(stdout);
+	}
+	pthread_mutex_unlock(&dr->lock);
+}
+
+static void *domain_thread(void *arg)
+{
+	struct domain_run *dr = arg;
+	for (;;) {
+		pthread_mutex_lock(&dr->lock);
+		size_t i = dr->next++;
+		pthread_mutex_unlock(&dr->lock);
+		if (i >= dr->a->ndomains || cli_interrupted)
+			return NULL;
+		backup_one(dr, dr->a->domains[i]);
+	}
+}
+
 /* Each domain is its own snapshot; a failing domain does not stop the
  * others, and the exit status is the first failure's. */
 static int backup_domains(const struct cli *c, const char *url, struct backup_args *a)
@@ -161,33 +243,26 @@ static int backup_domains(const struct cli *c, const char *url, struct backup_ar
 	if (rc != EXIT_OK)
 		return rc;
 	cli_catch_signals();
-	int status = EXIT_OK;
-	for (size_t i = 0; i < a->ndomains && !cli_interrupted; i++) {
-		struct progress p;
-		progress_init(&p, c, a->domains[i]);
-		struct cairn_domain_opts o = {
-			.uri = a->uri, .domain = a->domains[i], .full = a->full,
-			.quiesce = a->quiesce,
-			.backup = { .name = a->name ? a->name : a->domains[i], .tags = a->tags,
-				    .ntags = a->ntags, .workers = a->workers,
-				    .progress = progress_update, .progress_opaque = &p,
-				    .cancel = &cli_interrupted, .notice = print_notice },
-		};
-		struct cairn_backup_result res;
-		char err[512] = "";
-		int64_t t0 = mono_ns();
-		int brc = cairn_backup_domain(r, &o, &res, err, sizeof(err));
-		progress_done(&p);
-		if (brc < 0) {
-			int code = cli_fail(brc, err);
-			if (status == EXIT_OK)
-				status = code;
-			continue;
-		}
-		print_result(c, o.backup.name, &res, (double)(mono_ns() - t0) / 1e9);
+	struct domain_run dr = { .c = c, .r = r, .a = a, .status = EXIT_OK };
+	pthread_mutex_init(&dr.lock, NULL);
+	unsigned nthreads = MIN(a->parallel ? a->parallel : 1u, (unsigned)a->ndomains);
+	if (nthreads > 1 && (rc = cairn_writer_new(r, &dr.w)) < 0) {
+		pthread_mutex_destroy(&dr.lock);
+		return cli_fail(rc, cairn_repo_error(r));
 	}
+	pthread_t th[64];
+	unsigned started = 0;
+	for (unsigned i = 1; i < nthreads; i++)
+		if (pthread_create(&th[started], NULL, domain_thread, &dr) == 0)
+			started++;
+	domain_thread(&dr);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	if (dr.w)
+		cairn_writer_free(dr.w);
+	pthread_mutex_destroy(&dr.lock);
 	cli_print_warnings(r);
-	return status;
+	return dr.status;
 }
 
 int cmd_backup(int argc, char **argv)
@@ -202,8 +277,11 @@ int cmd_backup(int argc, char **argv)
 		{ "connect", required_argument, NULL, 'C' },
 		{ "full", no_argument, NULL, 'F' },
 		{ "all", no_argument, NULL, 'A' },
-		{ "quiesce", no_argument, NULL, 'Q' },
+		{ "quiesce", optional_argument, NULL, 'Q' },
 		{ "exclude", required_argument, NULL, 'x' },
+		{ "disk", required_argument, NULL, 'd' },
+		{ "scratch-dir", required_argument, NULL, 'S' },
+		{ "parallel", required_argument, NULL, 'p' },
 		{ 0 },
 	};
 	struct cli c = { 0 };
@@ -216,6 +294,10 @@ int cmd_backup(int argc, char **argv)
 		rc = cli_usage("backup: --all and --domain exclude each other");
 	if (rc < 0 && a.nexclude && !a.all)
 		rc = cli_usage("backup: --exclude goes with --all");
+	if (rc < 0 && a.nonly && a.ndomains != 1)
+		rc = cli_usage("backup: --disk goes with a single --domain");
+	if (rc < 0 && a.ndisks && (a.nonly || a.quiesce || a.scratch_dir || a.parallel || a.full))
+		rc = cli_usage("backup: --disk, --quiesce, --scratch-dir, --parallel and --full are for domains");
 	char **listed = NULL;
 	size_t nlisted = 0;
 	if (rc < 0 && a.all && !a.ndisks) {

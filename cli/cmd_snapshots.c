@@ -12,6 +12,15 @@ static int name_option(void *ctx, int opt, const char *arg)
 	return -1;
 }
 
+/* "incremental" when any disk was read only where it changed. */
+static const char *snapshot_kind(const struct cairn_snapshot *s)
+{
+	for (size_t i = 0; i < s->ndisks; i++)
+		if (s->disks[i].incremental)
+			return "incremental";
+	return "full";
+}
+
 static json_t *snapshot_json(const struct cairn_snapshot *s)
 {
 	char id[65], parent[65], when[40];
@@ -28,18 +37,21 @@ static json_t *snapshot_json(const struct cairn_snapshot *s)
 		char digest[33];
 		hex_encode(d->digest, sizeof(d->digest), digest);
 		size += d->size;
-		json_array_append_new(disks, json_pack("{s:s, s:I, s:s, s:s, s:I, s:s?}",
+		json_array_append_new(disks, json_pack("{s:s, s:I, s:s, s:s, s:I, s:s?, s:s}",
 						       "name", d->name, "size", (json_int_t)d->size,
 						       "format", d->format, "path", d->path,
 						       "chunk_size", (json_int_t)d->chunk_size,
-						       "digest", d->has_digest ? digest : NULL));
+						       "digest", d->has_digest ? digest : NULL, "read",
+						       d->incremental ? "incremental" : "full"));
 	}
-	return json_pack("{s:s, s:s, s:s, s:s, s:I, s:s?, s:o, s:o, s:I, s:I, s:I, s:I}",
-			 "id", id, "name", s->name, "host", s->host, "time", when, "time_ns",
-			 (json_int_t)s->time_ns, "parent", s->has_parent ? parent : NULL,
-			 "tags", tags, "disks", disks, "size", (json_int_t)size,
-			 "bytes_read", (json_int_t)s->bytes_read, "new_chunks",
-			 (json_int_t)s->new_chunks, "new_bytes", (json_int_t)s->new_bytes);
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s?, s:o, s:o, s:I, s:s, s:s?, s:s?, s:I, s:I, s:I}",
+			 "id", id, "name", s->name, "source", s->source, "host", s->host, "time",
+			 when, "time_ns", (json_int_t)s->time_ns, "parent",
+			 s->has_parent ? parent : NULL, "tags", tags, "disks", disks, "size",
+			 (json_int_t)size, "kind", snapshot_kind(s), "consistency",
+			 s->consistency, "checkpoint", s->checkpoint, "bytes_read",
+			 (json_int_t)s->bytes_read, "new_chunks", (json_int_t)s->new_chunks,
+			 "new_bytes", (json_int_t)s->new_bytes);
 }
 
 int cmd_snapshots(int argc, char **argv)
@@ -67,8 +79,8 @@ int cmd_snapshots(int argc, char **argv)
 	cli_print_warnings(r);
 	json_t *arr = c.json ? json_array() : NULL;
 	if (!c.json)
-		printf("%-12s  %-20s  %-20s  %10s  %10s  %s\n", "ID", "TIME", "NAME", "SIZE",
-		       "ADDED", "TAGS");
+		printf("%-12s  %-20s  %-20s  %-11s  %-8s  %10s  %10s  %10s  %s\n", "ID", "TIME",
+		       "NAME", "KIND", "CONSIST", "SIZE", "READ", "STORED", "TAGS");
 	for (size_t i = 0; i < n; i++) {
 		const struct cairn_snapshot *s = v[i];
 		if (name && strcmp(s->name, name))
@@ -77,7 +89,7 @@ int cmd_snapshots(int argc, char **argv)
 			json_array_append_new(arr, snapshot_json(s));
 			continue;
 		}
-		char id[65], when[40], size[32], added[32], tags[256] = "";
+		char id[65], when[40], size[32], added[32], rd[32], tags[256] = "";
 		uint64_t total = 0;
 		for (size_t d = 0; d < s->ndisks; d++)
 			total += s->disks[d].size;
@@ -89,7 +101,9 @@ int cmd_snapshots(int argc, char **argv)
 		format_time_utc(s->time_ns, when, sizeof(when));
 		format_bytes(total, size, sizeof(size));
 		format_bytes(s->new_bytes, added, sizeof(added));
-		printf("%.12s  %-20s  %-20s  %10s  %10s  %s\n", id, when, s->name, size, added,
+		format_bytes(s->bytes_read, rd, sizeof(rd));
+		printf("%.12s  %-20s  %-20s  %-11s  %-8s  %10s  %10s  %10s  %s\n", id, when, s->name,
+		       snapshot_kind(s), s->consistency ? s->consistency : "-", size, rd, added,
 		       tags);
 	}
 	if (arr)

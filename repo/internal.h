@@ -65,6 +65,9 @@ struct cairn_repo {
 	char lock_name[80];
 	struct scratch *scratch_pool;
 	pthread_mutex_t lock; /* err, warnings, scratch_pool */
+	/* idx: shared by readers, exclusive for writers' changes (several
+	 * backups may share one writer while others read chunk maps) */
+	pthread_rwlock_t idx_lock;
 	char err[512];
 };
 

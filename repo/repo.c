@@ -15,8 +15,10 @@ static bool valid_chunk_size(uint64_t s)
 static struct cairn_repo *repo_alloc(void)
 {
 	struct cairn_repo *r = calloc(1, sizeof(*r));
-	if (r)
+	if (r) {
 		pthread_mutex_init(&r->lock, NULL);
+		pthread_rwlock_init(&r->idx_lock, NULL);
+	}
 	return r;
 }
 
@@ -165,6 +167,7 @@ void cairn_repo_close(struct cairn_repo *r)
 	memset(r->k_enc, 0, sizeof(r->k_enc));
 	memset(r->k_id, 0, sizeof(r->k_id));
 	pthread_mutex_destroy(&r->lock);
+	pthread_rwlock_destroy(&r->idx_lock);
 	free(r);
 }
 
@@ -178,14 +181,32 @@ const char *cairn_repo_warning(const struct cairn_repo *r, size_t i)
 	return i < r->nwarnings ? r->warnings[i] : NULL;
 }
 
+/* Copies the entry of a stored blob (and its pack's id) out of the table
+ * under the lock: writers may be growing the table meanwhile. */
+static bool lookup_entry(const struct cairn_repo *r, const cairn_id *id,
+			 struct idx_entry *out, cairn_id *pack)
+{
+	struct cairn_repo *m = (struct cairn_repo *)r; /* the lock only */
+	pthread_rwlock_rdlock(&m->idx_lock);
+	const struct idx_entry *e = idx_lookup(&r->idx, id);
+	bool found = e && e->pack != PACK_PENDING;
+	if (found) {
+		*out = *e;
+		if (pack)
+			*pack = r->idx.packs[e->pack];
+	}
+	pthread_rwlock_unlock(&m->idx_lock);
+	return found;
+}
+
 int cairn_repo_blob_info(const struct cairn_repo *r, const cairn_id *id,
 			 struct cairn_blob_info *out)
 {
-	const struct idx_entry *e = idx_lookup(&r->idx, id);
-	if (!e || e->pack == PACK_PENDING)
+	struct idx_entry e;
+	if (!lookup_entry(r, id, &e, NULL))
 		return -ENOENT;
-	out->raw_len = e->raw_len;
-	out->stored_len = e->stored_len;
+	out->raw_len = e.raw_len;
+	out->stored_len = e.stored_len;
 	return 0;
 }
 
@@ -193,9 +214,11 @@ int cairn_repo_read_blob(struct cairn_repo *r, const cairn_id *id, void *buf,
 			 size_t cap)
 {
 	char hex[65], name[128];
-	const struct idx_entry *e = idx_lookup(&r->idx, id);
+	struct idx_entry ent;
+	cairn_id pack;
+	const struct idx_entry *e = lookup_entry(r, id, &ent, &pack) ? &ent : NULL;
 	hex_encode(id->b, CAIRN_ID_LEN, hex);
-	if (!e || e->pack == PACK_PENDING)
+	if (!e)
 		/* manifests only reference indexed blobs (write order), so
 		 * a missing one means damage */
 		return repo_err(r, -EBADMSG,
@@ -204,7 +227,7 @@ int cairn_repo_read_blob(struct cairn_repo *r, const cairn_id *id, void *buf,
 	if (e->raw_len > cap)
 		return repo_err(r, -EBADMSG, "blob %.16s: size %u exceeds %zu", hex,
 				e->raw_len, cap);
-	pack_name(&r->idx.packs[e->pack], name, sizeof(name));
+	pack_name(&pack, name, sizeof(name));
 	struct scratch *sc = scratch_get(r);
 	if (!sc || buf_reserve(&sc->a, e->stored_len + 1) < 0) {
 		if (sc)

@@ -105,6 +105,7 @@ struct cairn_disk {
 	size_t npages;
 	cairn_id *pages;
 	bool has_digest; /* false when an incremental read only changed chunks */
+	bool incremental; /* only what changed since the parent was read */
 	uint8_t digest[16]; /* XXH3-128, high 64 bits first */
 };
 
@@ -122,6 +123,9 @@ struct cairn_snapshot {
 	size_t ndisks;
 	char *domain_xml; /* libvirt domain definition, or NULL */
 	char *checkpoint; /* libvirt checkpoint taken with this snapshot, or NULL */
+	/* "crash", "quiesced" (guest filesystems frozen) or "offline" (the
+	 * domain was shut off); NULL for images */
+	char *consistency;
 	/* informational */
 	uint64_t bytes_read, new_chunks, new_bytes;
 };

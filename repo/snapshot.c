@@ -18,6 +18,7 @@ void cairn_snapshot_free(struct cairn_snapshot *s)
 	free(s->disks);
 	free(s->domain_xml);
 	free(s->checkpoint);
+	free(s->consistency);
 	for (size_t i = 0; i < s->ntags; i++)
 		free(s->tags[i]);
 	free(s->tags);
@@ -47,17 +48,19 @@ static char *dup_or_empty(const char *s) { return strdup(s ? s : ""); }
 
 static int parse_disk(json_t *jd, struct cairn_disk *d)
 {
-	const char *name, *format = NULL, *path = NULL, *digest = NULL;
+	const char *name, *format = NULL, *path = NULL, *digest = NULL, *read = NULL;
 	json_int_t size, cs, chunks;
 	json_t *pages;
-	if (json_unpack(jd, "{s:s, s?s, s?s, s:I, s:I, s:I, s:o, s?s}", "name", &name,
+	if (json_unpack(jd, "{s:s, s?s, s?s, s:I, s:I, s:I, s:o, s?s, s?s}", "name", &name,
 			"format", &format, "path", &path, "size", &size, "chunk_size",
-			&cs, "chunks", &chunks, "pages", &pages, "digest", &digest) < 0 ||
+			&cs, "chunks", &chunks, "pages", &pages, "digest", &digest,
+			"read", &read) < 0 ||
 	    !json_is_array(pages) || size < 0 || cs < CAIRN_MIN_CHUNK ||
 	    cs > CAIRN_MAX_CHUNK || chunks != (size + cs - 1) / cs ||
 	    (digest && hex_decode(digest, d->digest, 16) < 0))
 		return -EBADMSG;
 	d->has_digest = digest != NULL;
+	d->incremental = read && !strcmp(read, "incremental");
 	d->name = strdup(name);
 	d->format = dup_or_empty(format);
 	d->path = dup_or_empty(path);
@@ -80,21 +83,24 @@ static int parse_manifest(const struct buf *b, struct cairn_snapshot *s)
 {
 	json_t *j = json_loadb((const char *)b->p, b->len, 0, NULL);
 	json_int_t version, time_ns;
-	const char *name, *source = NULL, *host = NULL, *dxml = NULL, *ckpt = NULL;
+	const char *name, *source = NULL, *host = NULL, *dxml = NULL, *ckpt = NULL,
+		   *consistency = NULL;
 	json_t *tags = NULL, *disks, *stats = NULL, *parent = NULL;
 	int rc = -EBADMSG;
-	if (!j || json_unpack(j, "{s:I, s:s, s?s, s?s, s:I, s?o, s?o, s:o, s?o, s?s, s?s}",
+	if (!j || json_unpack(j, "{s:I, s:s, s?s, s?s, s:I, s?o, s?o, s:o, s?o, s?s, s?s, s?s}",
 			      "version", &version, "name", &name, "source", &source,
 			      "host", &host, "time_ns", &time_ns, "tags", &tags,
 			      "parent", &parent, "disks", &disks, "stats", &stats,
-			      "domain_xml", &dxml, "checkpoint", &ckpt) < 0 ||
+			      "domain_xml", &dxml, "checkpoint", &ckpt, "consistency",
+			      &consistency) < 0 ||
 	    version != 1 || !json_is_array(disks))
 		goto out;
 	s->name = strdup(name);
 	s->source = dup_or_empty(source);
 	s->host = dup_or_empty(host);
 	s->time_ns = time_ns;
-	if ((dxml && !(s->domain_xml = strdup(dxml))) || (ckpt && !(s->checkpoint = strdup(ckpt)))) {
+	if ((dxml && !(s->domain_xml = strdup(dxml))) || (ckpt && !(s->checkpoint = strdup(ckpt))) ||
+	    (consistency && !(s->consistency = strdup(consistency)))) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -311,12 +317,13 @@ static json_t *disk_json(const struct cairn_disk *d)
 		json_array_append_new(pages, json_string(hex));
 	}
 	hex_encode(d->digest, 16, digest);
-	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:o, s:s*}", "name", d->name,
+	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:o, s:s*, s:s}", "name", d->name,
 			 "format", d->format ? d->format : "", "path",
 			 d->path ? d->path : "", "size", (json_int_t)d->size,
 			 "chunk_size", (json_int_t)d->chunk_size, "chunks",
 			 (json_int_t)d->nchunks, "pages", pages, "digest",
-			 d->has_digest ? digest : NULL);
+			 d->has_digest ? digest : NULL, "read",
+			 d->incremental ? "incremental" : "full");
 }
 
 int cairn_snapshot_save(struct cairn_repo *r, struct cairn_writer *w,
@@ -350,6 +357,8 @@ int cairn_snapshot_save(struct cairn_repo *r, struct cairn_writer *w,
 		json_object_set_new(j, "domain_xml", json_string(s->domain_xml));
 	if (j && s->checkpoint)
 		json_object_set_new(j, "checkpoint", json_string(s->checkpoint));
+	if (j && s->consistency)
+		json_object_set_new(j, "consistency", json_string(s->consistency));
 	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (!text)

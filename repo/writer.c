@@ -20,12 +20,15 @@ struct written_pack {
 
 struct cairn_writer {
 	struct cairn_repo *r;
-	pthread_mutex_t lock; /* everything below, and r->idx */
+	pthread_mutex_t lock; /* everything below; r->idx changes also take r->idx_lock */
 	pthread_cond_t changed;
 	struct pack_builder cur;
 	struct pack_builder queue[QUEUED_PACKS];
 	size_t queued;
 	bool io_busy, stop;
+	/* blobs in r->idx as pending but not yet in cur: a flush waits for
+	 * them, since another thread's snapshot may already reference them */
+	size_t encoding;
 	bool clean; /* every entry this writer put in r->idx is in a written pack */
 	int io_err;
 	pthread_t io;
@@ -79,16 +82,18 @@ static int register_pack(struct cairn_writer *w, const cairn_id *id,
 			 struct pack_builder *pb)
 {
 	uint32_t num;
+	pthread_rwlock_wrlock(&w->r->idx_lock);
 	int rc = idx_add_pack(&w->r->idx, id, &num);
-	if (rc < 0)
-		return rc;
-	for (size_t i = 0; i < pb->n; i++) {
+	for (size_t i = 0; rc == 0 && i < pb->n; i++) {
 		struct idx_entry *e = idx_lookup(&w->r->idx, &pb->entries[i].id);
 		if (e && e->pack == PACK_PENDING) {
 			*e = pb->entries[i];
 			e->pack = num;
 		}
 	}
+	pthread_rwlock_unlock(&w->r->idx_lock);
+	if (rc < 0)
+		return rc;
 	if (array_grow(&w->pending, &w->pending_cap, w->npending, sizeof(*w->pending)) < 0)
 		return -ENOMEM;
 	w->pending[w->npending++] = (struct written_pack){
@@ -186,8 +191,15 @@ int cairn_writer_put(struct cairn_writer *w, enum cairn_blob_type type,
 
 	pthread_mutex_lock(&w->lock);
 	int rc = w->io_err;
-	if (rc == 0 && (rc = idx_insert(&r->idx, &e, NULL)) > 0)
+	if (rc == 0) {
+		pthread_rwlock_wrlock(&r->idx_lock);
+		rc = idx_insert(&r->idx, &e, NULL);
+		pthread_rwlock_unlock(&r->idx_lock);
+	}
+	if (rc > 0) {
 		w->clean = false;
+		w->encoding++;
+	}
 	pthread_mutex_unlock(&w->lock);
 	if (rc == 0)
 		return 0; /* already stored */
@@ -205,6 +217,8 @@ int cairn_writer_put(struct cairn_writer *w, enum cairn_blob_type type,
 		pthread_mutex_lock(&w->lock);
 		if (!w->io_err)
 			w->io_err = rc; /* the table now holds an entry never stored */
+		w->encoding--;
+		pthread_cond_broadcast(&w->changed);
 		pthread_mutex_unlock(&w->lock);
 		return repo_err(r, rc, "cannot encode blob: %s", strerror(-rc));
 	}
@@ -213,6 +227,8 @@ int cairn_writer_put(struct cairn_writer *w, enum cairn_blob_type type,
 	w->cur.size_hint = r->pack_size;
 	rc = pack_builder_add(&w->cur, &e, sc->a.p);
 	scratch_put(r, sc);
+	if (--w->encoding == 0)
+		pthread_cond_broadcast(&w->changed);
 	if (rc == 0 && w->cur.data.len >= r->pack_size)
 		rc = queue_current_locked(w);
 	pthread_mutex_unlock(&w->lock);
@@ -229,6 +245,8 @@ int cairn_writer_flush(struct cairn_writer *w)
 {
 	int rc = 0;
 	pthread_mutex_lock(&w->lock);
+	while (w->encoding && !w->io_err)
+		pthread_cond_wait(&w->changed, &w->lock);
 	if (w->cur.n)
 		rc = queue_current_locked(w);
 	while (rc == 0 && (w->queued || w->io_busy) && !w->io_err)
@@ -258,8 +276,10 @@ void cairn_writer_free(struct cairn_writer *w)
 	if (!w->clean) {
 		/* the table holds ids of blobs that were never written: drop
 		 * it so the next reader loads the truth from disk */
+		pthread_rwlock_wrlock(&w->r->idx_lock);
 		idx_table_free(&w->r->idx);
 		w->r->index_loaded = false;
+		pthread_rwlock_unlock(&w->r->idx_lock);
 	}
 	pack_builder_free(&w->cur);
 	for (size_t i = 0; i < w->queued; i++)

@@ -59,9 +59,11 @@ echo "  incremental: vda 1..$ka2, vdb 1..$kb2; read $inc_read bytes (full read $
 [ "$kb2" -eq "$ka2" ] || [ "$kb2" -eq $((ka2 - 1)) ] || die "disks not from one instant: vda $ka2, vdb $kb2"
 assert_eq "$(checkpoints)" 1 "cairn checkpoints after the incremental (the older one is dropped)"
 
-step "--quiesce without a guest agent: a note, and a crash-consistent backup"
-backup_json --quiesce
+step "--quiesce=auto without a guest agent: a note, and a crash-consistent backup"
+backup_json --quiesce=auto
 grep -q "cannot quiesce" "$T/last.err" || die "no note about the missing guest agent"
+cairn_q snapshots "$R" --json
+assert_eq "$(json 'j[-1]["consistency"]' <"$T/last.out")" crash "consistency of the --quiesce=auto snapshot"
 [[ $(virsh domstate "$NAME") == running* ]] || die "the guest is not running after --quiesce"
 
 step "paused guest: the restored disks equal copies taken while paused"

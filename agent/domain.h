@@ -1,0 +1,55 @@
+/* Internal to agent/: what backing up one libvirt domain shares between the
+ * running (pull-mode backup) and shut-off (image + qcow2 bitmap) paths. */
+#ifndef CAIRN_AGENT_DOMAIN_H
+#define CAIRN_AGENT_DOMAIN_H
+
+#include <libvirt/libvirt.h>
+
+#include "agent.h"
+
+#define MAX_DISKS 64
+
+struct domain_disk {
+	char *target; /* vda */
+	char *path; /* image file, block device, or protocol:name */
+	char *format; /* qcow2, raw, ... */
+	bool network;
+	bool selected; /* backed up */
+	uint64_t capacity; /* running domains: virtual size now */
+	/* read in full even though the backup is incremental; why_full says
+	 * why when it is worth a notice */
+	bool full;
+	const char *why_full;
+};
+
+struct domain_job {
+	struct cairn_repo *r;
+	const struct cairn_domain_opts *o;
+	virConnectPtr conn;
+	virDomainPtr dom;
+	char *xml;
+	struct domain_disk disks[MAX_DISKS];
+	size_t ndisks;
+	char prefix[64]; /* checkpoint names of this repository */
+	char checkpoint[128]; /* the one this backup creates */
+	char *err;
+	size_t errlen;
+};
+
+void domain_notice(const struct domain_job *j, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+const char *domain_virt_msg(void);
+bool domain_bitmap_capable(const struct domain_disk *d);
+/* The previous snapshot of this domain in this repository, or NULL. */
+struct cairn_snapshot *domain_previous(struct domain_job *j);
+/* Deletes this repository's checkpoints except keep (NULL: all). */
+void domain_delete_own_checkpoints(struct domain_job *j, const char *keep, unsigned flags);
+/* True when libvirt's checkpoint name covers disk target with a bitmap. */
+bool domain_checkpoint_covers(struct domain_job *j, const char *name, const char *target);
+
+int domain_backup_running(struct domain_job *j, struct cairn_snapshot *s,
+			  struct cairn_backup_result *res);
+int domain_backup_offline(struct domain_job *j, struct cairn_snapshot *s,
+			  struct cairn_backup_result *res);
+
+#endif
