@@ -47,6 +47,9 @@ void domain_delete_own_checkpoints(struct domain_job *j, const char *keep, unsig
 /* True when libvirt's checkpoint name covers disk target with a bitmap. */
 bool domain_checkpoint_covers(struct domain_job *j, const char *name, const char *target);
 
+/* Removes bitmap name from the selected qcow2 disks of a shut-off domain. */
+void domain_remove_bitmaps(struct domain_job *j, const char *name);
+
 int domain_backup_running(struct domain_job *j, struct cairn_snapshot *s,
 			  struct cairn_backup_result *res);
 int domain_backup_offline(struct domain_job *j, struct cairn_snapshot *s,

@@ -81,13 +81,21 @@ static int checkpoint_xml(struct domain_job *j, struct buf *b)
 	return rc == 0 ? buf_append(b, "", 1) : rc;
 }
 
-static void delete_checkpoint(struct domain_job *j, const char *name, unsigned flags)
+/* Deletes the checkpoint this run created. When the guest died under the
+ * backup, libvirt can no longer delete it: its metadata goes, and its
+ * bitmaps are removed from the images directly. */
+static void delete_checkpoint(struct domain_job *j, const char *name)
 {
 	virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(j->dom, name, 0);
 	if (!cp)
 		return;
-	if (virDomainCheckpointDelete(cp, flags) < 0)
-		domain_notice(j, "cannot delete checkpoint %s: %s", name, domain_virt_msg());
+	if (virDomainCheckpointDelete(cp, 0) < 0) {
+		if (virDomainIsActive(j->dom) == 0 &&
+		    virDomainCheckpointDelete(cp, VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY) == 0)
+			domain_remove_bitmaps(j, name);
+		else
+			domain_notice(j, "cannot delete checkpoint %s: %s", name, domain_virt_msg());
+	}
 	virDomainCheckpointFree(cp);
 }
 
@@ -268,7 +276,7 @@ static void live_cleanup(struct live *l, bool ok)
 	if (l->job_started)
 		virDomainAbortJob(j->dom);
 	if (!ok && l->checkpoint_created)
-		delete_checkpoint(j, j->checkpoint, 0);
+		delete_checkpoint(j, j->checkpoint);
 	if (!l->scratch_dir[0])
 		return;
 	for (size_t i = 0; i < j->ndisks; i++) {

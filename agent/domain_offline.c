@@ -125,7 +125,8 @@ static int open_disk(struct offline *f, size_t i, struct cairn_source **src,
 			       "domain %s disk %s: network disks of a shut-off domain cannot be read",
 			       j->o->domain, d->target);
 	if (image_in_use(d->path))
-		return set_err(j->err, j->errlen, -EBUSY,
+		/* not -EBUSY: the CLI reports that as a locked repository */
+		return set_err(j->err, j->errlen, -ETXTBSY,
 			       "domain %s disk %s: %s is in use by another process; not touching it",
 			       j->o->domain, d->target, d->path);
 	if (!domain_bitmap_capable(d))
@@ -220,6 +221,14 @@ static void remove_own_bitmaps(struct offline *f, const char *keep)
 		}
 		json_decref(ii.root);
 	}
+}
+
+void domain_remove_bitmaps(struct domain_job *j, const char *name)
+{
+	for (size_t i = 0; i < j->ndisks; i++)
+		if (j->disks[i].selected && !j->disks[i].network &&
+		    domain_bitmap_capable(&j->disks[i]))
+			bitmap_cmd("--remove", j->disks[i].path, name, NULL, 0);
 }
 
 int domain_backup_offline(struct domain_job *j, struct cairn_snapshot *s,
