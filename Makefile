@@ -13,7 +13,7 @@ APT_BUILD := build-essential pkg-config libzstd-dev libssl-dev libxxhash-dev \
 	libjansson-dev libnbd-dev libcmocka-dev libvirt-dev libxml2-dev
 APT_RUN := qemu-utils nbdkit libnbd-bin e2fsprogs python3 openssl util-linux \
 	libvirt-daemon-system libvirt-clients qemu-system-x86 linux-image-amd64 \
-	busybox-static cpio xz-utils
+	busybox-static cpio xz-utils qemu-guest-agent
 APT_BENCH := restic borgbackup zstd time openssl
 DEPS_STAMP := .deps-ok
 
