@@ -169,6 +169,32 @@ struct cairn_snapshot *domain_previous(struct domain_job *j)
 	return prev;
 }
 
+/* libvirt deletes checkpoints (and their bitmaps) of running domains only;
+ * for a shut-off one (or one that died under the backup) the metadata goes
+ * and the bitmaps are removed from the images. */
+static void delete_one(struct domain_job *j, virDomainCheckpointPtr cp, unsigned flags)
+{
+	const char *name = virDomainCheckpointGetName(cp);
+	if (virDomainCheckpointDelete(cp, flags) == 0)
+		return;
+	if (!(flags & VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY) &&
+	    virDomainIsActive(j->dom) == 0 &&
+	    virDomainCheckpointDelete(cp, VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY) == 0) {
+		domain_remove_bitmaps(j, name);
+		return;
+	}
+	domain_notice(j, "cannot delete checkpoint %s: %s", name, domain_virt_msg());
+}
+
+void domain_delete_checkpoint(struct domain_job *j, const char *name)
+{
+	virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(j->dom, name, 0);
+	if (cp) {
+		delete_one(j, cp, 0);
+		virDomainCheckpointFree(cp);
+	}
+}
+
 void domain_delete_own_checkpoints(struct domain_job *j, const char *keep, unsigned flags)
 {
 	virDomainCheckpointPtr *cps = NULL;
@@ -177,9 +203,7 @@ void domain_delete_own_checkpoints(struct domain_job *j, const char *keep, unsig
 		const char *name = virDomainCheckpointGetName(cps[i]);
 		if (name && !strncmp(name, j->prefix, strlen(j->prefix)) &&
 		    (!keep || strcmp(name, keep)))
-			if (virDomainCheckpointDelete(cps[i], flags) < 0)
-				domain_notice(j, "cannot delete checkpoint %s: %s", name,
-					      domain_virt_msg());
+			delete_one(j, cps[i], flags);
 		virDomainCheckpointFree(cps[i]);
 	}
 	free(cps);

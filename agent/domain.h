@@ -42,6 +42,8 @@ const char *domain_virt_msg(void);
 bool domain_bitmap_capable(const struct domain_disk *d);
 /* The previous snapshot of this domain in this repository, or NULL. */
 struct cairn_snapshot *domain_previous(struct domain_job *j);
+/* Deletes one checkpoint, running or not. */
+void domain_delete_checkpoint(struct domain_job *j, const char *name);
 /* Deletes this repository's checkpoints except keep (NULL: all). */
 void domain_delete_own_checkpoints(struct domain_job *j, const char *keep, unsigned flags);
 /* True when libvirt's checkpoint name covers disk target with a bitmap. */

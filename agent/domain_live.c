@@ -81,24 +81,6 @@ static int checkpoint_xml(struct domain_job *j, struct buf *b)
 	return rc == 0 ? buf_append(b, "", 1) : rc;
 }
 
-/* Deletes the checkpoint this run created. When the guest died under the
- * backup, libvirt can no longer delete it: its metadata goes, and its
- * bitmaps are removed from the images directly. */
-static void delete_checkpoint(struct domain_job *j, const char *name)
-{
-	virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(j->dom, name, 0);
-	if (!cp)
-		return;
-	if (virDomainCheckpointDelete(cp, 0) < 0) {
-		if (virDomainIsActive(j->dom) == 0 &&
-		    virDomainCheckpointDelete(cp, VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY) == 0)
-			domain_remove_bitmaps(j, name);
-		else
-			domain_notice(j, "cannot delete checkpoint %s: %s", name, domain_virt_msg());
-	}
-	virDomainCheckpointFree(cp);
-}
-
 /* A pull-mode job left by a cairn that died is still running in libvirt:
  * it blocks every new backup until aborted. */
 static void end_stale_job(struct domain_job *j)
@@ -160,6 +142,8 @@ static int start_job(struct live *l, const char *incremental)
 		rc = e && e->code == VIR_ERR_CHECKPOINT_INCONSISTENT ? -ESTALE : -EIO;
 		set_err(j->err, j->errlen, rc, "domain %s: cannot start the backup: %s",
 			j->o->domain, domain_virt_msg());
+		/* a guest dying during the call can leave the checkpoint behind */
+		domain_delete_checkpoint(j, j->checkpoint);
 	} else if (rc == 0) {
 		l->job_started = l->checkpoint_created = true;
 		l->quiesced = frozen > 0;
@@ -195,16 +179,16 @@ static void plan_disks(struct domain_job *j, const struct cairn_snapshot *base)
 	}
 }
 
-/* The base of an incremental: the previous snapshot of this domain in this
- * repository, if libvirt still has its checkpoint. Checkpoints of ours
- * other than that one were left by runs that failed before cleaning up:
- * they are deleted (which merges their bitmaps into their parent). */
-static struct cairn_snapshot *incremental_base(struct domain_job *j)
+/* Whether the previous snapshot of this domain in this repository can be
+ * the base of an incremental: libvirt must still have its checkpoint.
+ * Checkpoints of ours other than that one were left by runs that failed
+ * before cleaning up: they are deleted (which merges their bitmaps into
+ * their parent). */
+static bool usable_base(struct domain_job *j, const struct cairn_snapshot *prev)
 {
-	struct cairn_snapshot *prev = domain_previous(j);
 	domain_delete_own_checkpoints(j, prev ? prev->checkpoint : NULL, 0);
 	if (!prev)
-		return NULL;
+		return false;
 	const char *why = NULL;
 	virDomainCheckpointPtr cp = NULL;
 	if (j->o->full)
@@ -215,13 +199,9 @@ static struct cairn_snapshot *incremental_base(struct domain_job *j)
 		why = "its checkpoint is gone from libvirt";
 	if (cp)
 		virDomainCheckpointFree(cp);
-	if (why) {
-		if (!j->o->full)
-			domain_notice(j, "domain %s: full read (%s)", j->o->domain, why);
-		cairn_snapshot_free(prev);
-		return NULL;
-	}
-	return prev;
+	if (why && !j->o->full)
+		domain_notice(j, "domain %s: full read (%s)", j->o->domain, why);
+	return !why;
 }
 
 static int measure_disks(struct domain_job *j, uint64_t *total)
@@ -276,7 +256,7 @@ static void live_cleanup(struct live *l, bool ok)
 	if (l->job_started)
 		virDomainAbortJob(j->dom);
 	if (!ok && l->checkpoint_created)
-		delete_checkpoint(j, j->checkpoint);
+		domain_delete_checkpoint(j, j->checkpoint);
 	if (!l->scratch_dir[0])
 		return;
 	for (size_t i = 0; i < j->ndisks; i++) {
@@ -289,7 +269,7 @@ static void live_cleanup(struct live *l, bool ok)
 }
 
 /* Opens every selected disk's export and adds it to the snapshot. */
-static int open_exports(struct live *l, struct cairn_snapshot *s, struct cairn_snapshot *base,
+static int open_exports(struct live *l, struct cairn_snapshot *s, const struct cairn_snapshot *base,
 			struct cairn_source **srcs, const struct cairn_disk **prev)
 {
 	struct domain_job *j = l->j;
@@ -337,7 +317,8 @@ int domain_backup_running(struct domain_job *j, struct cairn_snapshot *s,
 		return rc;
 
 	end_stale_job(j);
-	_cleanup_(cairn_snapshot_freep) struct cairn_snapshot *base = incremental_base(j);
+	_cleanup_(cairn_snapshot_freep) struct cairn_snapshot *last = domain_previous(j);
+	const struct cairn_snapshot *base = usable_base(j, last) ? last : NULL;
 	plan_disks(j, base);
 	rc = start_job(&l, base ? base->checkpoint : NULL);
 	if (rc == -ESTALE) {
@@ -346,15 +327,15 @@ int domain_backup_running(struct domain_job *j, struct cairn_snapshot *s,
 		domain_notice(j, "domain %s: checkpoint bitmaps are inconsistent; full read, new chain",
 			      j->o->domain);
 		domain_delete_own_checkpoints(j, NULL, VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY);
-		cairn_snapshot_free(TAKE_PTR(base));
+		base = NULL;
 		plan_disks(j, NULL);
 		rc = start_job(&l, NULL);
 	}
 	if (rc == 0)
 		rc = open_exports(&l, s, base, srcs, prev);
-	if (rc == 0 && base) {
+	if (rc == 0 && last) {
 		s->has_parent = true;
-		s->parent = base->id;
+		s->parent = last->id;
 	}
 	if (rc == 0 && (!(s->checkpoint = strdup(j->checkpoint)) ||
 			!(s->consistency = strdup(l.quiesced ? "quiesced" : "crash"))))

@@ -27,6 +27,7 @@ restore_disk() { # restore_disk SNAP DISK OUT
 	rm -f "$3"
 	cairn_q restore "$R" "$1" --name "$NAME" --disk "$2" --to "$3"
 }
+last_kind() { "$CAIRN" snapshots "$R" --json | json 'j[-1]["kind"]'; }
 checkpoints() { local l; l=$(virsh checkpoint-list "$NAME" --name); grep -c "^cairn-" <<<"$l" || true; }
 
 step "full backup of the running guest while it writes"
@@ -50,6 +51,7 @@ backup_json
 inc_id=$(json 'j["snapshot"]' <"$T/last.out")
 inc_read=$(json 'j["bytes_read"]' <"$T/last.out")
 assert_eq "$(json 'j["parent"]' <"$T/last.out")" "$full_id" "parent of the incremental"
+assert_eq "$(last_kind)" incremental "kind of the incremental"
 restore_disk "$inc_id" vda "$T/a2.raw"
 restore_disk "$inc_id" vdb "$T/b2.raw"
 ka2=$(records_prefix "$T/a2.raw") || die "vda of the incremental is not crash-consistent"
@@ -90,13 +92,13 @@ virsh -q resume "$NAME"
 step "checkpoint deleted behind cairn's back: full read, new chain"
 for c in $(virsh checkpoint-list "$NAME" --name); do virsh -q checkpoint-delete "$NAME" "$c"; done
 backup_json
-assert_eq "$(json 'j["parent"]' <"$T/last.out")" null "parent after losing the checkpoint"
+assert_eq "$(last_kind)" full "kind after losing the checkpoint"
 grep -q "full read" "$T/last.err" || die "no note saying why the backup read everything"
 
 step "a foreign checkpoint is left alone and does not block"
 virsh -q checkpoint-create-as "$NAME" admin-ckpt --diskspec vda,checkpoint=bitmap --diskspec vdb,checkpoint=no >/dev/null
 backup_json
-[ "$(json 'j["parent"]' <"$T/last.out")" != null ] || die "a foreign checkpoint broke the incremental chain"
+assert_eq "$(last_kind)" incremental "kind with a foreign checkpoint present"
 [[ $'\n'$(virsh checkpoint-list "$NAME" --name)$'\n' == *$'\n'admin-ckpt$'\n'* ]] || { virsh checkpoint-list "$NAME"; cat "$T/last.err"; die "cairn removed a foreign checkpoint"; }
 
 step "a pull-mode job left by a killed cairn is ended"
@@ -121,7 +123,7 @@ vm_wait_records "$NAME" "$D" 100
 backup_json
 grep -q "inconsistent" "$T/last.err" || die "no note about the inconsistent bitmaps"
 backup_json
-[ "$(json 'j["parent"]' <"$T/last.out")" != null ] || die "no incremental after the new chain"
+assert_eq "$(last_kind)" incremental "kind after the new chain"
 
 step "SIGTERM during a backup: job ended, its checkpoint dropped, repository clean"
 ckpts_before=$(virsh checkpoint-list "$NAME" --name | sort)
@@ -139,7 +141,8 @@ assert_eq "$(virsh checkpoint-list "$NAME" --name | sort)" "$ckpts_before" "chec
 assert_eq "$(snap_id "$R" "$NAME")" "$last_snap" "latest snapshot after the interrupted backup"
 cairn_q check "$R"
 backup_json
-assert_eq "$(json 'j["parent"]' <"$T/last.out")" "$last_snap" "the next backup is an incremental from the last good one"
+assert_eq "$(json 'j["parent"]' <"$T/last.out")" "$last_snap" "the next backup follows the last good one"
+assert_eq "$(last_kind)" incremental "kind of the backup after SIGTERM"
 
 step "--all --exclude GLOB: every defined domain but the excluded ones, one snapshot each"
 truncate -s 8M "$D/off.raw"
