@@ -195,18 +195,69 @@ void domain_delete_checkpoint(struct domain_job *j, const char *name)
 	}
 }
 
-void domain_delete_own_checkpoints(struct domain_job *j, const char *keep, unsigned flags)
+/* Checkpoints this repository still builds on: the one of the latest
+ * snapshot of every name (one domain may be backed up under several). */
+static int in_use_checkpoints(struct domain_job *j, char ***out, size_t *n)
 {
+	struct cairn_snapshot **v;
+	size_t count;
+	*out = NULL;
+	*n = 0;
+	int rc = cairn_snapshot_list(j->r, &v, &count);
+	if (rc < 0)
+		return rc;
+	char **names = calloc(count + 1, sizeof(*names));
+	for (size_t i = 0; names && i < count; i++) {
+		bool newer = false; /* sorted oldest first */
+		for (size_t k = i + 1; k < count; k++)
+			newer |= !strcmp(v[k]->name, v[i]->name);
+		if (!newer && v[i]->checkpoint)
+			names[(*n)++] = TAKE_PTR(v[i]->checkpoint);
+	}
+	cairn_snapshot_list_free(v, count);
+	*out = names;
+	return names ? 0 : -ENOMEM;
+}
+
+bool domain_checkpoint_in_use(char *const *in_use, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(in_use[i], name))
+			return true;
+	return false;
+}
+
+int domain_in_use_checkpoints(struct domain_job *j, char ***names, size_t *n)
+{
+	return in_use_checkpoints(j, names, n);
+}
+
+void domain_free_names(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+void domain_delete_own_checkpoints(struct domain_job *j, const char *keep, bool all,
+				   unsigned flags)
+{
+	char **in_use = NULL;
+	size_t nin = 0;
+	/* without the list, deleting could break another chain: keep all */
+	if (!all && in_use_checkpoints(j, &in_use, &nin) < 0)
+		return;
 	virDomainCheckpointPtr *cps = NULL;
 	int n = virDomainListAllCheckpoints(j->dom, &cps, 0);
 	for (int i = 0; i < n; i++) {
 		const char *name = virDomainCheckpointGetName(cps[i]);
 		if (name && !strncmp(name, j->prefix, strlen(j->prefix)) &&
-		    (!keep || strcmp(name, keep)))
+		    (!keep || strcmp(name, keep)) && !domain_checkpoint_in_use(in_use, nin, name))
 			delete_one(j, cps[i], flags);
 		virDomainCheckpointFree(cps[i]);
 	}
 	free(cps);
+	domain_free_names(in_use, nin);
 }
 
 bool domain_checkpoint_covers(struct domain_job *j, const char *name, const char *target)

@@ -44,8 +44,14 @@ bool domain_bitmap_capable(const struct domain_disk *d);
 struct cairn_snapshot *domain_previous(struct domain_job *j);
 /* Deletes one checkpoint, running or not. */
 void domain_delete_checkpoint(struct domain_job *j, const char *name);
-/* Deletes this repository's checkpoints except keep (NULL: all). */
-void domain_delete_own_checkpoints(struct domain_job *j, const char *keep, unsigned flags);
+/* Deletes this repository's checkpoints on the domain except keep and,
+ * unless all, except those the latest snapshot of some name builds on. */
+void domain_delete_own_checkpoints(struct domain_job *j, const char *keep, bool all,
+				   unsigned flags);
+/* Those checkpoints, for callers that clean up by themselves. */
+int domain_in_use_checkpoints(struct domain_job *j, char ***names, size_t *n);
+bool domain_checkpoint_in_use(char *const *in_use, size_t n, const char *name);
+void domain_free_names(char **names, size_t n);
 /* True when libvirt's checkpoint name covers disk target with a bitmap. */
 bool domain_checkpoint_covers(struct domain_job *j, const char *name, const char *target);
 

@@ -186,7 +186,7 @@ static void plan_disks(struct domain_job *j, const struct cairn_snapshot *base)
  * their parent). */
 static bool usable_base(struct domain_job *j, const struct cairn_snapshot *prev)
 {
-	domain_delete_own_checkpoints(j, prev ? prev->checkpoint : NULL, 0);
+	domain_delete_own_checkpoints(j, NULL, false, 0);
 	if (!prev)
 		return false;
 	const char *why = NULL;
@@ -326,7 +326,7 @@ int domain_backup_running(struct domain_job *j, struct cairn_snapshot *s,
 		 * checkpoints; drop their metadata and start a new chain */
 		domain_notice(j, "domain %s: checkpoint bitmaps are inconsistent; full read, new chain",
 			      j->o->domain);
-		domain_delete_own_checkpoints(j, NULL, VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY);
+		domain_delete_own_checkpoints(j, NULL, true, VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY);
 		base = NULL;
 		plan_disks(j, NULL);
 		rc = start_job(&l, NULL);
@@ -347,6 +347,6 @@ int domain_backup_running(struct domain_job *j, struct cairn_snapshot *s,
 			cairn_source_close(srcs[i]);
 	live_cleanup(&l, rc == 0);
 	if (rc == 0) /* the new checkpoint is the base of the next run */
-		domain_delete_own_checkpoints(j, j->checkpoint, 0);
+		domain_delete_own_checkpoints(j, j->checkpoint, false, 0);
 	return rc;
 }

@@ -199,6 +199,10 @@ static int redefine_checkpoint(struct offline *f, int64_t time_ns)
 static void remove_own_bitmaps(struct offline *f, const char *keep)
 {
 	struct domain_job *j = f->j;
+	char **in_use = NULL;
+	size_t nin = 0;
+	if (domain_in_use_checkpoints(j, &in_use, &nin) < 0)
+		return;
 	for (size_t i = 0; i < j->ndisks; i++) {
 		struct domain_disk *d = &j->disks[i];
 		struct image_info ii = { 0 };
@@ -213,7 +217,8 @@ static void remove_own_bitmaps(struct offline *f, const char *keep)
 		json_array_foreach(ii.bitmaps, k, b) {
 			const char *name = json_string_value(json_object_get(b, "name"));
 			if (!name || strncmp(name, j->prefix, strlen(j->prefix)) ||
-			    (keep && !strcmp(name, keep)))
+			    (keep && !strcmp(name, keep)) ||
+			    domain_checkpoint_in_use(in_use, nin, name))
 				continue;
 			if (bitmap_cmd("--remove", d->path, name, err2, sizeof(err2)) < 0)
 				domain_notice(j, "domain %s disk %s: cannot remove bitmap %s: %s",
@@ -221,6 +226,7 @@ static void remove_own_bitmaps(struct offline *f, const char *keep)
 		}
 		json_decref(ii.root);
 	}
+	domain_free_names(in_use, nin);
 }
 
 void domain_remove_bitmaps(struct domain_job *j, const char *name)
@@ -273,7 +279,7 @@ int domain_backup_offline(struct domain_job *j, struct cairn_snapshot *s,
 	 * metadata here and the bitmaps with qemu-img */
 	if (rc == 0) {
 		const char *keep = f.chained ? j->checkpoint : NULL;
-		domain_delete_own_checkpoints(j, keep, VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY);
+		domain_delete_own_checkpoints(j, keep, false, VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY);
 		remove_own_bitmaps(&f, keep);
 		return 0;
 	}
