@@ -289,6 +289,38 @@ int cairn_source_open_bitmap(const char *path, const char *bitmap,
 	return 0;
 }
 
+/* NBD servers (QEMU, qemu-nbd) answer requests concurrently: a chunk is
+ * read as several requests in flight rather than one at a time. */
+#define NBD_SPLIT (64u << 10)
+#define NBD_INFLIGHT 16
+
+static int nbd_read_parallel(struct nbd_handle *nbd, void *buf, size_t len, uint64_t off)
+{
+	int64_t cookies[NBD_INFLIGHT];
+	size_t n = 0;
+	int rc = 0;
+	for (size_t at = 0; at < len; at += NBD_SPLIT) {
+		size_t part = MIN((size_t)NBD_SPLIT, len - at);
+		if (n == NBD_INFLIGHT || (cookies[n] = nbd_aio_pread(nbd, (uint8_t *)buf + at, part,
+								     off + at, NBD_NULL_COMPLETION,
+								     0)) < 0) {
+			/* too many parts, or the queue refused: read the rest plainly */
+			rc = nbd_pread(nbd, (uint8_t *)buf + at, len - at, off + at, 0);
+			break;
+		}
+		n++;
+	}
+	for (size_t i = 0; i < n; i++) {
+		int done;
+		while ((done = nbd_aio_command_completed(nbd, cookies[i])) == 0)
+			if (nbd_poll(nbd, -1) < 0)
+				return -1;
+		if (done < 0)
+			rc = -1;
+	}
+	return rc;
+}
+
 int cairn_source_read(struct cairn_source *s, void *buf, size_t len,
 		      uint64_t off, char *err, size_t errlen)
 {
@@ -302,7 +334,7 @@ int cairn_source_read(struct cairn_source *s, void *buf, size_t len,
 				       s->path, (unsigned long long)off, strerror(-rc));
 		return 0;
 	}
-	if (nbd_pread(s->nbd, buf, len, off, 0) < 0)
+	if (nbd_read_parallel(s->nbd, buf, len, off) < 0)
 		return set_err(err, errlen, -EIO, "cannot read %s at %llu: %s", s->path,
 			       (unsigned long long)off, nbd_get_error());
 	return 0;
