@@ -104,7 +104,8 @@ static int parse_disk(struct domain_job *j, xmlNodePtr n, struct domain_disk *d)
 	if (d->network) {
 		char *proto = xml_attr(n, "source", "protocol");
 		char *name = xml_attr(n, "source", "name");
-		if (proto && name && asprintf(&d->path, "%s:%s", proto, name) < 0)
+		/* informational: where the data lives (an NBD disk may have no name) */
+		if (proto && asprintf(&d->path, "%s:%s", proto, name ? name : "") < 0)
 			d->path = NULL;
 		free(proto);
 		free(name);

@@ -57,6 +57,11 @@ restore_disk "$inc_id" vdb "$T/b2.raw"
 ka2=$(records_prefix "$T/a2.raw") || die "vda of the incremental is not crash-consistent"
 kb2=$(records_prefix "$T/b2.raw") || die "vdb of the incremental is not crash-consistent"
 echo "  incremental: vda 1..$ka2, vdb 1..$kb2; read $inc_read bytes (full read $full_read)"
+# raw disks are read in full; of vda only the chunks holding new records
+raw_now=$(python3 -c 'import os,sys; print(sum(os.stat(f).st_blocks * 512 for f in sys.argv[1:]))' "$D/vdb.raw" "$D/vdc.raw")
+vda_max=$(( (ka2 - ka + 1) * 4096 + 2 * 262144 ))
+[ "$inc_read" -le $((raw_now + vda_max)) ] ||
+	die "the incremental read $inc_read bytes; raw disks hold $raw_now, vda changed at most $vda_max"
 [ "$ka2" -gt "$ka" ] || die "the incremental does not hold the new records"
 [ "$kb2" -eq "$ka2" ] || [ "$kb2" -eq $((ka2 - 1)) ] || die "disks not from one instant: vda $ka2, vdb $kb2"
 assert_eq "$(checkpoints)" 1 "cairn checkpoints after the incremental (the older one is dropped)"
