@@ -21,6 +21,17 @@ struct extent_list {
 	size_t n, cap;
 };
 
+/* A read issued ahead of the backup asking for it. */
+struct ahead {
+	uint64_t off;
+	size_t len;
+	uint8_t *buf;
+	size_t cap;
+	int64_t cookie; /* 0: idle */
+};
+
+#define AHEAD 4 /* chunks read ahead, besides the one asked for */
+
 struct cairn_source {
 	char *path;
 	char *format;
@@ -31,6 +42,8 @@ struct cairn_source {
 	bool has_dirty;
 	struct extent_list dirty; /* ranges changed since the checkpoint */
 	char *dirty_context; /* NBD meta context of the dirty bitmap */
+	struct ahead ahead[AHEAD];
+	uint64_t ahead_next; /* where the next read-ahead starts looking */
 };
 
 uint64_t cairn_source_size(const struct cairn_source *s) { return s->size; }
@@ -321,6 +334,71 @@ static int nbd_read_parallel(struct nbd_handle *nbd, void *buf, size_t len, uint
 	return rc;
 }
 
+/* Waits for a read-ahead to finish; the slot is idle afterwards. */
+static int ahead_wait(struct nbd_handle *nbd, struct ahead *a)
+{
+	int done;
+	while ((done = nbd_aio_command_completed(nbd, a->cookie)) == 0)
+		if (nbd_poll(nbd, -1) < 0)
+			break;
+	a->cookie = 0;
+	return done == 1 ? 0 : -1;
+}
+
+/* Keeps AHEAD chunks in flight past `after`: the ones a backup reads next,
+ * which hold data and (with a dirty map) changed. */
+static void ahead_fill(struct cairn_source *s, uint64_t after, size_t chunk)
+{
+	s->ahead_next = MAX(s->ahead_next, after);
+	for (struct ahead *a = s->ahead; a < s->ahead + AHEAD; a++) {
+		if (a->cookie)
+			continue;
+		uint64_t off = s->ahead_next;
+		size_t len = 0;
+		for (; off < s->size; off += chunk) {
+			len = (size_t)MIN((uint64_t)chunk, s->size - off);
+			if (cairn_source_has_data(s, off, len) && cairn_source_changed(s, off, len))
+				break;
+		}
+		s->ahead_next = off + chunk;
+		if (off >= s->size)
+			return;
+		if (a->cap < len) {
+			uint8_t *b = realloc(a->buf, len);
+			if (!b)
+				return;
+			a->buf = b;
+			a->cap = len;
+		}
+		int64_t cookie = nbd_aio_pread(s->nbd, a->buf, len, off, NBD_NULL_COMPLETION, 0);
+		if (cookie < 0)
+			return; /* the reads themselves will report the failure */
+		a->cookie = cookie;
+		a->off = off;
+		a->len = len;
+	}
+}
+
+/* Serves a chunk from its read-ahead when there is one, else reads it;
+ * read-aheads behind it are dropped. */
+static int nbd_read(struct cairn_source *s, void *buf, size_t len, uint64_t off)
+{
+	bool served = false;
+	for (struct ahead *a = s->ahead; a < s->ahead + AHEAD; a++) {
+		if (!a->cookie || a->off > off)
+			continue;
+		bool mine = a->off == off && a->len == len;
+		if (ahead_wait(s->nbd, a) == 0 && mine) {
+			memcpy(buf, a->buf, len);
+			served = true;
+		}
+	}
+	if (!served && nbd_read_parallel(s->nbd, buf, len, off) < 0)
+		return -1;
+	ahead_fill(s, off + len, len);
+	return 0;
+}
+
 int cairn_source_read(struct cairn_source *s, void *buf, size_t len,
 		      uint64_t off, char *err, size_t errlen)
 {
@@ -334,7 +412,7 @@ int cairn_source_read(struct cairn_source *s, void *buf, size_t len,
 				       s->path, (unsigned long long)off, strerror(-rc));
 		return 0;
 	}
-	if (nbd_read_parallel(s->nbd, buf, len, off) < 0)
+	if (nbd_read(s, buf, len, off) < 0)
 		return set_err(err, errlen, -EIO, "cannot read %s at %llu: %s", s->path,
 			       (unsigned long long)off, nbd_get_error());
 	return 0;
@@ -365,8 +443,10 @@ void cairn_source_close(struct cairn_source *s)
 		close(s->fd);
 	if (s->nbd) {
 		nbd_shutdown(s->nbd, 0);
-		nbd_close(s->nbd);
+		nbd_close(s->nbd); /* read-aheads still in flight die with it */
 	}
+	for (size_t i = 0; i < AHEAD; i++)
+		free(s->ahead[i].buf);
 	free(s->data.v);
 	free(s->dirty.v);
 	free(s->dirty_context);
