@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# cairn benchmark: cairn vs restic vs borg on a raw KVM-style disk image.
+# cairn benchmark: cairn vs restic vs borg on a raw KVM-style disk image,
+# then cairn vs virtnbdbackup on a running VM (tests/bench/vm.sh).
 #
 #   tests/bench/run.sh CAIRN_BINARY OUTPUT.md        (what `make bench` runs)
 #
@@ -13,6 +14,9 @@
 #   BENCH_SCATTER_WRITES  number of 64 KiB random writes            [~1% of the image]
 #   BENCH_SEED         seed for the scatter offsets and data        [20240601]
 #   BENCH_IMAGES_ONLY  1: only build (or check) the images, then stop
+#   BENCH_ONLY         vm: only the running-VM section (replaced in an existing
+#                      OUTPUT.md, the rest kept); disk: only the image benchmark
+#                      [both]; see tests/bench/vm.sh for its own variables
 #
 # Quick smoke test:
 #   BENCH_IMG_SIZE=256M BENCH_DATA_MB=150 BENCH_RUNS=1 tests/bench/run.sh ./cairn /tmp/b.md
@@ -455,6 +459,10 @@ write_report() {
         echo "| \`openssl speed -seconds 3 sha256\`, 16384-byte blocks, one core | ${REF_SHA:-?} MB/s |"
         echo "| \`openssl speed -seconds 3 -evp aes-256-gcm\`, 16384-byte blocks, one core | ${REF_GCM:-?} MB/s |"
         echo "| \`zstd -b1 -e3\` on the first 512 MiB of osimg, one core, compression | ${REF_ZLEVELS:-?} |"
+        if declare -F vm_bench_report >/dev/null; then
+            echo
+            vm_bench_report
+        fi
         if [ -f "$BENCH_HERE/analysis.md" ]; then
             echo
             cat "$BENCH_HERE/analysis.md"
@@ -465,6 +473,9 @@ write_report() {
 # ---------------------------------------------------------------- main
 
 main() {
+    ONLY=${BENCH_ONLY:-}
+    case $ONLY in ''|vm|disk) ;; *) die "BENCH_ONLY must be vm or disk, not '$ONLY'" ;; esac
+    [ "$ONLY" = vm ] && TOOLS=cairn
     check_tools
     [ "$(id -u)" = 0 ] || log "warning: not root; reading /usr may skip some files"
     if has_tool cairn; then CAIRN=$(realpath "$CAIRN"); else CHUNK_SIZES=""; fi
@@ -473,22 +484,35 @@ main() {
     mkdir -p "$WORK/logs" "$WORK/runs"
     WORK=$(realpath "$WORK")
     SRC="$WORK/src/disk.raw"
-    trap 'rm -rf "$WORK/runs" "$WORK/src"' EXIT
+    trap 'declare -F vm_bench_cleanup >/dev/null && vm_bench_cleanup; rm -rf "$WORK/runs" "$WORK/src"' EXIT
+    trap 'exit 130' INT; trap 'exit 143' TERM
 
     build_images
     log "osimg $OSIMG ($IMG_SIZE, $((STAGED_BYTES / 1000000)) MB of /usr), scatter $SCATTER_WRITES writes"
     if [ "${BENCH_IMAGES_ONLY:-0}" = 1 ]; then log "BENCH_IMAGES_ONLY=1: images ready, stopping"; return 0; fi
 
     local n t
-    for n in $(seq 1 "$RUNS"); do
+    [ "$ONLY" = vm ] || for n in $(seq 1 "$RUNS"); do
         for t in $TOOLS; do
             log "$t run $n/$RUNS"
             "bench_$t" "$n"
             log "$t run $n: full $(secs "${R[$t:full]##* }") s, repo $(mib "${R[$t:repo]##* }") MiB, scatter $(secs "${R[$t:scat]##* }") s (+$(mib "${R[$t:growth]##* }") MiB), restore $(secs "${R[$t:restore]##* }") s, restore verified"
         done
     done
-    chunk_study
-    physical_refs
+    if [ "$ONLY" != vm ]; then chunk_study; physical_refs; fi
+    if [ "$ONLY" != disk ]; then
+        . "$BENCH_HERE/vm.sh"
+        vm_bench_main
+    fi
+    if [ "$ONLY" = vm ]; then
+        [ -z "$VMB_SKIP" ] || { log "nothing measured; $OUT_MD left as it was"; return 0; }
+        vm_bench_splice "$OUT_MD"
+        echo
+        sed -n '/^<!-- vm-bench begin -->/,/^<!-- vm-bench end -->/p' "$OUT_MD"
+        echo
+        log "VM section written to $OUT_MD"
+        return 0
+    fi
 
     local tmp="$WORK/benchmarks.md.tmp"
     write_report "$tmp"
