@@ -178,6 +178,8 @@ static int plan_target(struct restore_args *a, const struct cairn_snapshot *s,
 				 path);
 	if (t->block)
 		t->format = CAIRN_FMT_RAW;
+	if (t->block && !a->o.force)
+		return cli_error("%s is a block device; use --force to overwrite it", path);
 	struct stat st;
 	if (!t->block && !a->o.force && lstat(path, &st) == 0)
 		return cli_error("%s exists; use --force to replace it", path);
@@ -229,10 +231,6 @@ static void free_targets(struct target *t, size_t n)
 static int rewrite_xml(const struct restore_args *a, const struct cairn_snapshot *s,
 		       const struct target *t, size_t nt, struct cairn_domxml_result *x)
 {
-	if (!s->domain_xml)
-		return cli_error("snapshot of %s holds a disk image, not a libvirt domain: "
-				 "there is nothing to --define",
-				 s->name);
 	struct cairn_domxml_disk disks[MAX_PICKS];
 	for (size_t i = 0; i < nt; i++)
 		disks[i] = (struct cairn_domxml_disk){ .target = t[i].d->name,
@@ -346,6 +344,10 @@ static int run(const struct cli *c, struct restore_args *a, char **argv)
 	_cleanup_(cairn_snapshot_freep) struct cairn_snapshot *s = NULL;
 	if ((rc = cairn_snapshot_find(r, argv[2], a->name, &s)) < 0)
 		return cli_fail(rc, cairn_repo_error(r));
+	if (a->define && !s->domain_xml)
+		return cli_error("snapshot of %s holds a disk image, not a libvirt domain: "
+				 "there is nothing to --define",
+				 s->name);
 	struct target t[MAX_PICKS] = { 0 };
 	size_t nt = 0;
 	struct vm_step v = { 0 };

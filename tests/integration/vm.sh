@@ -73,7 +73,7 @@ vm_initramfs() {
 	local kver out root m f
 	[ -n "$VM_AGENT" ] && { _vm_initramfs_agent; return; }
 	kver=$(basename "$(vm_kernel)"); kver=${kver#vmlinuz-}
-	out=$VM_DIR/initrd-$kver-$VM_NREC.gz
+	out=$VM_DIR/initrd-v2-$kver-$VM_NREC.gz
 	[ -s "$out" ] && { echo "$out"; return; }
 	mkdir -p "$VM_DIR"; chmod 0777 "$VM_DIR"
 	root=$(mktemp -d "$VM_DIR/root.XXXXXX")
@@ -96,6 +96,9 @@ for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_p
 	insmod /lib/modules/\$m.ko
 done
 while [ ! -b /dev/vda ]; do sleep 0.2; done
+for d in /dev/vd?; do
+	echo "cairn-guest: boot-sum \${d#/dev/} \$(dd if=\$d bs=65536 count=16 2>/dev/null | md5sum | cut -d' ' -f1)"
+done
 echo "cairn-guest: ready"
 k=1
 while [ \$k -lt $VM_NREC ]; do
