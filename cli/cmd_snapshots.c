@@ -21,7 +21,39 @@ static const char *snapshot_kind(const struct cairn_snapshot *s)
 	return "full";
 }
 
-static json_t *snapshot_json(const struct cairn_snapshot *s)
+/* The newest recovery test of s, or NULL. */
+static const struct cairn_verification *last_verification(const struct cairn_snapshot *s,
+							 const struct cairn_verification *v,
+							 size_t nv)
+{
+	for (size_t i = nv; i-- > 0;)
+		if (!memcmp(&v[i].snapshot, &s->id, sizeof(s->id)))
+			return &v[i];
+	return NULL;
+}
+
+static json_t *verification_json(const struct cairn_verification *v)
+{
+	if (!v)
+		return json_null();
+	char when[40];
+	format_time_utc(v->time_ns, when, sizeof(when));
+	return json_pack("{s:s, s:s, s:s, s:f, s:s, s:s}", "time", when, "result",
+			 v->ok ? "ok" : "failed", "method", v->method, "boot_seconds",
+			 v->boot_seconds, "detail", v->detail, "host", v->host);
+}
+
+static void verification_text(const struct cairn_verification *v, char *out, size_t len)
+{
+	if (!v)
+		snprintf(out, len, "-");
+	else if (v->ok)
+		snprintf(out, len, "ok %.0fs", v->boot_seconds);
+	else
+		snprintf(out, len, "FAILED");
+}
+
+static json_t *snapshot_json(const struct cairn_snapshot *s, const struct cairn_verification *ver)
 {
 	char id[65], parent[65], when[40];
 	id_hex(&s->id, id);
@@ -44,14 +76,15 @@ static json_t *snapshot_json(const struct cairn_snapshot *s)
 						       "digest", d->has_digest ? digest : NULL, "read",
 						       d->incremental ? "incremental" : "full"));
 	}
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s?, s:o, s:o, s:I, s:s, s:s?, s:s?, s:I, s:I, s:I}",
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s?, s:o, s:o, s:I, s:s, s:s?, s:s?, s:I, s:I, s:I, s:o}",
 			 "id", id, "name", s->name, "source", s->source, "host", s->host, "time",
 			 when, "time_ns", (json_int_t)s->time_ns, "parent",
 			 s->has_parent ? parent : NULL, "tags", tags, "disks", disks, "size",
 			 (json_int_t)size, "kind", snapshot_kind(s), "consistency",
 			 s->consistency, "checkpoint", s->checkpoint, "bytes_read",
 			 (json_int_t)s->bytes_read, "new_chunks", (json_int_t)s->new_chunks,
-			 "new_bytes", (json_int_t)s->new_bytes);
+			 "new_bytes", (json_int_t)s->new_bytes, "verification",
+			 verification_json(ver));
 }
 
 int cmd_snapshots(int argc, char **argv)
@@ -76,20 +109,29 @@ int cmd_snapshots(int argc, char **argv)
 	size_t n;
 	if ((rc = cairn_snapshot_list(r, &v, &n)) < 0)
 		return cli_fail(rc, cairn_repo_error(r));
+	struct cairn_verification *ver = NULL;
+	size_t nver = 0;
+	if ((rc = cairn_verification_list(r, &ver, &nver)) < 0) {
+		cairn_snapshot_list_free(v, n);
+		return cli_fail(rc, cairn_repo_error(r));
+	}
 	cli_print_warnings(r);
 	json_t *arr = c.json ? json_array() : NULL;
 	if (!c.json)
-		printf("%-12s  %-20s  %-20s  %-11s  %-8s  %10s  %10s  %10s  %s\n", "ID", "TIME",
-		       "NAME", "KIND", "CONSIST", "SIZE", "READ", "STORED", "TAGS");
+		printf("%-12s  %-20s  %-20s  %-11s  %-8s  %10s  %10s  %10s  %-8s  %s\n", "ID",
+		       "TIME", "NAME", "KIND", "CONSIST", "SIZE", "READ", "STORED", "VERIFIED",
+		       "TAGS");
 	for (size_t i = 0; i < n; i++) {
 		const struct cairn_snapshot *s = v[i];
 		if (name && strcmp(s->name, name))
 			continue;
+		const struct cairn_verification *last = last_verification(s, ver, nver);
 		if (arr) {
-			json_array_append_new(arr, snapshot_json(s));
+			json_array_append_new(arr, snapshot_json(s, last));
 			continue;
 		}
-		char id[65], when[40], size[32], added[32], rd[32], tags[256] = "";
+		char id[65], when[40], size[32], added[32], rd[32], tags[256] = "", verified[32];
+		verification_text(last, verified, sizeof(verified));
 		uint64_t total = 0;
 		for (size_t d = 0; d < s->ndisks; d++)
 			total += s->disks[d].size;
@@ -102,13 +144,14 @@ int cmd_snapshots(int argc, char **argv)
 		format_bytes(total, size, sizeof(size));
 		format_bytes(s->new_bytes, added, sizeof(added));
 		format_bytes(s->bytes_read, rd, sizeof(rd));
-		printf("%.12s  %-20s  %-20s  %-11s  %-8s  %10s  %10s  %10s  %s\n", id, when, s->name,
-		       snapshot_kind(s), s->consistency ? s->consistency : "-", size, rd, added,
-		       tags);
+		printf("%.12s  %-20s  %-20s  %-11s  %-8s  %10s  %10s  %10s  %-8s  %s\n", id, when,
+		       s->name, snapshot_kind(s), s->consistency ? s->consistency : "-", size, rd,
+		       added, verified, tags);
 	}
 	if (arr)
 		json_print(arr);
 	cairn_snapshot_list_free(v, n);
+	cairn_verification_list_free(ver, nver);
 	return EXIT_OK;
 }
 
@@ -166,7 +209,7 @@ int cmd_ls(int argc, char **argv)
 	_cleanup_(cairn_snapshot_freep) struct cairn_snapshot *s = NULL;
 	if ((rc = cairn_snapshot_find(r, argv[2], name, &s)) < 0)
 		return cli_fail(rc, cairn_repo_error(r));
-	json_t *j = c.json ? snapshot_json(s) : NULL;
+	json_t *j = c.json ? snapshot_json(s, NULL) : NULL;
 	json_t *disks = j ? json_object_get(j, "disks") : NULL;
 	if (!c.json) {
 		char id[65], when[40];

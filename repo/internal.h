@@ -17,7 +17,7 @@
 #define ENTRY_LEN 48 /* pack directory and index entry */
 #define PAGE_IDS 4096
 
-enum envelope_kind { ENV_INDEX = 1, ENV_SNAPSHOT = 2, ENV_PACKDIR = 3 };
+enum envelope_kind { ENV_INDEX = 1, ENV_SNAPSHOT = 2, ENV_PACKDIR = 3, ENV_VERIFY = 4 };
 
 /* One indexed blob. pack == PACK_PENDING while a writer still holds it. */
 #define PACK_PENDING UINT32_MAX

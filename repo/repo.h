@@ -146,6 +146,24 @@ int cairn_snapshot_load_map(struct cairn_repo *r, struct cairn_disk *d);
  * the manifest. Sets s->id. */
 int cairn_snapshot_save(struct cairn_repo *r, struct cairn_writer *w,
 			struct cairn_snapshot *s);
+/* Recovery tests (cairn verify-boot), kept as records beside the
+ * snapshots (docs/design.md section 15). */
+struct cairn_verification {
+	cairn_id snapshot;
+	int64_t time_ns;
+	char *host;
+	bool ok;
+	char *method; /* what proved the boot: "agent", "console", "script" */
+	double boot_seconds; /* start to success signal (or to giving up) */
+	char *detail; /* one line */
+};
+int cairn_verification_save(struct cairn_repo *r, const struct cairn_verification *v);
+/* Every record, oldest first; damaged ones are skipped with a warning. */
+int cairn_verification_list(struct cairn_repo *r, struct cairn_verification **out,
+			    size_t *n);
+void cairn_verification_free(struct cairn_verification *v);
+void cairn_verification_list_free(struct cairn_verification *v, size_t n);
+
 const struct cairn_disk *cairn_snapshot_disk(const struct cairn_snapshot *s,
 					     const char *name);
 
