@@ -31,15 +31,19 @@ static xmlNode *child(xmlNode *parent, const char *name)
 	return NULL;
 }
 
+static void drop(xmlNode *n)
+{
+	xmlUnlinkNode(n);
+	xmlFreeNode(n);
+}
+
 static void remove_children(xmlNode *parent, const char *name)
 {
 	xmlNode *c = parent->children;
 	while (c) {
 		xmlNode *next = c->next;
-		if (is_elem(c, name)) {
-			xmlUnlinkNode(c);
-			xmlFreeNode(c);
-		}
+		if (is_elem(c, name))
+			drop(c);
 		c = next;
 	}
 }
@@ -131,8 +135,7 @@ static int rewrite_disk(struct rewrite *w, xmlNode *disk)
 		xmlSetProp(disk, BAD_CAST "type", BAD_CAST "file");
 	} else {
 		rc = add_unique(&w->res->dropped, &w->res->ndropped, target ? target : "?");
-		xmlUnlinkNode(disk);
-		xmlFreeNode(disk);
+		drop(disk);
 	}
 	xmlFree(target);
 	return rc;
@@ -185,6 +188,40 @@ static int rewrite_interface(struct rewrite *w, xmlNode *iface)
 	return rc;
 }
 
+/* A socket libvirt generated for the old domain (the guest agent's, under
+ * .../channel/target/domain-OLD/) would collide with the original's;
+ * without a path libvirt generates one for the new domain. */
+static void rewrite_channel(xmlNode *channel)
+{
+	xmlNode *src = child(channel, "source");
+	char *path = attr(src, "path");
+	if (path && strstr(path, "/channel/target/"))
+		xmlUnsetProp(src, BAD_CAST "path");
+	xmlFree(path);
+}
+
+static int add_console_log(xmlNode *devices, const char *log)
+{
+	xmlNode *serial = xmlNewChild(devices, NULL, BAD_CAST "serial", NULL);
+	xmlNode *console = xmlNewChild(devices, NULL, BAD_CAST "console", NULL);
+	if (!serial || !console)
+		return -ENOMEM;
+	xmlSetProp(serial, BAD_CAST "type", BAD_CAST "file");
+	xmlSetProp(console, BAD_CAST "type", BAD_CAST "file");
+	xmlNode *s_src = xmlNewChild(serial, NULL, BAD_CAST "source", NULL);
+	xmlNode *s_tgt = xmlNewChild(serial, NULL, BAD_CAST "target", NULL);
+	xmlNode *c_src = xmlNewChild(console, NULL, BAD_CAST "source", NULL);
+	xmlNode *c_tgt = xmlNewChild(console, NULL, BAD_CAST "target", NULL);
+	if (!s_src || !s_tgt || !c_src || !c_tgt)
+		return -ENOMEM;
+	xmlSetProp(s_src, BAD_CAST "path", BAD_CAST log);
+	xmlSetProp(s_tgt, BAD_CAST "port", BAD_CAST "0");
+	xmlSetProp(c_src, BAD_CAST "path", BAD_CAST log);
+	xmlSetProp(c_tgt, BAD_CAST "type", BAD_CAST "serial");
+	xmlSetProp(c_tgt, BAD_CAST "port", BAD_CAST "0");
+	return 0;
+}
+
 static int rewrite_devices(struct rewrite *w, xmlNode *devices)
 {
 	xmlNode *c = devices->children;
@@ -193,10 +230,18 @@ static int rewrite_devices(struct rewrite *w, xmlNode *devices)
 		xmlNode *next = c->next;
 		if (is_elem(c, "disk"))
 			rc = rewrite_disk(w, c);
+		else if (is_elem(c, "interface") && w->o->no_network)
+			drop(c);
 		else if (is_elem(c, "interface"))
 			rc = rewrite_interface(w, c);
+		else if (is_elem(c, "channel"))
+			rewrite_channel(c);
+		else if (w->o->console_log && (is_elem(c, "serial") || is_elem(c, "console")))
+			drop(c);
 		c = next;
 	}
+	if (rc == 0 && w->o->console_log)
+		rc = add_console_log(devices, w->o->console_log);
 	return rc;
 }
 

@@ -33,6 +33,10 @@ struct cairn_domxml_opts {
 	const struct cairn_domxml_map *net_map;
 	size_t nnet_map;
 	bool new_macs; /* drop <mac>: libvirt generates new ones */
+	bool no_network; /* drop every <interface>: an isolated test boot */
+	/* not NULL: the serial console goes to this file (replacing the stored
+	 * serial and console devices), for a test that watches it */
+	const char *console_log;
 };
 
 struct cairn_domxml_result {

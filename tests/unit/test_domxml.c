@@ -206,6 +206,42 @@ static void test_disk_without_driver(void **state)
 	cairn_domxml_result_free(&x);
 }
 
+static void test_isolated_boot(void **state)
+{
+	(void)state;
+	const char *xml =
+		"<domain><name>a</name><devices>"
+		"<disk type='file' device='disk'><source file='/a.raw'/><target dev='vda'/></disk>"
+		"<interface type='network'><source network='prod'/></interface>"
+		"<interface type='bridge'><source bridge='br0'/></interface>"
+		"<serial type='pty'><target port='0'/></serial>"
+		"<console type='pty'><target type='serial' port='0'/></console>"
+		"<channel type='unix'><source mode='bind' path='/var/lib/libvirt/qemu/channel/target/domain-1-a/org.qemu.guest_agent.0'/>"
+		"<target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
+		"<channel type='unix'><source mode='bind' path='/srv/app.sock'/>"
+		"<target type='virtio' name='app.0'/></channel>"
+		"</devices></domain>";
+	struct cairn_domxml_disk d = { .target = "vda", .path = "/t/ov.qcow2", .format = "qcow2" };
+	struct cairn_domxml_opts o = { .name = "verify-1", .disks = &d, .ndisks = 1,
+				       .no_network = true, .console_log = "/t/console.log" };
+	struct cairn_domxml_result x;
+	char err[256] = "";
+	assert_int_equal(cairn_domxml_rewrite(xml, &o, &x, err, sizeof(err)), 0);
+	assert_xpath(x.xml, "count(//interface)", "0");
+	assert_int_equal(x.nnetworks, 0);
+	assert_int_equal(x.nhost_ifaces, 0);
+	assert_xpath(x.xml, "count(//serial)", "1");
+	assert_xpath(x.xml, "string(//serial/@type)", "file");
+	assert_xpath(x.xml, "string(//serial/source/@path)", "/t/console.log");
+	assert_xpath(x.xml, "string(//console/source/@path)", "/t/console.log");
+	assert_xpath(x.xml, "string(//console/target/@type)", "serial");
+	/* the agent socket of the old domain is dropped, an admin's path kept */
+	assert_xpath(x.xml, "count(//channel[target/@name='org.qemu.guest_agent.0']/source/@path)",
+		     "0");
+	assert_xpath(x.xml, "string(//channel[target/@name='app.0']/source/@path)", "/srv/app.sock");
+	cairn_domxml_result_free(&x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -215,6 +251,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_disk_refused),
 		cmocka_unit_test(test_bad_xml_refused),
 		cmocka_unit_test(test_disk_without_driver),
+		cmocka_unit_test(test_isolated_boot),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
