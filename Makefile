@@ -1,7 +1,7 @@
 # cairn — see README.md. `make check` and `make demo` install what is missing.
 PREFIX ?= /usr/local
 CC ?= cc
-PKGS := libzstd libcrypto libxxhash jansson libnbd libvirt libxml-2.0
+PKGS := libzstd libcrypto libxxhash jansson libnbd libvirt libvirt-qemu libxml-2.0
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -pthread -I. -D_FILE_OFFSET_BITS=64 -D_GNU_SOURCE
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -144,3 +144,36 @@ int cairn_vm_host_define(struct cairn_vm_host *h, const char *xml, bool start,
 	virDomainFree(dom);
 	return rc;
 }
+
+int cairn_vm_host_create_transient(struct cairn_vm_host *h, const char *xml, char *err,
+				   size_t errlen)
+{
+	virDomainPtr dom = virDomainCreateXML(h->conn, xml, 0);
+	if (!dom)
+		return set_err(err, errlen, -EIO, "libvirt did not start the VM: %s", virt_msg());
+	virDomainFree(dom);
+	return 0;
+}
+
+int cairn_vm_host_destroy(struct cairn_vm_host *h, const char *name, char *err,
+			  size_t errlen)
+{
+	virDomainPtr dom = virDomainLookupByName(h->conn, name);
+	if (!dom)
+		return 0;
+	int rc = 0;
+	if (virDomainIsActive(dom) == 1 && virDomainDestroy(dom) < 0)
+		rc = set_err(err, errlen, -EIO, "cannot stop domain %s: %s", name, virt_msg());
+	if (rc == 0 && virDomainIsPersistent(dom) == 1 &&
+	    virDomainUndefineFlags(dom, VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA |
+						VIR_DOMAIN_UNDEFINE_NVRAM) < 0)
+		rc = set_err(err, errlen, -EIO, "cannot undefine domain %s: %s", name,
+			     virt_msg());
+	virDomainFree(dom);
+	return rc;
+}
+
+virConnectPtr cairn_vm_host_conn(const struct cairn_vm_host *h)
+{
+	return h->conn;
+}

@@ -6,6 +6,7 @@
 #ifndef CAIRN_VM_H
 #define CAIRN_VM_H
 
+#include <libvirt/libvirt.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -28,5 +29,16 @@ int cairn_vm_host_preflight(struct cairn_vm_host *h, const struct cairn_domxml_r
  * fails to start stays defined (its disks are restored), and err says so. */
 int cairn_vm_host_define(struct cairn_vm_host *h, const char *xml, bool start,
 			 char *err, size_t errlen);
+
+/* A throwaway domain: started from xml without a persistent definition,
+ * so destroying it leaves nothing in libvirt. */
+int cairn_vm_host_create_transient(struct cairn_vm_host *h, const char *xml, char *err,
+				   size_t errlen);
+/* Stops a domain now (no guest shutdown) and, when persistent, undefines it.
+ * A domain that is already gone is not an error. */
+int cairn_vm_host_destroy(struct cairn_vm_host *h, const char *name, char *err,
+			  size_t errlen);
+/* For the rest of restore/ (boot checks); the host keeps ownership. */
+virConnectPtr cairn_vm_host_conn(const struct cairn_vm_host *h);
 
 #endif
