@@ -14,10 +14,13 @@ static const struct {
 	{ "snapshots", cmd_snapshots, "list snapshots" },
 	{ "ls", cmd_ls, "show the disks of a snapshot" },
 	{ "stats", cmd_stats, "repository size and deduplication" },
-	{ "restore", cmd_restore, "restore a disk of a snapshot" },
+	{ "restore", cmd_restore, "restore a disk, or a whole VM, from a snapshot" },
 	{ "check", cmd_check, "verify the repository" },
 	{ "repair", cmd_repair, "repair index: rebuild the index from the packs" },
 	{ "key", cmd_key, "list, add or remove passwords" },
+	{ "forget", cmd_forget, "remove snapshots by retention rules" },
+	{ "protect", cmd_protect, "keep a snapshot from being forgotten" },
+	{ "unprotect", cmd_unprotect, "allow a protected snapshot to be forgotten" },
 };
 
 static void usage(FILE *f)

@@ -146,6 +146,13 @@ int cairn_snapshot_load_map(struct cairn_repo *r, struct cairn_disk *d);
  * the manifest. Sets s->id. */
 int cairn_snapshot_save(struct cairn_repo *r, struct cairn_writer *w,
 			struct cairn_snapshot *s);
+/* Removes a snapshot's manifest (its data stays until gc); -EPERM when it
+ * is protected. A snapshot that is already gone is not an error. */
+int cairn_snapshot_forget(struct cairn_repo *r, const cairn_id *id);
+/* Protected snapshots are never forgotten (docs/design.md section 16). */
+int cairn_snapshot_protect(struct cairn_repo *r, const cairn_id *id, bool on);
+int cairn_snapshot_is_protected(struct cairn_repo *r, const cairn_id *id, bool *out);
+
 /* Recovery tests (cairn verify-boot), kept as records beside the
  * snapshots (docs/design.md section 15). */
 struct cairn_verification {
