@@ -53,7 +53,7 @@ char *cli_new_password(void);
 /* Opens the repository, prompting for a password only when needed.
  * Returns an exit code (EXIT_OK on success). */
 int cli_open_repo(const struct cli *c, const char *url, struct cairn_repo **out);
-enum cli_lock { CLI_SHARED, CLI_EXCLUSIVE };
+enum cli_lock { CLI_SHARED, CLI_EXCLUSIVE, CLI_GC };
 /* cli_open_repo, then takes the repository lock. */
 int cli_open_locked(const struct cli *c, const char *url, enum cli_lock lock,
 		    struct cairn_repo **out);
@@ -89,6 +89,7 @@ int cmd_key(int argc, char **argv);
 int cmd_forget(int argc, char **argv);
 int cmd_protect(int argc, char **argv);
 int cmd_unprotect(int argc, char **argv);
+int cmd_gc(int argc, char **argv);
 
 
 

@@ -196,7 +196,8 @@ int cli_open_locked(const struct cli *c, const char *url, enum cli_lock lock,
 	int rc = cli_open_repo(c, url, out);
 	if (rc != EXIT_OK)
 		return rc;
-	if ((rc = cairn_repo_lock(*out, lock == CLI_EXCLUSIVE)) < 0) {
+	rc = lock == CLI_GC ? cairn_repo_lock_gc(*out) : cairn_repo_lock(*out, lock == CLI_EXCLUSIVE);
+	if (rc < 0) {
 		rc = cli_fail(rc, cairn_repo_error(*out));
 		cairn_repo_close(*out);
 		*out = NULL;

@@ -21,6 +21,7 @@ static const struct {
 	{ "forget", cmd_forget, "remove snapshots by retention rules" },
 	{ "protect", cmd_protect, "keep a snapshot from being forgotten" },
 	{ "unprotect", cmd_unprotect, "allow a protected snapshot to be forgotten" },
+	{ "gc", cmd_gc, "delete data no snapshot uses (safe beside running backups)" },
 };
 
 static void usage(FILE *f)

@@ -89,8 +89,17 @@ int idx_insert(struct idx_table *t, const struct idx_entry *e,
 		if (slot_free(s))
 			break;
 		if (!memcmp(&s->id, &e->id, sizeof(e->id))) {
-			/* a committed copy beats a pending one */
-			if (s->pack == PACK_PENDING && e->pack != PACK_PENDING)
+			/* a new write replaces a copy that gc condemned: the
+			 * writer stores the blob again rather than reuse it */
+			if (s->condemned && !e->condemned && e->pack == PACK_PENDING) {
+				*s = *e;
+				if (out)
+					*out = s;
+				return 1;
+			}
+			/* a committed copy beats a pending or condemned one */
+			if ((s->pack == PACK_PENDING && e->pack != PACK_PENDING) ||
+			    (s->condemned && !e->condemned))
 				*s = *e;
 			if (out)
 				*out = s;
@@ -133,6 +142,7 @@ void entry_unpack(struct idx_entry *e, const uint8_t in[ENTRY_LEN])
 	e->stored_len = get_le32(in + 40);
 	e->raw_len = get_le32(in + 44);
 	e->pack = PACK_PENDING;
+	e->condemned = false;
 }
 
 int index_encode(const struct cairn_repo *r, const cairn_id *packs,
@@ -169,36 +179,70 @@ int index_write(struct cairn_repo *r, const struct buf *plain, cairn_id *id)
 	return rc;
 }
 
-/* Parses one decoded index file into the table. */
-static int index_parse(struct idx_table *t, const uint8_t *p, size_t len)
+int index_walk(const uint8_t *p, size_t len, index_pack_fn fn, void *opaque)
 {
 	if (len < 12 || memcmp(p, INDEX_MAGIC, 8))
 		return -EBADMSG;
 	uint32_t npacks = get_le32(p + 8);
 	size_t off = 12;
-	for (uint32_t i = 0; i < npacks; i++) {
-		if (len - off < CAIRN_ID_LEN + 4)
-			return -EBADMSG;
+	struct idx_entry *entries = NULL;
+	size_t cap = 0;
+	int rc = 0;
+	for (uint32_t i = 0; rc == 0 && i < npacks; i++) {
+		if (len - off < CAIRN_ID_LEN + 4) {
+			rc = -EBADMSG;
+			break;
+		}
 		cairn_id pack;
 		memcpy(pack.b, p + off, CAIRN_ID_LEN);
 		uint32_t n = get_le32(p + off + CAIRN_ID_LEN);
 		off += CAIRN_ID_LEN + 4;
-		if ((len - off) / ENTRY_LEN < n)
-			return -EBADMSG;
-		uint32_t num;
-		int rc = idx_add_pack(t, &pack, &num);
-		if (rc < 0)
-			return rc;
-		for (uint32_t j = 0; j < n; j++, off += ENTRY_LEN) {
-			struct idx_entry e;
-			entry_unpack(&e, p + off);
-			e.pack = num;
-			rc = idx_insert(t, &e, NULL);
-			if (rc < 0)
-				return rc;
+		if ((len - off) / ENTRY_LEN < n) {
+			rc = -EBADMSG;
+			break;
 		}
+		if (n > cap) {
+			free(entries);
+			cap = n;
+			if (!(entries = malloc(cap * sizeof(*entries)))) {
+				rc = -ENOMEM;
+				break;
+			}
+		}
+		for (uint32_t j = 0; j < n; j++, off += ENTRY_LEN)
+			entry_unpack(&entries[j], p + off);
+		rc = fn(opaque, &pack, entries, n);
 	}
-	return off == len ? 0 : -EBADMSG;
+	free(entries);
+	if (rc == 0 && off != len)
+		rc = -EBADMSG;
+	return rc;
+}
+
+struct table_fill {
+	struct idx_table *t;
+	const struct cairn_repo *r;
+};
+
+static int add_to_table(void *opaque, const cairn_id *pack, struct idx_entry *e, size_t n)
+{
+	struct table_fill *f = opaque;
+	uint32_t num;
+	int rc = idx_add_pack(f->t, pack, &num);
+	bool condemned = gc_pack_condemned(f->r, pack);
+	for (size_t j = 0; rc >= 0 && j < n; j++) {
+		e[j].pack = num;
+		e[j].condemned = condemned;
+		rc = idx_insert(f->t, &e[j], NULL);
+	}
+	return rc < 0 ? rc : 0;
+}
+
+/* Parses one decoded index file into the table. */
+static int index_parse(struct cairn_repo *r, const uint8_t *p, size_t len)
+{
+	struct table_fill f = { &r->idx, r };
+	return index_walk(p, len, add_to_table, &f);
 }
 
 int cairn_repo_load_index(struct cairn_repo *r)
@@ -210,12 +254,15 @@ int cairn_repo_load_index(struct cairn_repo *r)
 		return rc;
 	idx_table_free(&r->idx);
 	rc = idx_table_init(&r->idx, 4096);
+	/* first, so that copies outside condemned packs win in the table */
+	if (rc == 0)
+		rc = gc_load_condemned(r);
 	for (size_t i = 0; rc == 0 && i < names.n; i++) {
 		int lrc = get_hashed(r, "index", names.v[i], &raw);
 		if (lrc == 0)
 			lrc = envelope_open(r, ENV_INDEX, raw.p, raw.len, &plain);
 		if (lrc == 0)
-			lrc = index_parse(&r->idx, plain.p, plain.len);
+			lrc = index_parse(r, plain.p, plain.len);
 		if (lrc == -ENOMEM)
 			rc = lrc;
 		else if (lrc < 0)

@@ -29,6 +29,7 @@ struct idx_entry {
 	uint32_t raw_len;
 	uint8_t type;
 	uint8_t flags;
+	bool condemned; /* in a pack gc will delete: readable, never reused */
 };
 
 /* Open-addressing hash table keyed by blob id; the zero id marks a free slot
@@ -60,6 +61,8 @@ struct cairn_repo {
 	char key_name[65]; /* key file that opened the repository */
 	struct idx_table idx;
 	bool index_loaded;
+	cairn_id *condemned; /* sorted pack ids */
+	size_t ncondemned;
 	char **warnings;
 	size_t nwarnings;
 	char lock_name[80];
@@ -132,6 +135,16 @@ int index_encode(const struct cairn_repo *r, const cairn_id *packs,
 		 struct idx_entry **entries, const size_t *counts,
 		 size_t npacks, struct buf *out);
 int index_write(struct cairn_repo *r, const struct buf *plain, cairn_id *id);
+/* Calls fn for each pack of a decoded index file with its entries (pack
+ * field unset); a non-zero return stops the walk. */
+typedef int (*index_pack_fn)(void *opaque, const cairn_id *pack, struct idx_entry *e,
+			     size_t n);
+int index_walk(const uint8_t *p, size_t len, index_pack_fn fn, void *opaque);
+
+/* gc.c: packs condemned by a garbage collection (docs/design.md section
+ * 17), loaded with the index so that writers never reuse their blobs. */
+int gc_load_condemned(struct cairn_repo *r);
+bool gc_pack_condemned(const struct cairn_repo *r, const cairn_id *pack);
 
 /* objects named by the hash of their content */
 int put_hashed(struct cairn_repo *r, const char *dir, const struct buf *data,

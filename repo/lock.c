@@ -11,6 +11,7 @@ struct lock_info {
 	long long pid;
 	char time[40];
 	bool exclusive;
+	bool gc; /* a garbage collection: excludes other gcs, not backups */
 };
 
 static int read_lock(struct cairn_repo *r, const char *name, struct lock_info *li)
@@ -31,6 +32,7 @@ static int read_lock(struct cairn_repo *r, const char *name, struct lock_info *l
 	rc = j && json_unpack(j, "{s:s, s:I, s:s, s:b}", "host", &host, "pid", &pid,
 			      "time", &time, "exclusive", &excl) == 0 ? 0 : -EBADMSG;
 	if (rc == 0) {
+		li->gc = json_is_true(json_object_get(j, "gc"));
 		snprintf(li->host, sizeof(li->host), "%s", host);
 		snprintf(li->time, sizeof(li->time), "%s", time);
 		li->pid = pid;
@@ -46,7 +48,12 @@ static bool lock_is_stale(const struct lock_info *li, const char *myhost)
 	       kill((pid_t)li->pid, 0) < 0 && errno == ESRCH;
 }
 
-int cairn_repo_lock(struct cairn_repo *r, bool exclusive)
+static bool conflicts(bool exclusive, bool gc, const struct lock_info *other)
+{
+	return exclusive || other->exclusive || (gc && other->gc);
+}
+
+static int take_lock(struct cairn_repo *r, bool exclusive, bool gc)
 {
 	char host[256] = "", when[40], name[80], path[128];
 	uint8_t rnd[32];
@@ -60,6 +67,8 @@ int cairn_repo_lock(struct cairn_repo *r, bool exclusive)
 	hex_encode(rnd, sizeof(rnd), name);
 	json_t *j = json_pack("{s:s, s:I, s:s, s:b}", "host", host, "pid",
 			      (json_int_t)getpid(), "time", when, "exclusive", exclusive);
+	if (j && gc)
+		json_object_set_new(j, "gc", json_true());
 	char *text = j ? json_dumps(j, 0) : NULL;
 	json_decref(j);
 	if (!text)
@@ -86,16 +95,27 @@ int cairn_repo_lock(struct cairn_repo *r, bool exclusive)
 				  li.pid, li.host, li.time);
 			continue;
 		}
-		if (exclusive || li.exclusive)
+		if (conflicts(exclusive, gc, &li))
 			rc = repo_err(r, -EBUSY,
 				      "repository %s is locked%s by pid %lld on %s since %s",
-				      r->be->location, li.exclusive ? " exclusively" : "",
-				      li.pid, li.host, li.time);
+				      r->be->location,
+				      li.exclusive ? " exclusively" : li.gc ? " for gc" : "", li.pid,
+				      li.host, li.time);
 	}
 	name_list_free(&locks);
 	if (rc < 0)
 		cairn_repo_unlock(r);
 	return rc;
+}
+
+int cairn_repo_lock(struct cairn_repo *r, bool exclusive)
+{
+	return take_lock(r, exclusive, false);
+}
+
+int cairn_repo_lock_gc(struct cairn_repo *r)
+{
+	return take_lock(r, false, true);
 }
 
 void cairn_repo_unlock(struct cairn_repo *r)

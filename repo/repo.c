@@ -152,6 +152,7 @@ void cairn_repo_close(struct cairn_repo *r)
 	if (r->be)
 		cairn_backend_free(r->be);
 	idx_table_free(&r->idx);
+	free(r->condemned);
 	for (size_t i = 0; i < r->nwarnings; i++)
 		free(r->warnings[i]);
 	free(r->warnings);

@@ -63,6 +63,9 @@ int cairn_repo_load_index(struct cairn_repo *r);
 
 /* Locks (section 10 of docs/design.md). */
 int cairn_repo_lock(struct cairn_repo *r, bool exclusive);
+/* The lock of a garbage collection: no other gc or exclusive holder, but
+ * backups (shared) may run beside it. */
+int cairn_repo_lock_gc(struct cairn_repo *r);
 void cairn_repo_unlock(struct cairn_repo *r);
 
 /* Chunk ids and blobs. */
@@ -152,6 +155,19 @@ int cairn_snapshot_forget(struct cairn_repo *r, const cairn_id *id);
 /* Protected snapshots are never forgotten (docs/design.md section 16). */
 int cairn_snapshot_protect(struct cairn_repo *r, const cairn_id *id, bool on);
 int cairn_snapshot_is_protected(struct cairn_repo *r, const cairn_id *id, bool *out);
+
+/* Garbage collection (docs/design.md section 17). The caller holds the gc
+ * lock (cairn_repo_lock_gc); backups may run meanwhile. */
+struct cairn_gc_opts {
+	unsigned max_unused_pct; /* repack packs with more unused bytes than this */
+	bool dry_run;
+};
+struct cairn_gc_result {
+	size_t snapshots, packs, packs_unused, packs_repacked, packs_orphaned;
+	size_t packs_written, packs_deleted, packs_kept, lists_waiting;
+	uint64_t bytes, live_bytes, unused_bytes, repacked_bytes, bytes_freed;
+};
+int cairn_gc(struct cairn_repo *r, const struct cairn_gc_opts *o, struct cairn_gc_result *res);
 
 /* Recovery tests (cairn verify-boot), kept as records beside the
  * snapshots (docs/design.md section 15). */

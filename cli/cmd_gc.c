@@ -1,0 +1,92 @@
+/* cairn gc REPO [--max-unused PERCENT] [--dry-run] [--json] */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli.h"
+
+#define USAGE "gc REPO [--max-unused PERCENT] [--dry-run] [--json]"
+#define DEFAULT_MAX_UNUSED 10
+
+static int gc_option(void *ctx, int opt, const char *arg)
+{
+	struct cairn_gc_opts *o = ctx;
+	char *end;
+	long v;
+	switch (opt) {
+	case 'd': o->dry_run = true; return -1;
+	case 'u':
+		v = strtol(arg, &end, 10);
+		if (end == arg || (*end && strcmp(end, "%")) || v < 0 || v > 100)
+			return cli_usage("--max-unused %s: give a percentage 0..100", arg);
+		o->max_unused_pct = (unsigned)v;
+		return -1;
+	}
+	return cli_usage("gc: unexpected option");
+}
+
+static void print_text(const struct cairn_gc_opts *o, const struct cairn_gc_result *r)
+{
+	char total[32], live[32], unused[32], repacked[32], freed[32];
+	format_bytes(r->bytes, total, sizeof(total));
+	format_bytes(r->live_bytes, live, sizeof(live));
+	format_bytes(r->unused_bytes, unused, sizeof(unused));
+	format_bytes(r->repacked_bytes, repacked, sizeof(repacked));
+	format_bytes(r->bytes_freed, freed, sizeof(freed));
+	printf("%zu snapshots; %zu packs hold %s, %s of it in use\n", r->snapshots, r->packs,
+	       total, live);
+	printf("%s: %zu packs unused, %zu to repack (%s to copy), %zu unindexed; %s reclaimable\n",
+	       o->dry_run ? "would condemn" : "condemned", r->packs_unused, r->packs_repacked,
+	       repacked, r->packs_orphaned, unused);
+	if (o->dry_run)
+		return;
+	printf("deleted %zu packs (%s freed)", r->packs_deleted, freed);
+	if (r->packs_kept)
+		printf(", kept %zu that a backup reused meanwhile", r->packs_kept);
+	if (r->lists_waiting)
+		printf("; %zu condemned lists wait for backups that were running, next gc "
+		       "deletes them",
+		       r->lists_waiting);
+	printf("\n");
+}
+
+int cmd_gc(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CLI_COMMON_OPTIONS,
+		{ "max-unused", required_argument, NULL, 'u' },
+		{ "dry-run", no_argument, NULL, 'd' },
+		{ 0 },
+	};
+	struct cli c = { 0 };
+	struct cairn_gc_opts o = { .max_unused_pct = DEFAULT_MAX_UNUSED };
+	int nargs, rc = cli_parse(&c, argc, argv, opts, "", gc_option, &o, USAGE, &nargs);
+	if (rc >= 0)
+		return rc;
+	if (nargs != 1)
+		return cli_usage("usage: cairn %s", USAGE);
+	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
+	if ((rc = cli_open_locked(&c, argv[1], CLI_GC, &r)) != EXIT_OK)
+		return rc;
+	struct cairn_gc_result res;
+	cli_catch_signals();
+	if ((rc = cairn_gc(r, &o, &res)) < 0)
+		return cli_fail(rc, cairn_repo_error(r));
+	cli_print_warnings(r);
+	if (c.json)
+		json_print(json_pack(
+			"{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+			"dry_run", o.dry_run, "snapshots", (json_int_t)res.snapshots, "packs",
+			(json_int_t)res.packs, "bytes", (json_int_t)res.bytes, "live_bytes",
+			(json_int_t)res.live_bytes, "packs_unused", (json_int_t)res.packs_unused,
+			"packs_repacked", (json_int_t)res.packs_repacked, "packs_orphaned",
+			(json_int_t)res.packs_orphaned, "unused_bytes", (json_int_t)res.unused_bytes,
+			"packs_written", (json_int_t)res.packs_written, "packs_deleted",
+			(json_int_t)res.packs_deleted, "packs_kept", (json_int_t)res.packs_kept,
+			"bytes_freed", (json_int_t)res.bytes_freed, "lists_waiting",
+			(json_int_t)res.lists_waiting, "repacked_bytes",
+			(json_int_t)res.repacked_bytes));
+	else if (!c.quiet)
+		print_text(&o, &res);
+	return EXIT_OK;
+}
