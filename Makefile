@@ -10,7 +10,8 @@ LDLIBS += $(PKG_LIBS) -pthread
 
 # apt packages for building, testing, the demo and the benchmark
 APT_BUILD := build-essential pkg-config libzstd-dev libssl-dev libxxhash-dev \
-	libjansson-dev libnbd-dev libcmocka-dev libvirt-dev libxml2-dev
+	libjansson-dev libnbd-dev libcmocka-dev libvirt-dev libxml2-dev \
+	nbdkit-plugin-dev
 APT_RUN := qemu-utils nbdkit libnbd-bin e2fsprogs python3 openssl util-linux \
 	libvirt-daemon-system libvirt-clients qemu-system-x86 linux-image-amd64 \
 	busybox-static cpio xz-utils qemu-guest-agent
@@ -21,7 +22,13 @@ REPO_SRC := $(wildcard repo/*.c)
 AGENT_SRC := $(wildcard agent/*.c)
 RESTORE_SRC := $(wildcard restore/*.c)
 CLI_SRC := $(wildcard cli/*.c)
-LIB_SRC := $(REPO_SRC) $(AGENT_SRC) $(RESTORE_SRC)
+# serve/: the nbdkit plugin is its own shared object; the rest goes into cairn
+PLUGIN_MAIN := serve/plugin.c
+SERVE_SRC := $(filter-out $(PLUGIN_MAIN),$(wildcard serve/*.c))
+PLUGIN_SRC := $(PLUGIN_MAIN) serve/reader.c serve/cache.c serve/prefetch.c $(REPO_SRC)
+PLUGIN := build/nbdkit-cairn-plugin.so
+PLUGIN_PKGS := libzstd libcrypto libxxhash jansson
+LIB_SRC := $(REPO_SRC) $(AGENT_SRC) $(RESTORE_SRC) $(SERVE_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=build/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=build/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -31,10 +38,18 @@ ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-s
 
 .PHONY: all deps check unit asan integration demo bench install clean
 
-all: cairn
+all: cairn $(PLUGIN)
 
 cairn: $(LIB_OBJ) $(CLI_OBJ)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# only the plugin's entry points are exported (nbdkit loads it with dlopen)
+$(PLUGIN): $(PLUGIN_SRC:%.c=build/pic/%.o)
+	$(CC) $(CFLAGS) -shared -o $@ $^ $(shell pkg-config --libs $(PLUGIN_PKGS)) -pthread
+
+build/pic/%.o: %.c $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -fvisibility=hidden $(PKG_CFLAGS) -c -o $@ $<
 
 build/%.o: %.c $(wildcard */*.h)
 	@mkdir -p $(dir $@)
@@ -106,8 +121,9 @@ bench: $(DEPS_STAMP) bench-deps
 	$(MAKE) cairn
 	tests/bench/run.sh $(CURDIR)/cairn docs/benchmarks.md
 
-install: cairn
+install: cairn $(PLUGIN)
 	install -D -m 0755 cairn $(DESTDIR)$(PREFIX)/bin/cairn
+	install -D -m 0755 $(PLUGIN) $(DESTDIR)$(PREFIX)/lib/cairn/nbdkit-cairn-plugin.so
 	install -D -m 0644 docs/cairn.1 $(DESTDIR)$(PREFIX)/share/man/man1/cairn.1
 
 clean:

@@ -1,0 +1,39 @@
+/* What serve, mount and instant-restore share: the repository, snapshot and
+ * password resolved and checked before any server starts, so that their
+ * errors are cairn's one line and not nbdkit's. */
+#ifndef CAIRN_CLI_SERVE_H
+#define CAIRN_CLI_SERVE_H
+
+#include <limits.h>
+
+#include "cli.h"
+#include "serve/server.h"
+
+struct serve_source {
+	struct cairn_repo *r;
+	struct cairn_snapshot *s;
+	char *password; /* for the plugin's environment; NULL: none or a file */
+	char repo[PATH_MAX]; /* absolute: nbdkit leaves the cwd */
+	char password_file[PATH_MAX]; /* absolute, or empty */
+	char plugin[PATH_MAX];
+	char snap_hex[65];
+};
+
+/* Opens REPO, loads the index, finds SNAP (of name), finds the plugin.
+ * Returns -1 on success, else the exit code (the error printed). */
+int serve_source_open(const struct cli *c, const char *repo, const char *snap,
+		      const char *name, struct serve_source *src);
+/* The disk to serve, its chunk map loaded (so a damaged map fails here);
+ * disk NULL picks the only one. NULL (error printed, *rc the exit code). */
+struct cairn_disk *serve_source_disk(struct serve_source *src, const char *disk, int *rc);
+/* Server options for one disk (socket, pidfile etc. left to the caller). */
+void serve_source_opts(const struct serve_source *src, const struct cairn_disk *d,
+		       struct cairn_server_opts *o);
+void serve_source_close(struct serve_source *src);
+
+/* Where cairn keeps sockets and pid files of its detached servers:
+ * /run/cairn as root, else $XDG_RUNTIME_DIR/cairn or /tmp/cairn-UID;
+ * created (mode 0755) when missing. -1 or an exit code. */
+int serve_run_dir(char *out, size_t len);
+
+#endif
