@@ -570,10 +570,10 @@ static int wait_over(struct cairn_repo *r, const char *base, bool *over)
 	json_t *l;
 	*over = rc == 0 && json_is_array(locks);
 	json_array_foreach(locks, i, l) {
-		char path[160];
-		uint64_t size;
-		snprintf(path, sizeof(path), "locks/%s", json_string_value(l) ? json_string_value(l) : "");
-		if (r->be->ops->stat(r->be, path, &size) == 0)
+		bool gone = true;
+		if (rc == 0 && json_is_string(l))
+			rc = lock_gone(r, json_string_value(l), &gone);
+		if (!gone)
 			*over = false;
 	}
 	json_decref(j);

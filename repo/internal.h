@@ -66,6 +66,12 @@ struct cairn_repo {
 	char **warnings;
 	size_t nwarnings;
 	char lock_name[80];
+	char lock_time[40]; /* when it was taken */
+	bool lock_exclusive, lock_gc;
+	/* the heartbeat thread (lock.c); lock_stop and lock_cond under lock */
+	pthread_t lock_thread;
+	pthread_cond_t lock_cond;
+	bool lock_beating, lock_stop;
 	struct scratch *scratch_pool;
 	pthread_mutex_t lock; /* err, warnings, scratch_pool */
 	/* idx: shared by readers, exclusive for writers' changes (several
@@ -140,6 +146,9 @@ int index_write(struct cairn_repo *r, const struct buf *plain, cairn_id *id);
 typedef int (*index_pack_fn)(void *opaque, const cairn_id *pack, struct idx_entry *e,
 			     size_t n);
 int index_walk(const uint8_t *p, size_t len, index_pack_fn fn, void *opaque);
+
+/* lock.c: true when the lock is gone or stale (a stale one is removed). */
+int lock_gone(struct cairn_repo *r, const char *name, bool *gone);
 
 /* gc.c: packs condemned by a garbage collection (docs/design.md section
  * 17), loaded with the index so that writers never reuse their blobs. */

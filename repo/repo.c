@@ -18,6 +18,7 @@ static struct cairn_repo *repo_alloc(void)
 	if (r) {
 		pthread_mutex_init(&r->lock, NULL);
 		pthread_rwlock_init(&r->idx_lock, NULL);
+		pthread_cond_init(&r->lock_cond, NULL);
 	}
 	return r;
 }
@@ -169,6 +170,7 @@ void cairn_repo_close(struct cairn_repo *r)
 	memset(r->k_id, 0, sizeof(r->k_id));
 	pthread_mutex_destroy(&r->lock);
 	pthread_rwlock_destroy(&r->idx_lock);
+	pthread_cond_destroy(&r->lock_cond);
 	free(r);
 }
 

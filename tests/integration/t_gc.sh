@@ -65,6 +65,22 @@ cairn_q check "$R" --read-data
 restore_check "$R" latest "$T/mixed.raw" --name mixed2
 restore_check "$R" latest "$T/keep.raw" --name keep
 
+step "a lock of another host: waited for while its heartbeat is fresh, broken once stale"
+cairn_q forget "$R" --name mixed2 --keep-tag none-such
+now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+printf '{"host":"elsewhere","pid":1,"time":"2026-01-01T00:00:00Z","exclusive":false,"heartbeat":"%s"}' \
+	"$now" >"$R/locks/remote"
+cairn_q gc "$R" --json
+assert_eq "$(json 'j["packs_deleted"]' <"$T/last.out")" 0 "deleted beside a live remote backup"
+[ -e "$R/locks/remote" ] || die "a fresh remote lock was removed"
+printf '{"host":"elsewhere","pid":1,"time":"2026-01-01T00:00:00Z","exclusive":false,"heartbeat":"2026-01-01T00:05:00Z"}' \
+	>"$R/locks/remote"
+cairn_q gc "$R" --json
+[ "$(json 'j["packs_deleted"]' <"$T/last.out")" -gt 0 ] || die "a stale remote lock kept gc waiting"
+grep -q "removed stale lock of pid 1 on elsewhere" "$T/last.err" || die "no stale-lock message"
+assert_file_absent "$R/locks/remote"
+cairn_q check "$R" --read-data
+
 step "gc killed at random points; check stays clean and the next gc finishes"
 for round in 1 2 3 4 5 6; do
 	mkimg_raw "$T/r$round.raw" 4M dense "r$round"
