@@ -23,6 +23,8 @@ static const struct {
 	{ "unprotect", cmd_unprotect, "allow a protected snapshot to be forgotten" },
 	{ "gc", cmd_gc, "delete data no snapshot uses (safe beside running backups)" },
 	{ "serve", cmd_serve, "serve a disk of a snapshot over NBD (read-only)" },
+	{ "mount", cmd_mount, "a disk of a snapshot as a read-only file, for file-level restore" },
+	{ "umount", cmd_umount, "undo cairn mount" },
 };
 
 static void usage(FILE *f)

@@ -58,7 +58,7 @@ int cairn_server_find_plugin(char *out, size_t len, char *err, size_t errlen)
 		       CAIRN_PLUGIN_NAME, exe, exe);
 }
 
-static pid_t read_pidfile(const char *pidfile)
+pid_t cairn_pidfile_read(const char *pidfile)
 {
 	char buf[32] = "";
 	int fd = open(pidfile, O_RDONLY | O_CLOEXEC);
@@ -88,7 +88,7 @@ static bool is_live_nbdkit(pid_t pid)
 
 pid_t cairn_server_running(const char *pidfile)
 {
-	pid_t pid = read_pidfile(pidfile);
+	pid_t pid = cairn_pidfile_read(pidfile);
 	return pid > 0 && is_live_nbdkit(pid) ? pid : 0;
 }
 
@@ -193,7 +193,7 @@ static int wait_ready(struct cairn_server *srv, const struct cairn_server_opts *
 		} else if (srv->log_fd < 0) {
 			usleep(20000);
 		}
-		if (read_pidfile(o->pidfile) > 0)
+		if (cairn_pidfile_read(o->pidfile) > 0)
 			return 0;
 		int status;
 		if (!launcher_done && waitpid(srv->pid, &status, WNOHANG) == srv->pid) {
@@ -268,7 +268,7 @@ int cairn_server_start(const struct cairn_server_opts *o, struct cairn_server **
 		if (!srv->reaped)
 			waitpid(srv->pid, NULL, 0);
 		srv->reaped = true;
-		srv->pid = read_pidfile(o->pidfile);
+		srv->pid = cairn_pidfile_read(o->pidfile);
 		close(srv->log_fd); /* the daemon logs to syslog */
 		srv->log_fd = -1;
 	}
@@ -356,7 +356,7 @@ void cairn_server_free(struct cairn_server *srv)
 
 int cairn_server_stop(const char *pidfile, const char *socket, char *err, size_t errlen)
 {
-	pid_t pid = read_pidfile(pidfile);
+	pid_t pid = cairn_pidfile_read(pidfile);
 	if (pid < 0)
 		return set_err(err, errlen, pid, "cannot read %s: %s", pidfile, strerror(-pid));
 	if (pid > 0 && is_live_nbdkit(pid)) {

@@ -66,6 +66,8 @@ DEFINE_CLEANUP(struct cairn_server *, cairn_server_free);
  * file whose process is gone, or is not nbdkit, only gets removed:
  * returns 0 then too. -ENOENT when there is no pid file. */
 int cairn_server_stop(const char *pidfile, const char *socket, char *err, size_t errlen);
+/* The pid in a pid file: > 0, 0 when empty or junk, -errno when unreadable. */
+pid_t cairn_pidfile_read(const char *pidfile);
 /* The pid of a live nbdkit owning pidfile, or 0. */
 pid_t cairn_server_running(const char *pidfile);
 
