@@ -11,7 +11,18 @@ static size_t slot_of(const struct idx_table *t, const cairn_id *id)
 {
 	uint64_t h;
 	memcpy(&h, id->b, sizeof(h)); /* ids are uniformly distributed */
-	return (size_t)(h & (t->cap - 1));
+	return (size_t)(((unsigned __int128)h * t->cap) >> 64);
+}
+
+static size_t next_slot(const struct idx_table *t, size_t i)
+{
+	return i + 1 == t->cap ? 0 : i + 1;
+}
+
+static size_t cap_for(size_t count)
+{
+	size_t cap = count * 100 / (IDX_MAX_LOAD_PCT - 5) + 64;
+	return cap < 1024 ? 1024 : cap;
 }
 
 static bool slot_free(const struct idx_entry *e)
@@ -21,9 +32,7 @@ static bool slot_free(const struct idx_entry *e)
 
 int idx_table_init(struct idx_table *t, size_t expect)
 {
-	size_t cap = 1024;
-	while (cap < expect * 4 / 3 + 1)
-		cap *= 2;
+	size_t cap = cap_for(expect);
 	memset(t, 0, sizeof(*t));
 	t->slots = calloc(cap, sizeof(*t->slots));
 	if (!t->slots)
@@ -43,7 +52,7 @@ struct idx_entry *idx_lookup(const struct idx_table *t, const cairn_id *id)
 {
 	if (!t->cap)
 		return NULL;
-	for (size_t i = slot_of(t, id);; i = (i + 1) & (t->cap - 1)) {
+	for (size_t i = slot_of(t, id);; i = next_slot(t, i)) {
 		struct idx_entry *e = &t->slots[i];
 		if (slot_free(e))
 			return NULL;
@@ -52,10 +61,10 @@ struct idx_entry *idx_lookup(const struct idx_table *t, const cairn_id *id)
 	}
 }
 
-static int idx_grow(struct idx_table *t)
+static int idx_grow(struct idx_table *t, size_t want)
 {
 	struct idx_table n = *t;
-	n.cap = t->cap * 2;
+	n.cap = cap_for(want);
 	n.slots = calloc(n.cap, sizeof(*n.slots));
 	if (!n.slots)
 		return -ENOMEM;
@@ -64,7 +73,7 @@ static int idx_grow(struct idx_table *t)
 			continue;
 		size_t j = slot_of(&n, &t->slots[i].id);
 		while (!slot_free(&n.slots[j]))
-			j = (j + 1) & (n.cap - 1);
+			j = next_slot(&n, j);
 		n.slots[j] = t->slots[i];
 	}
 	free(t->slots);
@@ -78,13 +87,13 @@ int idx_insert(struct idx_table *t, const struct idx_entry *e,
 {
 	if (!memcmp(&e->id, &cairn_zero_id, sizeof(e->id)))
 		return -EINVAL;
-	if ((t->count + 1) * 4 > t->cap * 3) {
-		int rc = idx_grow(t);
+	if ((t->count + 1) * 100 > t->cap * IDX_MAX_LOAD_PCT) {
+		int rc = idx_grow(t, t->count + t->count / 2);
 		if (rc < 0)
 			return rc;
 	}
 	size_t i = slot_of(t, &e->id);
-	for (;; i = (i + 1) & (t->cap - 1)) {
+	for (;; i = next_slot(t, i)) {
 		struct idx_entry *s = &t->slots[i];
 		if (slot_free(s))
 			break;
@@ -139,7 +148,9 @@ void entry_unpack(struct idx_entry *e, const uint8_t in[ENTRY_LEN])
 	e->type = in[32];
 	e->flags = in[33];
 	e->offset = get_le32(in + 36);
-	e->stored_len = get_le32(in + 40);
+	uint32_t stored = get_le32(in + 40);
+	/* a length no writer produces: kept out of range so reading it fails */
+	e->stored_len = stored > IDX_MAX_STORED ? IDX_MAX_STORED : stored;
 	e->raw_len = get_le32(in + 44);
 	e->pack = PACK_PENDING;
 	e->condemned = false;
@@ -245,15 +256,34 @@ static int index_parse(struct cairn_repo *r, const uint8_t *p, size_t len)
 	return index_walk(p, len, add_to_table, &f);
 }
 
+struct sized_names {
+	struct name_list names;
+	uint64_t bytes;
+};
+
+static int collect_sized(void *opaque, const char *name, uint64_t size)
+{
+	struct sized_names *s = opaque;
+	s->bytes += size;
+	return collect_name(&s->names, name, size);
+}
+
 int cairn_repo_load_index(struct cairn_repo *r)
 {
+	struct sized_names sized = { 0 };
 	struct name_list names;
 	struct buf raw = { 0 }, plain = { 0 };
-	int rc = list_names(r, "index", &names);
-	if (rc < 0)
-		return rc;
+	int rc = r->be->ops->list(r->be, "index", collect_sized, &sized);
+	names = sized.names;
+	if (rc < 0) {
+		name_list_free(&names);
+		return repo_err(r, rc, "cannot list index/ in %s: %s", r->be->location,
+				strerror(-rc));
+	}
 	idx_table_free(&r->idx);
-	rc = idx_table_init(&r->idx, 4096);
+	/* sized for what the files hold (entries barely compress), so the
+	 * table never doubles while loading */
+	rc = idx_table_init(&r->idx, (size_t)(sized.bytes / ENTRY_LEN) + 4096);
 	/* first, so that copies outside condemned packs win in the table */
 	if (rc == 0)
 		rc = gc_load_condemned(r);

@@ -21,19 +21,26 @@ enum envelope_kind { ENV_INDEX = 1, ENV_SNAPSHOT = 2, ENV_PACKDIR = 3, ENV_VERIF
 
 /* One indexed blob. pack == PACK_PENDING while a writer still holds it. */
 #define PACK_PENDING UINT32_MAX
+/* 48 bytes: the index of 10 million chunks must fit in well under 1 GiB
+ * (docs/design.md section 7). A stored blob is at most a chunk (8 MiB)
+ * plus compression and AEAD overhead, well below 2^25. */
 struct idx_entry {
 	cairn_id id;
 	uint32_t pack;
 	uint32_t offset;
-	uint32_t stored_len;
+	uint32_t stored_len : 25;
+	uint32_t type : 3;
+	uint32_t flags : 3;
+	uint32_t condemned : 1; /* in a pack gc will delete: readable, never reused */
 	uint32_t raw_len;
-	uint8_t type;
-	uint8_t flags;
-	bool condemned; /* in a pack gc will delete: readable, never reused */
 };
+_Static_assert(sizeof(struct idx_entry) == 48, "idx_entry grew");
+#define IDX_MAX_STORED ((1u << 25) - 1)
 
 /* Open-addressing hash table keyed by blob id; the zero id marks a free slot
- * (it is never stored). */
+ * (it is never stored). Any capacity (not only powers of two): a table
+ * sized for what is loaded stays at most IDX_MAX_LOAD full. */
+#define IDX_MAX_LOAD_PCT 85
 struct idx_table {
 	struct idx_entry *slots;
 	size_t cap, count;

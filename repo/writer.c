@@ -209,7 +209,9 @@ int cairn_writer_put(struct cairn_writer *w, enum cairn_blob_type type,
 	struct scratch *sc = scratch_get(r);
 	if (!sc)
 		return repo_err(r, -ENOMEM, "out of memory");
-	rc = blob_encode(r, sc, type, id, data, len, &e.flags);
+	uint8_t flags = 0;
+	rc = blob_encode(r, sc, type, id, data, len, &flags);
+	e.flags = flags & 7u;
 	size_t outlen = sc->a.len;
 	e.stored_len = (uint32_t)outlen;
 	if (rc < 0) {

@@ -60,10 +60,10 @@ static void test_init_capacity(void **state)
 	assert_int_equal(t.cap, 0);
 
 	assert_int_equal(idx_table_init(&t, 100000), 0);
-	/* a power of two with room for expect at 3/4 load */
-	assert_int_equal(t.cap & (t.cap - 1), 0);
-	assert_true(t.cap * 3 >= 100000 * 4);
-	assert_int_equal(t.cap, 262144);
+	/* room for expect below the growth threshold, and no more than
+	 * 64 bytes of table per expected entry */
+	assert_true(t.cap * IDX_MAX_LOAD_PCT > 100000 * 100);
+	assert_true(t.cap * sizeof(struct idx_entry) <= 100000 * 64);
 	idx_table_free(&t);
 }
 
@@ -103,8 +103,7 @@ static void test_insert_many(void **state)
 	}
 	assert_int_equal(t.count, N);
 	assert_true(t.cap > cap0);
-	assert_true(t.count * 4 <= t.cap * 3); /* load factor kept */
-	assert_int_equal(t.cap, 262144);
+	assert_true(t.count * 100 <= t.cap * IDX_MAX_LOAD_PCT); /* load factor kept */
 
 	for (uint32_t i = 0; i < N; i++) {
 		struct idx_entry want = make_entry(&ids[i], i);
@@ -151,7 +150,8 @@ static void test_collisions(void **state)
 	cairn_id ids[N];
 	for (int i = 0; i < N; i++) {
 		memset(&ids[i], 0, sizeof(ids[i]));
-		uint64_t home = 1020; /* near the end of the 1024-slot table */
+		/* the last slot of the 1024-slot table: the cluster wraps */
+		uint64_t home = UINT64_MAX - 5;
 		memcpy(ids[i].b, &home, 8);
 		ids[i].b[30] = (uint8_t)(i >> 8);
 		ids[i].b[31] = (uint8_t)i;
@@ -173,12 +173,51 @@ static void test_collisions(void **state)
 		struct idx_entry e = make_entry(&id, 5000 + (uint32_t)i);
 		assert_int_equal(idx_insert(&t, &e, NULL), 1);
 	}
-	assert_int_equal(t.cap, 2048);
+	assert_true(t.cap > 1024);
+	assert_true(t.count * 100 <= t.cap * IDX_MAX_LOAD_PCT);
 	for (int i = 0; i < N; i++) {
 		struct idx_entry *e = idx_lookup(&t, &ids[i]);
 		assert_non_null(e);
 		assert_int_equal(e->offset, 8 + i);
 	}
+	idx_table_free(&t);
+}
+
+/* The contract of issue "fleet scale": at most 64 bytes per chunk once an
+ * index is loaded (the table is sized from the index files' total size). */
+static void test_memory_per_entry(void **state)
+{
+	(void)state;
+	enum { N = 300000 };
+	struct idx_table t;
+	assert_int_equal(sizeof(struct idx_entry), 48);
+	assert_int_equal(idx_table_init(&t, N), 0);
+	uint64_t s = 99;
+	for (int i = 0; i < N; i++) {
+		cairn_id id;
+		rand_id(&s, &id);
+		struct idx_entry e = make_entry(&id, (uint32_t)i);
+		assert_int_equal(idx_insert(&t, &e, NULL), 1);
+	}
+	size_t cap_loaded = t.cap;
+	assert_true(t.cap * sizeof(struct idx_entry) <= (size_t)N * 64);
+	s = 99;
+	for (int i = 0; i < N; i++) {
+		cairn_id id;
+		rand_id(&s, &id);
+		struct idx_entry *e = idx_lookup(&t, &id);
+		assert_non_null(e);
+		assert_int_equal(e->offset, 8 + i);
+	}
+	/* a backup adding half as much again grows the table, keeps every entry */
+	for (int i = 0; i < N / 2; i++) {
+		cairn_id id;
+		rand_id(&s, &id);
+		struct idx_entry e = make_entry(&id, (uint32_t)(N + i));
+		assert_int_equal(idx_insert(&t, &e, NULL), 1);
+	}
+	assert_true(t.cap > cap_loaded);
+	assert_int_equal(t.count, N + N / 2);
 	idx_table_free(&t);
 }
 
@@ -289,7 +328,7 @@ static void test_entry_layout(void **state)
 {
 	(void)state;
 	struct idx_entry e = { .pack = 5, .offset = 0x04030201u,
-			       .stored_len = 0x14131211u, .raw_len = 0xa4a3a2a1u,
+			       .stored_len = 0x01131211u, .raw_len = 0xa4a3a2a1u,
 			       .type = CAIRN_BLOB_PAGE, .flags = 3 };
 	for (int i = 0; i < CAIRN_ID_LEN; i++)
 		e.id.b[i] = (uint8_t)(0xc0 + i);
@@ -304,7 +343,7 @@ static void test_entry_layout(void **state)
 	want[33] = 3; /* flags */
 	want[34] = 0; /* reserved */
 	want[35] = 0;
-	const uint8_t tail[12] = { 0x01, 0x02, 0x03, 0x04, 0x11, 0x12, 0x13, 0x14,
+	const uint8_t tail[12] = { 0x01, 0x02, 0x03, 0x04, 0x11, 0x12, 0x13, 0x01,
 				   0xa1, 0xa2, 0xa3, 0xa4 };
 	memcpy(want + 36, tail, 12);
 	assert_int_equal(ENTRY_LEN, 48);
@@ -317,7 +356,7 @@ static void test_entry_layout(void **state)
 	assert_int_equal(back.type, 1);
 	assert_int_equal(back.flags, 3);
 	assert_int_equal(back.offset, 0x04030201u);
-	assert_int_equal(back.stored_len, 0x14131211u);
+	assert_int_equal(back.stored_len, 0x01131211u);
 	assert_int_equal(back.raw_len, 0xa4a3a2a1u);
 	/* the pack number is not part of the entry */
 	assert_int_equal(back.pack, PACK_PENDING);
@@ -399,6 +438,7 @@ int main(void)
 		cmocka_unit_test(test_lookup_empty),
 		cmocka_unit_test(test_insert_many),
 		cmocka_unit_test(test_collisions),
+		cmocka_unit_test(test_memory_per_entry),
 		cmocka_unit_test(test_duplicate_keeps_first),
 		cmocka_unit_test(test_committed_replaces_pending),
 		cmocka_unit_test(test_zero_id_rejected),

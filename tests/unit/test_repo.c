@@ -957,8 +957,10 @@ static void write_lock(const char *repo, const char *name, const char *host,
 	snprintf(p, sizeof(p), "%s/locks/%s", repo, name);
 	FILE *f = fopen(p, "w");
 	assert_non_null(f);
-	fprintf(f, "{\"host\":\"%s\",\"pid\":%lld,\"time\":\"2024-01-01T00:00:00Z\",\"exclusive\":%s}",
-		host, pid, exclusive ? "true" : "false");
+	char now[40];
+	format_time_utc(now_ns(), now, sizeof(now));
+	fprintf(f, "{\"host\":\"%s\",\"pid\":%lld,\"time\":\"%s\",\"exclusive\":%s}",
+		host, pid, now, exclusive ? "true" : "false");
 	fclose(f);
 }
 
@@ -1030,6 +1032,18 @@ static void test_stale_lock(void **state)
 	write_lock(t->repo, "02remote", "some-other-host.invalid", pid, false);
 	assert_int_equal(cairn_repo_lock(r, true), -EBUSY);
 	assert_int_equal(cairn_repo_lock(r, false), 0);
+	cairn_repo_unlock(r);
+	/* ... until its heartbeat is half an hour old */
+	snprintf(p, sizeof(p), "%s/locks/04old", t->repo);
+	FILE *old = fopen(p, "w");
+	assert_non_null(old);
+	fputs("{\"host\":\"h.invalid\",\"pid\":1,\"time\":\"2024-01-01T00:00:00Z\","
+	      "\"exclusive\":true,\"heartbeat\":\"2024-01-01T00:10:00Z\"}", old);
+	fclose(old);
+	size_t warned = cairn_repo_warning_count(r);
+	assert_int_equal(cairn_repo_lock(r, false), 0);
+	assert_int_equal(cairn_repo_warning_count(r), warned + 1);
+	assert_int_equal(access(p, F_OK), -1);
 	cairn_repo_unlock(r);
 	/* a damaged lock file is ignored */
 	snprintf(p, sizeof(p), "%s/locks/02remote", t->repo);
