@@ -25,6 +25,7 @@ static const struct {
 	{ "serve", cmd_serve, "serve a disk of a snapshot over NBD (read-only)" },
 	{ "mount", cmd_mount, "a disk of a snapshot as a read-only file, for file-level restore" },
 	{ "umount", cmd_umount, "undo cairn mount" },
+	{ "instant-restore", cmd_instant, "run a VM from a snapshot at once, copy it in the background" },
 };
 
 static void usage(FILE *f)
