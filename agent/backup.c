@@ -39,7 +39,9 @@ static int produce(void *ctx, uint64_t seq, unsigned slot)
 	uint64_t off = seq * j->disk->chunk_size, len = chunk_len(j->disk, seq);
 	if (j->o->cancel && *j->o->cancel)
 		return set_err(j->err, j->errlen, -EINTR, "interrupted; no snapshot written");
-	j->reuse[slot] = j->prev && !cairn_source_changed(j->src, off, len);
+	/* a damaged (or condemned) chunk is read again: the source heals it */
+	j->reuse[slot] = j->prev && !cairn_source_changed(j->src, off, len) &&
+			 cairn_repo_blob_reusable(j->r, &j->prev->map[seq]);
 	if (j->reuse[slot])
 		return 0; /* unchanged since the previous snapshot: not read */
 	j->has_data[slot] = cairn_source_has_data(j->src, off, len);

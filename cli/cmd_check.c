@@ -5,17 +5,37 @@
 #include "cli.h"
 
 struct check_args {
-	bool read_data;
+	struct cairn_check_opts o;
 	json_t *problems; /* --json */
 };
 
+/* "10%" (the packs read longest ago first) or "2/7" (part 2 of 7) */
+static int parse_subset(struct cairn_check_opts *o, const char *arg)
+{
+	unsigned a, b;
+	char pct;
+	if (sscanf(arg, "%u/%u", &a, &b) == 2 && b > 0 && a >= 1 && a <= b) {
+		o->part = a;
+		o->nparts = b;
+	} else if (sscanf(arg, "%u%c", &a, &pct) == 2 && pct == '%' && a >= 1 && a <= 100) {
+		o->subset_pct = a;
+	} else {
+		return cli_usage("--read-data-subset %s: use N%% (1..100) or i/n", arg);
+	}
+	o->read_data = true;
+	return -1;
+}
+
 static int check_option(void *ctx, int opt, const char *arg)
 {
-	(void)arg;
-	if (opt != 'r')
-		return cli_usage("check: unexpected option");
-	((struct check_args *)ctx)->read_data = true;
-	return -1;
+	struct check_args *a = ctx;
+	if (opt == 'r') {
+		a->o.read_data = true;
+		return -1;
+	}
+	if (opt == 's')
+		return parse_subset(&a->o, arg);
+	return cli_usage("check: unexpected option");
 }
 
 static void print_problem(void *opaque, const char *line)
@@ -32,9 +52,11 @@ int cmd_check(int argc, char **argv)
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS,
 		{ "read-data", no_argument, NULL, 'r' },
+		{ "read-data-subset", required_argument, NULL, 's' },
 		{ 0 },
 	};
-	static const char usage[] = "check REPO [--read-data] [--json]";
+	static const char usage[] =
+		"check REPO [--read-data | --read-data-subset N%|i/n] [--json]";
 	struct cli c = { 0 };
 	struct check_args a = { 0 };
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", check_option, &a, usage, &nargs);
@@ -48,21 +70,30 @@ int cmd_check(int argc, char **argv)
 	if (c.json)
 		a.problems = json_array();
 	int64_t t0 = mono_ns();
-	int problems = cairn_repo_check(r, a.read_data, 0, print_problem, &a);
+	size_t packs_read = 0;
+	a.o.report = print_problem;
+	a.o.opaque = &a;
+	a.o.packs_read = &packs_read;
+	bool subset = a.o.subset_pct || a.o.nparts;
+	int problems = cairn_repo_check(r, &a.o);
 	if (problems < 0) {
 		json_decref(a.problems);
 		return cli_fail(problems, cairn_repo_error(r));
 	}
 	double secs = (double)(mono_ns() - t0) / 1e9;
 	if (c.json)
-		json_print(json_pack("{s:b, s:b, s:i, s:o, s:f}", "ok", problems == 0,
-				     "read_data", a.read_data, "problems_found", problems,
-				     "problems", a.problems, "seconds", secs));
+		json_print(json_pack("{s:b, s:b, s:I, s:i, s:o, s:f}", "ok", problems == 0,
+				     "read_data", a.o.read_data, "packs_read", (json_int_t)packs_read,
+				     "problems_found", problems, "problems", a.problems, "seconds",
+				     secs));
 	else if (problems)
 		fprintf(stderr, "cairn: check found %d problem(s) in %s\n", problems, argv[1]);
 	else if (!c.quiet)
 		printf("no problems found in %s (%s, %.1fs)\n", argv[1],
-		       a.read_data ? "structure and all data" : "structure", secs);
+		       !a.o.read_data ? "structure"
+		       : subset       ? "structure and the data of a subset of the packs"
+				      : "structure and all data",
+		       secs);
 	return problems ? EXIT_DAMAGED : EXIT_OK;
 }
 

@@ -75,6 +75,10 @@ struct check_ctx {
 	struct cairn_repo *r;
 	struct pack_list *packs;
 	bool read_data;
+	bool *read_pack; /* per pack list position: read in full this time */
+	cairn_id *read_ok; /* packs read in full without a problem */
+	size_t nread_ok, read_ok_cap;
+	struct damage_list damage;
 	struct pack_verdict *verdicts; /* per slot */
 	struct idx_table bad; /* ids of blobs found damaged or missing */
 	bool *pack_bad; /* per index pack number */
@@ -163,7 +167,7 @@ static int check_work(void *opaque, uint64_t seq, unsigned slot)
 	const struct pack_file *pf = &c->packs->v[seq];
 	free(v->bad);
 	memset(v, 0, sizeof(*v));
-	if (c->read_data)
+	if (c->read_data && c->read_pack[seq])
 		return verify_pack_data(c->r, pf, v);
 	char hex[65];
 	struct idx_entry *ents = NULL;
@@ -197,13 +201,22 @@ static int check_consume(void *opaque, uint64_t seq, unsigned slot)
 		report(c->report, c->opaque, "%s", v->problem);
 		c->problems++;
 	}
+	const cairn_id *pack = &c->packs->v[seq].id;
 	if (v->damaged && c->pack_num[seq] != UINT32_MAX)
 		c->pack_bad[c->pack_num[seq]] = true;
+	if (v->damaged && damage_add(&c->damage, pack, NULL) < 0)
+		return -ENOMEM;
 	for (size_t i = 0; i < v->nbad; i++) {
-		struct idx_entry e = { .id = v->bad[i] };
+		/* the damaged copy: another pack may hold a good one */
+		struct idx_entry e = { .id = v->bad[i], .pack = c->pack_num[seq] };
 		int rc = idx_insert(&c->bad, &e, NULL);
-		if (rc < 0)
-			return rc;
+		if (rc < 0 || damage_add(&c->damage, pack, &v->bad[i]) < 0)
+			return -ENOMEM;
+	}
+	if (c->read_data && c->read_pack[seq] && !v->problem[0] && !v->damaged && !v->nbad) {
+		if (array_grow(&c->read_ok, &c->read_ok_cap, c->nread_ok, sizeof(cairn_id)) < 0)
+			return -ENOMEM;
+		c->read_ok[c->nread_ok++] = *pack;
 	}
 	return 0;
 }
@@ -242,7 +255,8 @@ static bool blob_ok(const struct check_ctx *c, const cairn_id *id)
 	const struct idx_entry *e = idx_lookup(&c->r->idx, id);
 	if (!e || e->pack == PACK_PENDING || c->pack_bad[e->pack])
 		return false;
-	return idx_lookup(&c->bad, id) == NULL;
+	const struct idx_entry *bad = idx_lookup(&c->bad, id);
+	return !bad || bad->pack != e->pack;
 }
 
 /* Lists the damage as affected snapshots and disks. */
@@ -299,10 +313,41 @@ static int check_snapshots(struct check_ctx *c)
 	return rc;
 }
 
-int cairn_repo_check(struct cairn_repo *r, bool read_data, int threads,
-		     cairn_report_fn fn, void *opaque)
+/* Which packs this run reads in full: all, one part of n by the first byte
+ * of the pack id, or the given share of those read longest ago. */
+static int choose_packs(struct check_ctx *c, const struct cairn_check_opts *o)
 {
-	struct check_ctx c = { .r = r, .read_data = read_data, .report = fn,
+	size_t n = c->packs->n;
+	if (!(c->read_pack = calloc(n + 1, sizeof(bool))))
+		return -ENOMEM;
+	if (!o->read_data)
+		return 0;
+	if (o->nparts) {
+		for (size_t i = 0; i < n; i++)
+			c->read_pack[i] = c->packs->v[i].id.b[0] % o->nparts == o->part - 1;
+		return 0;
+	}
+	if (!o->subset_pct || o->subset_pct >= 100) {
+		for (size_t i = 0; i < n; i++)
+			c->read_pack[i] = true;
+		return 0;
+	}
+	struct check_age *ages = NULL;
+	int rc = check_ages(c->r, c->packs->v, n, sizeof(*c->packs->v), &ages);
+	if (rc < 0)
+		return rc;
+	size_t want = (n * o->subset_pct + 99) / 100;
+	for (size_t i = 0; i < want && i < n; i++)
+		c->read_pack[ages[i].pos] = true;
+	free(ages);
+	return 0;
+}
+
+int cairn_repo_check(struct cairn_repo *r, const struct cairn_check_opts *o)
+{
+	cairn_report_fn fn = o->report;
+	void *opaque = o->opaque;
+	struct check_ctx c = { .r = r, .read_data = o->read_data, .report = fn,
 			       .opaque = opaque };
 	struct pack_list packs;
 	size_t warn_before = r->nwarnings;
@@ -316,12 +361,14 @@ int cairn_repo_check(struct cairn_repo *r, bool read_data, int threads,
 	if ((rc = list_packs(r, &packs)) < 0)
 		return rc;
 	c.packs = &packs;
-	unsigned workers = threads > 0 ? (unsigned)threads : cairn_default_workers();
+	unsigned workers = o->threads > 0 ? (unsigned)o->threads : cairn_default_workers();
 	unsigned slots = workers * 2;
 	c.verdicts = calloc(slots, sizeof(*c.verdicts));
 	c.pack_bad = calloc(r->idx.npacks + 1, sizeof(bool));
 	c.pack_num = malloc((packs.n + 1) * sizeof(uint32_t));
 	rc = c.verdicts && c.pack_bad && c.pack_num ? idx_table_init(&c.bad, 64) : -ENOMEM;
+	if (rc == 0)
+		rc = choose_packs(&c, o);
 	for (size_t i = 0; rc == 0 && i < packs.n; i++)
 		c.pack_num[i] = UINT32_MAX;
 	for (size_t i = 0; rc == 0 && i < r->idx.npacks; i++) {
@@ -338,11 +385,22 @@ int cairn_repo_check(struct cairn_repo *r, bool read_data, int threads,
 	}
 	if (rc == 0)
 		rc = check_snapshots(&c);
+	/* what was read and what was found, for the next runs and backups */
+	if (rc == 0 && o->read_data && !o->dry_records)
+		rc = check_record(r, c.read_ok, c.nread_ok);
+	if (rc == 0 && !o->dry_records)
+		rc = damage_record(r, &c.damage);
+	if (o->packs_read)
+		for (size_t i = 0; i < packs.n; i++)
+			*o->packs_read += c.read_pack && c.read_pack[i];
 	for (unsigned i = 0; c.verdicts && i < slots; i++)
 		free(c.verdicts[i].bad);
 	free(c.verdicts);
 	free(c.pack_bad);
 	free(c.pack_num);
+	free(c.read_pack);
+	free(c.read_ok);
+	damage_list_free(&c.damage);
 	idx_table_free(&c.bad);
 	free(packs.v);
 	if (rc < 0)

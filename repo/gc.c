@@ -269,7 +269,7 @@ static int build_canon(struct gc_run *g)
 		for (size_t j = 0; rc >= 0 && j < g->x.g[i].n; j++) {
 			struct idx_entry e = g->x.g[i].e[j];
 			e.pack = (uint32_t)i;
-			e.condemned = condemned;
+			e.condemned = condemned || damage_known(g->r, &g->x.g[i].pack, &e.id);
 			rc = idx_insert(&g->canon, &e, NULL);
 		}
 		rc = rc < 0 ? rc : 0;
@@ -318,6 +318,25 @@ static int add_condemned(struct gc_run *g, const cairn_id *pack)
 	return 0;
 }
 
+/* A pack with a damaged blob is rewritten once every damaged blob in it
+ * has a good copy elsewhere (a backup healed it); until then it stays, as
+ * the damage record names it. */
+static bool damage_healed(struct gc_run *g, size_t gi, bool *any)
+{
+	struct pack_group *p = &g->x.g[gi];
+	bool healed = true;
+	*any = false;
+	for (size_t j = 0; j < p->n; j++) {
+		if (!damage_known(g->r, &p->pack, &p->e[j].id))
+			continue;
+		*any = true;
+		struct idx_entry *c = idx_lookup(&g->canon, &p->e[j].id);
+		if (idx_lookup(&g->refs, &p->e[j].id) && (!c || c->pack == gi))
+			healed = false;
+	}
+	return healed;
+}
+
 static void decide(struct gc_run *g)
 {
 	for (size_t i = 0; i < g->x.ng; i++) {
@@ -325,7 +344,15 @@ static void decide(struct gc_run *g)
 		if (gc_pack_condemned(g->r, &p->pack))
 			continue; /* an earlier run's; phase 2 decides */
 		uint64_t unused = p->bytes - p->live_bytes;
-		if (!p->live) {
+		bool damaged, healed = damage_healed(g, i, &damaged);
+		if (damaged && !healed)
+			continue;
+		if (damaged && p->live) {
+			p->repack = p->condemn = true;
+			g->res->packs_repacked++;
+			g->res->repacked_bytes += p->live_bytes;
+			g->res->unused_bytes += unused;
+		} else if (!p->live) {
 			p->condemn = true;
 			g->res->packs_unused++;
 			g->res->unused_bytes += p->bytes;
@@ -792,6 +819,8 @@ static int phase2(struct cairn_repo *r, struct cairn_gc_result *res)
 			rc = consolidate(&p);
 		if (rc == 0)
 			rc = delete_doomed(&p);
+		if (rc == 0)
+			rc = damage_prune(r);
 	}
 	phase2_free(&p);
 	return rc;

@@ -243,7 +243,7 @@ static int add_to_table(void *opaque, const cairn_id *pack, struct idx_entry *e,
 	bool condemned = gc_pack_condemned(f->r, pack);
 	for (size_t j = 0; rc >= 0 && j < n; j++) {
 		e[j].pack = num;
-		e[j].condemned = condemned;
+		e[j].condemned = condemned || damage_known(f->r, pack, &e[j].id);
 		rc = idx_insert(f->t, &e[j], NULL);
 	}
 	return rc < 0 ? rc : 0;
@@ -287,6 +287,8 @@ int cairn_repo_load_index(struct cairn_repo *r)
 	/* first, so that copies outside condemned packs win in the table */
 	if (rc == 0)
 		rc = gc_load_condemned(r);
+	if (rc == 0)
+		rc = damage_load(r);
 	for (size_t i = 0; rc == 0 && i < names.n; i++) {
 		int lrc = get_hashed(r, "index", names.v[i], &raw);
 		if (lrc == 0)

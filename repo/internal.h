@@ -56,6 +56,16 @@ int idx_insert(struct idx_table *t, const struct idx_entry *e,
 	       struct idx_entry **out);
 int idx_add_pack(struct idx_table *t, const cairn_id *pack, uint32_t *num);
 
+/* damage.c: blobs (or whole packs, blob = zero id) check found damaged. */
+struct damage_item {
+	cairn_id pack, blob;
+	bool whole;
+};
+struct damage_list {
+	struct damage_item *v;
+	size_t n, cap;
+};
+
 struct cairn_repo {
 	struct cairn_backend *be;
 	char id[65];
@@ -70,6 +80,7 @@ struct cairn_repo {
 	bool index_loaded;
 	cairn_id *condemned; /* sorted pack ids */
 	size_t ncondemned;
+	struct damage_list damage; /* sorted; loaded with the index */
 	char **warnings;
 	size_t nwarnings;
 	char lock_name[80];
@@ -153,6 +164,22 @@ int index_write(struct cairn_repo *r, const struct buf *plain, cairn_id *id);
 typedef int (*index_pack_fn)(void *opaque, const cairn_id *pack, struct idx_entry *e,
 			     size_t n);
 int index_walk(const uint8_t *p, size_t len, index_pack_fn fn, void *opaque);
+
+/* damage.c (docs/design.md section 18) */
+int damage_add(struct damage_list *l, const cairn_id *pack, const cairn_id *blob);
+void damage_list_free(struct damage_list *l);
+int damage_record(struct cairn_repo *r, const struct damage_list *l);
+int damage_load(struct cairn_repo *r);
+bool damage_known(const struct cairn_repo *r, const cairn_id *pack, const cairn_id *blob);
+int damage_prune(struct cairn_repo *r);
+struct check_age {
+	size_t pos; /* in the caller's pack array */
+	int64_t time_ns; /* last full read, 0 = never */
+};
+/* packs: n pack ids, stride bytes apart; *out sorted oldest check first. */
+int check_ages(struct cairn_repo *r, const void *packs, size_t n, size_t stride,
+	       struct check_age **out);
+int check_record(struct cairn_repo *r, const cairn_id *packs, size_t n);
 
 /* lock.c: true when the lock is gone or stale (a stale one is removed). */
 int lock_gone(struct cairn_repo *r, const char *name, bool *gone);

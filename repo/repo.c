@@ -154,6 +154,7 @@ void cairn_repo_close(struct cairn_repo *r)
 		cairn_backend_free(r->be);
 	idx_table_free(&r->idx);
 	free(r->condemned);
+	damage_list_free(&r->damage);
 	for (size_t i = 0; i < r->nwarnings; i++)
 		free(r->warnings[i]);
 	free(r->warnings);

@@ -207,8 +207,26 @@ int cairn_repo_stats(struct cairn_repo *r, struct cairn_stats *st);
  * through the callback (one line each) and counted in the return value
  * (>= 0 problems; < 0 on an error that stopped the check). */
 typedef void (*cairn_report_fn)(void *opaque, const char *line);
-int cairn_repo_check(struct cairn_repo *r, bool read_data, int threads,
-		     cairn_report_fn report, void *opaque);
+struct cairn_check_opts {
+	bool read_data;
+	/* with read_data: 0 reads every pack; else this share of the packs,
+	 * those read longest ago (or never) first */
+	unsigned subset_pct;
+	unsigned part, nparts; /* else part i of n (1 <= i <= n), by pack id */
+	int threads; /* 0: one per CPU */
+	bool dry_records; /* do not record what was read or found damaged */
+	size_t *packs_read; /* optional out: packs read in full */
+	cairn_report_fn report;
+	void *opaque;
+};
+/* Besides reporting, records the packs read in full without a problem
+ * (checks/) and the damaged blobs and packs (damaged/): writers store a
+ * damaged blob again rather than reuse it, so the next backup of a source
+ * that still holds the data heals it (docs/design.md section 18). */
+int cairn_repo_check(struct cairn_repo *r, const struct cairn_check_opts *o);
+/* False when a blob must not be reused by id alone: it is missing, damaged
+ * or condemned; a backup then reads and stores the data again. */
+bool cairn_repo_blob_reusable(struct cairn_repo *r, const cairn_id *id);
 
 /* repair index: writes one new index file covering every pack found, then
  * removes the old index files. Returns the number of packs indexed. */
