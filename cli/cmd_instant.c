@@ -15,28 +15,15 @@
 #include "restore/domxml.h"
 #include "restore/vm.h"
 #include "serve/instant.h"
-#include "serve_cli.h"
+#include "instant_run.h"
 
 #define USAGE                                                                          \
 	"instant-restore REPO SNAP --name NEW [--from VM] [--to DIR] [--connect URI] | " \
 	"instant-restore --stop NEW [--connect URI]"
-#define MAX_DISKS 32
 #define PULL_TIMEOUT_S 3600
 
 struct instant_args {
 	const char *name, *from, *to, *uri, *stop;
-};
-
-struct instant_disk {
-	struct cairn_disk *d;
-	char sock[PATH_MAX], pidfile[PATH_MAX], overlay[PATH_MAX];
-};
-
-struct instant_run {
-	char run[PATH_MAX - 128], dir[PATH_MAX - 128];
-	struct instant_disk disks[MAX_DISKS];
-	size_t n, started, overlays;
-	bool defined;
 };
 
 static int instant_option(void *ctx, int opt, const char *arg)
@@ -52,77 +39,30 @@ static int instant_option(void *ctx, int opt, const char *arg)
 	return cli_usage("instant-restore: unexpected option");
 }
 
-/* dir/name+suffix; false when it does not fit */
-static __attribute__((noinline)) bool join(char *out, size_t len, const char *dir,
-					   const char *name, int namelen, const char *suffix)
-{
-	int n = snprintf(out, len, "%s/%.*s%s", dir, namelen, name, suffix);
-	return n >= 0 && (size_t)n < len;
-}
-
-/* QEMU runs as libvirt-qemu: it must reach the sockets and overlays. */
-static int make_dir(const char *path, mode_t mode)
-{
-	if (mkdir(path, mode) < 0 && errno != EEXIST)
-		return cli_error("cannot create %s: %s", path, strerror(errno));
-	if (chmod(path, mode) < 0)
-		return cli_error("chmod %s: %s", path, strerror(errno));
-	return -1;
-}
-
-static int run_dir_for(const char *name, char *out, size_t len)
-{
-	char base[PATH_MAX - 256];
-	int rc = serve_run_dir(base, sizeof(base));
-	if (rc >= 0)
-		return rc;
-	snprintf(out, len, "%s/instant", base);
-	if ((rc = make_dir(out, 0755)) >= 0)
-		return rc;
-	snprintf(out, len, "%s/instant/%s", base, name);
-	return -1;
-}
-
+/* Where the sockets (run) and overlays (dir) of this run go. */
 static int plan(const struct instant_args *a, struct serve_source *src, struct instant_run *ir)
 {
-	int rc = run_dir_for(a->name, ir->run, sizeof(ir->run));
+	int rc = instant_run_dir(a->name, ir->run, sizeof(ir->run));
 	if (rc >= 0)
 		return rc;
 	if (a->to) {
-		if ((rc = make_dir(a->to, 0755)) >= 0)
+		if ((rc = instant_make_dir(a->to, 0755)) >= 0)
 			return rc;
 		if (!realpath(a->to, ir->dir))
 			return cli_error("cannot resolve %s: %s", a->to, strerror(errno));
 	} else {
-		if ((rc = make_dir("/var/lib/cairn", 0755)) >= 0 ||
-		    (rc = make_dir("/var/lib/cairn/instant", 0755)) >= 0)
+		if ((rc = instant_make_dir("/var/lib/cairn", 0755)) >= 0 ||
+		    (rc = instant_make_dir("/var/lib/cairn/instant", 0755)) >= 0)
 			return rc;
 		snprintf(ir->dir, sizeof(ir->dir), "/var/lib/cairn/instant/%s", a->name);
 	}
-	if (src->s->ndisks > MAX_DISKS)
-		return cli_error("snapshot has %zu disks; at most %d", src->s->ndisks, MAX_DISKS);
-	for (size_t i = 0; i < src->s->ndisks; i++) {
-		struct instant_disk *x = &ir->disks[ir->n++];
-		x->d = &src->s->disks[i];
-		char file[512];
-		snprintf(file, sizeof(file), "%s-%s.qcow2", a->name, x->d->name);
-		if (!join(x->sock, sizeof(x->sock), ir->run, x->d->name, INT_MAX, ".sock") ||
-		    !join(x->pidfile, sizeof(x->pidfile), ir->run, x->d->name, INT_MAX, ".pid") ||
-		    !join(x->overlay, sizeof(x->overlay), ir->dir, file, INT_MAX, ""))
-			return cli_usage("%s: names too long", a->name);
-		struct stat st;
-		if (lstat(x->overlay, &st) == 0)
-			return cli_error("%s exists; remove it or choose another --to", x->overlay);
-		if ((rc = cairn_snapshot_load_map(src->r, x->d)) < 0)
-			return cli_fail(rc, cairn_repo_error(src->r));
-	}
-	return -1;
+	return instant_plan(a->name, src, ir);
 }
 
 static int rewrite(const struct instant_args *a, const struct serve_source *src,
 		   const struct instant_run *ir, struct cairn_domxml_result *x)
 {
-	struct cairn_domxml_disk disks[MAX_DISKS];
+	struct cairn_domxml_disk disks[INSTANT_MAX_DISKS];
 	for (size_t i = 0; i < ir->n; i++)
 		disks[i] = (struct cairn_domxml_disk){ .target = ir->disks[i].d->name,
 						       .path = ir->disks[i].overlay,
@@ -134,53 +74,10 @@ static int rewrite(const struct instant_args *a, const struct serve_source *src,
 	return rc < 0 ? cli_fail(rc, err) : -1;
 }
 
-static int start_servers(const struct serve_source *src, struct instant_run *ir)
-{
-	char err[512] = "";
-	int rc;
-	for (; ir->started < ir->n; ir->started++) {
-		struct instant_disk *x = &ir->disks[ir->started];
-		struct cairn_server_opts o;
-		serve_source_opts(src, x->d, &o);
-		o.socket = x->sock;
-		o.pidfile = x->pidfile;
-		o.world_connectable = true;
-		struct cairn_server *srv = NULL;
-		if ((rc = cairn_server_start(&o, &srv, err, sizeof(err))) < 0)
-			return cli_fail(rc, err);
-		cairn_server_free(srv); /* detached: it keeps running */
-	}
-	for (; ir->overlays < ir->n; ir->overlays++) {
-		struct instant_disk *x = &ir->disks[ir->overlays];
-		if ((rc = cairn_instant_overlay(x->overlay, x->sock, x->d->size, err,
-						sizeof(err))) < 0)
-			return cli_fail(rc, err);
-	}
-	return -1;
-}
-
-static void stop_servers(struct instant_run *ir)
-{
-	for (size_t i = 0; i < ir->started; i++)
-		cairn_server_stop(ir->disks[i].pidfile, ir->disks[i].sock, NULL, 0);
-	rmdir(ir->run);
-}
-
-/* After a failure: nothing of this run stays behind. */
-static void undo(struct cairn_vm_host *h, const char *name, struct instant_run *ir)
-{
-	if (ir->defined)
-		cairn_vm_host_destroy(h, name, NULL, 0);
-	stop_servers(ir);
-	for (size_t i = 0; i < ir->overlays; i++)
-		unlink(ir->disks[i].overlay);
-	rmdir(ir->dir);
-}
-
 static int pull(const struct cli *c, struct cairn_vm_host *h, const char *name,
 		struct instant_run *ir)
 {
-	const char *targets[MAX_DISKS];
+	const char *targets[INSTANT_MAX_DISKS];
 	for (size_t i = 0; i < ir->n; i++)
 		targets[i] = ir->disks[i].d->name;
 	if (!c->quiet && !c->json)
@@ -191,7 +88,7 @@ static int pull(const struct cli *c, struct cairn_vm_host *h, const char *name,
 				    err, sizeof(err));
 	if (rc < 0)
 		return cli_fail(rc, err);
-	stop_servers(ir);
+	instant_stop_servers(ir);
 	return -1;
 }
 
@@ -216,8 +113,8 @@ static int restore_instant(const struct cli *c, const struct instant_args *a, ch
 		rc = vrc < 0 ? cli_fail(vrc, err) : -1;
 	}
 	cli_catch_signals();
-	if (rc < 0 && (rc = make_dir(ir.run, 0777)) < 0 && (rc = make_dir(ir.dir, 0777)) < 0)
-		rc = start_servers(&src, &ir);
+	if (rc < 0 && (rc = instant_make_dir(ir.run, 0777)) < 0 && (rc = instant_make_dir(ir.dir, 0777)) < 0)
+		rc = instant_start_servers(&src, &ir);
 	if (rc < 0) {
 		int vrc = cairn_vm_host_define(h, x.xml, true, err, sizeof(err));
 		ir.defined = vrc == 0 || vrc != -EEXIST;
@@ -229,7 +126,7 @@ static int restore_instant(const struct cli *c, const struct instant_args *a, ch
 	if (rc < 0 && a->to)
 		rc = pull(c, h, x.name, &ir);
 	if (rc >= 0 && h)
-		undo(h, a->name, &ir);
+		instant_undo(h, a->name, &ir);
 	else if (c->json)
 		json_print(json_pack("{s:s, s:s, s:s, s:b, s:s}", "domain", x.name, "snapshot",
 				     src.snap_hex, "overlays", ir.dir, "pulled", a->to != NULL,
@@ -246,7 +143,7 @@ static int restore_instant(const struct cli *c, const struct instant_args *a, ch
 static int stop(const struct cli *c, const struct instant_args *a)
 {
 	char run[PATH_MAX], err[512] = "";
-	int rc = run_dir_for(a->stop, run, sizeof(run));
+	int rc = instant_run_dir(a->stop, run, sizeof(run));
 	if (rc >= 0)
 		return rc;
 	struct stat st;
@@ -268,8 +165,8 @@ static int stop(const struct cli *c, const struct instant_args *a)
 		if (len < 5 || strcmp(e->d_name + len - 4, ".pid"))
 			continue;
 		char pid[PATH_MAX], sock[PATH_MAX];
-		if (join(pid, sizeof(pid), run, e->d_name, INT_MAX, "") &&
-		    join(sock, sizeof(sock), run, e->d_name, (int)(len - 4), ".sock"))
+		if (instant_join(pid, sizeof(pid), run, e->d_name, INT_MAX, "") &&
+		    instant_join(sock, sizeof(sock), run, e->d_name, (int)(len - 4), ".sock"))
 			cairn_server_stop(pid, sock, NULL, 0);
 	}
 	if (d)

@@ -26,6 +26,7 @@ static const struct {
 	{ "mount", cmd_mount, "a disk of a snapshot as a read-only file, for file-level restore" },
 	{ "umount", cmd_umount, "undo cairn mount" },
 	{ "instant-restore", cmd_instant, "run a VM from a snapshot at once, copy it in the background" },
+	{ "verify-boot", cmd_verify, "boot a snapshot as a throwaway VM and record the result" },
 };
 
 static void usage(FILE *f)

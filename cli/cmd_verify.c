@@ -1,0 +1,214 @@
+/* cairn verify-boot REPO SNAP [--name VM] [--timeout S] [--expect-console REGEX]
+ *                   [--script CMD] [--connect URI]
+ *
+ * A recovery test: the snapshot boots as a throwaway VM (instant recovery:
+ * overlays over cairn servers, no network, serial console to a file) until
+ * it proves it is alive, the result is recorded in the repository, and the
+ * VM, its overlays and servers are removed. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "instant_run.h"
+#include "restore/bootcheck.h"
+#include "restore/domxml.h"
+
+#define USAGE                                                                      \
+	"verify-boot REPO SNAP [--name VM] [--timeout S] [--expect-console REGEX] " \
+	"[--script CMD] [--connect URI]"
+#define DEFAULT_TIMEOUT_S 300
+
+struct verify_args {
+	const char *name, *uri;
+	struct cairn_boot_check check;
+};
+
+static int verify_option(void *ctx, int opt, const char *arg)
+{
+	struct verify_args *a = ctx;
+	char *end;
+	long v;
+	switch (opt) {
+	case 'n': a->name = arg; return -1;
+	case 'c': a->uri = arg; return -1;
+	case 'e': a->check.console_regex = arg; return -1;
+	case 's': a->check.script = arg; return -1;
+	case 't':
+		v = strtol(arg, &end, 10);
+		if (*end || end == arg || v < 1 || v > 86400)
+			return cli_usage("--timeout %s: give seconds (1..86400)", arg);
+		a->check.timeout_s = (unsigned)v;
+		return -1;
+	}
+	return cli_usage("verify-boot: unexpected option");
+}
+
+/* With no check asked for, the guest agent is the signal, if there is one. */
+static int choose_checks(struct verify_args *a, const struct cairn_snapshot *s)
+{
+	if (!s->domain_xml)
+		return cli_error("snapshot of %s holds disk images, not a libvirt domain: "
+				 "there is nothing to boot",
+				 s->name);
+	if (!a->check.console_regex && !a->check.script) {
+		if (!strstr(s->domain_xml, "org.qemu.guest_agent.0"))
+			return cli_usage("nothing would prove that %s booted: it has no QEMU guest "
+					 "agent channel; give --expect-console REGEX or --script CMD",
+					 s->name);
+		a->check.agent = true;
+	}
+	return -1;
+}
+
+static int rewrite(const char *name, const struct serve_source *src,
+		   const struct instant_run *ir, const char *console,
+		   struct cairn_domxml_result *x)
+{
+	struct cairn_domxml_disk disks[INSTANT_MAX_DISKS];
+	for (size_t i = 0; i < ir->n; i++)
+		disks[i] = (struct cairn_domxml_disk){ .target = ir->disks[i].d->name,
+						       .path = ir->disks[i].overlay,
+						       .format = "qcow2" };
+	struct cairn_domxml_opts o = { .name = name, .disks = disks, .ndisks = ir->n,
+				       .new_macs = true, .no_network = true,
+				       .console_log = console };
+	char err[512] = "";
+	int rc = cairn_domxml_rewrite(src->s->domain_xml, &o, x, err, sizeof(err));
+	return rc < 0 ? cli_fail(rc, err) : -1;
+}
+
+struct outcome {
+	int rc; /* of cairn_boot_wait */
+	double seconds;
+	char detail[400];
+};
+
+/* Servers, overlays, the transient VM, the wait; everything is undone. */
+static int boot_and_wait(const struct verify_args *a, struct serve_source *src,
+			 const char *name, struct outcome *out)
+{
+	struct instant_run ir = { 0 };
+	struct cairn_domxml_result x = { 0 };
+	_cleanup_(cairn_vm_host_closep) struct cairn_vm_host *h = NULL;
+	char console[PATH_MAX], err[512] = "";
+	int rc = instant_run_dir(name, ir.run, sizeof(ir.run));
+	if (rc < 0) {
+		/* the overlays only take the guest's writes during a test boot */
+		snprintf(ir.dir, sizeof(ir.dir), "%s", ir.run);
+		snprintf(console, sizeof(console), "%s/console.log", ir.run);
+		rc = instant_plan(name, src, &ir);
+	}
+	if (rc < 0)
+		rc = rewrite(name, src, &ir, console, &x);
+	if (rc < 0) {
+		int vrc = cairn_vm_host_open(a->uri, &h, err, sizeof(err));
+		if (vrc == 0)
+			vrc = cairn_vm_host_preflight(h, &x, true, err, sizeof(err));
+		rc = vrc < 0 ? cli_fail(vrc, err) : -1;
+	}
+	if (rc < 0 && (rc = instant_make_dir(ir.run, 0777)) < 0)
+		rc = instant_start_servers(src, &ir);
+	if (rc < 0) {
+		int vrc = cairn_vm_host_create_transient(h, x.xml, err, sizeof(err));
+		ir.defined = vrc == 0;
+		if (vrc < 0) {
+			out->rc = vrc;
+			snprintf(out->detail, sizeof(out->detail), "%s", err);
+		}
+	}
+	struct cairn_boot_check check = a->check;
+	check.console_log = console;
+	check.cancel = &cli_interrupted;
+	if (rc < 0 && ir.defined)
+		out->rc = cairn_boot_wait(h, x.name, &check, &out->seconds, out->detail,
+					  sizeof(out->detail));
+	if (h)
+		instant_undo(h, name, &ir);
+	else
+		instant_stop_servers(&ir);
+	unlink(console);
+	rmdir(ir.run);
+	cairn_domxml_result_free(&x);
+	return rc;
+}
+
+static int record(struct cairn_repo *r, const struct serve_source *src,
+		  const struct verify_args *a, const struct outcome *out, int64_t started)
+{
+	char host[256] = "", method[32];
+	gethostname(host, sizeof(host) - 1);
+	cairn_boot_check_method(&a->check, method, sizeof(method));
+	struct cairn_verification v = { .snapshot = src->s->id, .time_ns = started,
+					.host = host, .ok = out->rc == 0, .method = method,
+					.boot_seconds = out->seconds,
+					.detail = (char *)out->detail };
+	int rc = cairn_repo_lock(r, false);
+	if (rc == 0) {
+		rc = cairn_verification_save(r, &v);
+		cairn_repo_unlock(r);
+	}
+	return rc < 0 ? cli_fail(rc, cairn_repo_error(r)) : -1;
+}
+
+static int report(const struct cli *c, const struct serve_source *src, const char *name,
+		  const struct outcome *out)
+{
+	if (c->json)
+		json_print(json_pack("{s:s, s:s, s:b, s:f, s:s}", "snapshot", src->snap_hex,
+				     "name", src->s->name, "ok", out->rc == 0, "boot_seconds",
+				     out->seconds, "detail", out->detail));
+	if (out->rc == 0) {
+		if (!c->json && !c->quiet)
+			printf("snapshot %.12s of %s booted as %s in %.1fs: %s\n", src->snap_hex,
+			       src->s->name, name, out->seconds, out->detail);
+		return EXIT_OK;
+	}
+	return cli_error("snapshot %.12s of %s did not pass its boot test: %s", src->snap_hex,
+			 src->s->name, out->detail);
+}
+
+static int verify(const struct cli *c, struct verify_args *a, char **argv)
+{
+	struct serve_source src;
+	int rc = serve_source_open(c, argv[1], argv[2], a->name, &src);
+	if (rc < 0)
+		rc = choose_checks(a, src.s);
+	char name[96];
+	snprintf(name, sizeof(name), "cairn-verify-%.12s-%d", src.snap_hex, (int)getpid());
+	struct outcome out = { .rc = -EIO };
+	int64_t started = now_ns();
+	cli_catch_signals();
+	if (rc < 0)
+		rc = boot_and_wait(a, &src, name, &out);
+	/* an interrupted test proves nothing either way: not recorded */
+	if (rc < 0 && out.rc != -EINTR)
+		rc = record(src.r, &src, a, &out, started);
+	if (rc < 0)
+		rc = out.rc == -EINTR ? cli_fail(out.rc, "interrupted; nothing recorded")
+				      : report(c, &src, name, &out);
+	serve_source_close(&src);
+	return rc;
+}
+
+int cmd_verify(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CLI_COMMON_OPTIONS,
+		{ "name", required_argument, NULL, 'n' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "expect-console", required_argument, NULL, 'e' },
+		{ "script", required_argument, NULL, 's' },
+		{ "connect", required_argument, NULL, 'c' },
+		{ 0 },
+	};
+	struct cli c = { 0 };
+	struct verify_args a = { .check = { .timeout_s = DEFAULT_TIMEOUT_S } };
+	int nargs, rc = cli_parse(&c, argc, argv, opts, "", verify_option, &a, USAGE, &nargs);
+	if (rc >= 0)
+		return rc;
+	if (nargs != 2)
+		return cli_usage("usage: cairn %s", USAGE);
+	return verify(&c, &a, argv);
+}
