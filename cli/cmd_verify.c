@@ -82,7 +82,7 @@ static int rewrite(const char *name, const struct serve_source *src,
 struct outcome {
 	int rc; /* of cairn_boot_wait */
 	double seconds;
-	char detail[400];
+	char detail[600];
 };
 
 /* Servers, overlays, the transient VM, the wait; everything is undone. */
