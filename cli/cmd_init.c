@@ -1,21 +1,29 @@
 /* cairn init REPO [--chunk-size S] [--compression zstd:N|none]
- *                 [--encryption aes-256-gcm|none] */
+ *                 [--encryption aes-256-gcm|none]
+ * cairn init REPO --replica-of SRC [--from-password-file F] */
 #include <errno.h>
 #include <stdio.h>
 
 #include "cli.h"
 
-#define USAGE "init REPO [--chunk-size S] [--compression zstd:N|none] [--encryption aes-256-gcm|none]"
+#define USAGE                                                                          \
+	"init REPO [--chunk-size S] [--compression zstd:N|none] "                       \
+	"[--encryption aes-256-gcm|none] | init REPO --replica-of SRC [--from-password-file F]"
 
 struct init_args {
 	struct cairn_init_opts o;
+	const char *replica_of, *from_password_file;
+	bool params_given;
 };
 
 static int init_option(void *ctx, int opt, const char *arg)
 {
 	struct init_args *a = ctx;
 	uint64_t v;
+	a->params_given |= opt == 'c' || opt == 'z' || opt == 'e';
 	switch (opt) {
+	case 'R': a->replica_of = arg; return -1;
+	case 'F': a->from_password_file = arg; return -1;
 	case 'c':
 		if (parse_size(arg, &v) < 0 || v < CAIRN_MIN_CHUNK || v > CAIRN_MAX_CHUNK ||
 		    (v & (v - 1)))
@@ -57,6 +65,8 @@ int cmd_init(int argc, char **argv)
 		{ "chunk-size", required_argument, NULL, 'c' },
 		{ "compression", required_argument, NULL, 'z' },
 		{ "encryption", required_argument, NULL, 'e' },
+		{ "replica-of", required_argument, NULL, 'R' },
+		{ "from-password-file", required_argument, NULL, 'F' },
 		{ 0 },
 	};
 	struct cli c = { 0 };
@@ -68,6 +78,21 @@ int cmd_init(int argc, char **argv)
 		return rc;
 	if (nargs != 1)
 		return cli_usage("usage: cairn %s", USAGE);
+	/* a replica takes the source's parameters and master key */
+	_cleanup_(cairn_repo_closep) struct cairn_repo *src = NULL;
+	if (a.replica_of) {
+		if (a.params_given)
+			return cli_usage("--replica-of takes chunk size, compression and "
+					 "encryption from the source");
+		struct cli from = c;
+		if (a.from_password_file)
+			from.password_file = a.from_password_file;
+		if ((rc = cli_open_repo(&from, a.replica_of, &src)) != EXIT_OK)
+			return rc;
+		a.o.replica_of = src;
+		a.o.encrypt = cairn_repo_encrypted(src);
+		a.o.chunk_size = cairn_repo_chunk_size(src);
+	}
 	_cleanup_free_ char *pw = NULL;
 	if (a.o.encrypt) {
 		pw = cli_password(&c, true);

@@ -21,6 +21,7 @@ static const struct {
 	{ "forget", cmd_forget, "remove snapshots by retention rules" },
 	{ "protect", cmd_protect, "keep a snapshot from being forgotten" },
 	{ "unprotect", cmd_unprotect, "allow a protected snapshot to be forgotten" },
+	{ "replicate", cmd_replicate, "copy the snapshots another repository lacks" },
 	{ "gc", cmd_gc, "delete data no snapshot uses (safe beside running backups)" },
 	{ "serve", cmd_serve, "serve a disk of a snapshot over NBD (read-only)" },
 	{ "mount", cmd_mount, "a disk of a snapshot as a read-only file, for file-level restore" },

@@ -33,7 +33,9 @@ int cairn_repo_init(const char *url, const struct cairn_init_opts *o,
 	if (o->compression_level < 0 || o->compression_level > ZSTD_maxCLevel())
 		return set_err(err, errlen, -EINVAL, "zstd level %d out of range 1..%d",
 			       o->compression_level, ZSTD_maxCLevel());
-	if (o->encrypt && (!o->password || !*o->password))
+	const struct cairn_repo *src = o->replica_of;
+	bool encrypt = src ? src->encrypted : o->encrypt;
+	if (encrypt && (!o->password || !*o->password))
 		return set_err(err, errlen, -EINVAL, "an encrypted repository needs a non-empty password");
 
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = repo_alloc();
@@ -46,19 +48,22 @@ int cairn_repo_init(const char *url, const struct cairn_init_opts *o,
 	if ((rc = random_bytes(rid, sizeof(rid))) < 0)
 		return set_err(err, errlen, rc, "no randomness");
 	hex_encode(rid, sizeof(rid), r->id);
-	r->encrypted = o->encrypt;
-	r->chunk_size = o->chunk_size;
-	r->level = o->compression_level;
-	r->pack_size = CAIRN_DEFAULT_PACK;
+	r->encrypted = encrypt;
+	r->chunk_size = src ? src->chunk_size : o->chunk_size;
+	r->level = src ? src->level : o->compression_level;
+	r->pack_size = src ? src->pack_size : CAIRN_DEFAULT_PACK;
 
 	/* keys first: a config without keys would be an unopenable repository */
-	if (o->encrypt) {
+	if (encrypt) {
 		uint8_t master[2 * KEY_LEN];
-		if ((rc = random_bytes(master, sizeof(master))) < 0)
+		if (src) {
+			memcpy(master, src->k_enc, KEY_LEN);
+			memcpy(master + KEY_LEN, src->k_id, KEY_LEN);
+		} else if ((rc = random_bytes(master, sizeof(master))) < 0)
 			return set_err(err, errlen, rc, "no randomness");
 		memcpy(r->k_enc, master, KEY_LEN);
 		memcpy(r->k_id, master + KEY_LEN, KEY_LEN);
-		memset(master, 0, sizeof(master));
+		explicit_bzero(master, sizeof(master));
 		char kid[65];
 		rc = cairn_key_add(r, o->password, kid);
 		if (rc < 0)
@@ -68,8 +73,10 @@ int cairn_repo_init(const char *url, const struct cairn_init_opts *o,
 		"{s:i, s:s, s:i, s:s, s:i, s:s, s:i}", "version", 1, "id", r->id,
 		"chunk_size", (json_int_t)r->chunk_size, "compression",
 		r->level ? "zstd" : "none", "compression_level", r->level,
-		"encryption", o->encrypt ? "aes-256-gcm" : "none", "pack_size",
+		"encryption", encrypt ? "aes-256-gcm" : "none", "pack_size",
 		(json_int_t)r->pack_size);
+	if (cfg && src)
+		json_object_set_new(cfg, "replica_of", json_string(src->id));
 	_cleanup_free_ char *text = cfg ? json_dumps(cfg, JSON_INDENT(2)) : NULL;
 	if (!text)
 		return -ENOMEM;

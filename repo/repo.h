@@ -34,11 +34,16 @@ extern const cairn_id cairn_zero_id;
 
 struct cairn_repo;
 
+struct cairn_repo;
 struct cairn_init_opts {
 	uint32_t chunk_size;
 	int compression_level; /* 0 = no compression */
 	bool encrypt;
 	const char *password; /* required when encrypt */
+	/* not NULL: the new repository takes this one's chunk size,
+	 * compression, encryption and master key (replication copies objects
+	 * as they are); the fields above except password are ignored */
+	const struct cairn_repo *replica_of;
 };
 
 int cairn_repo_init(const char *url, const struct cairn_init_opts *opts,
@@ -168,6 +173,27 @@ struct cairn_gc_result {
 	uint64_t bytes, live_bytes, unused_bytes, repacked_bytes, bytes_freed;
 };
 int cairn_gc(struct cairn_repo *r, const struct cairn_gc_opts *o, struct cairn_gc_result *res);
+
+/* Replication (docs/design.md section 19). */
+/* True when objects of one can be copied into the other unchanged: same
+ * chunk size, encryption and master key (cairn init --replica-of). */
+bool cairn_repo_is_replica_of(const struct cairn_repo *a, const struct cairn_repo *b);
+/* 1 when dir/<id> exists (*size set when size is not NULL), 0 when not. */
+int cairn_repo_has_object(struct cairn_repo *r, const char *dir, const cairn_id *id,
+			  uint64_t *size);
+/* Copies data/, index/ or snapshots/ object id from src to dst after
+ * checking it against its name; *bytes (may be NULL) its size. Errors are
+ * reported through src's error. Thread-safe. */
+int cairn_repo_copy_object(struct cairn_repo *src, struct cairn_repo *dst, const char *dir,
+			   const cairn_id *id, uint64_t *bytes);
+/* Reads dir/<id> back and checks it against its name (-EBADMSG if not). */
+int cairn_repo_verify_object(struct cairn_repo *r, const char *dir, const cairn_id *id);
+/* The pack holding a blob in the loaded index; -ENOENT when none. */
+int cairn_repo_blob_pack(struct cairn_repo *r, const cairn_id *blob, cairn_id *pack);
+bool cairn_repo_has_blob(struct cairn_repo *r, const cairn_id *blob);
+/* Writes one index file for packs already in r (from their directories)
+ * and adds them to the loaded index. */
+int cairn_repo_index_packs(struct cairn_repo *r, const cairn_id *packs, size_t n);
 
 /* Recovery tests (cairn verify-boot), kept as records beside the
  * snapshots (docs/design.md section 15). */
