@@ -6,7 +6,7 @@
 #include "cli.h"
 
 #define USAGE "gc REPO [--max-unused PERCENT] [--dry-run] [--json]"
-#define DEFAULT_MAX_UNUSED 10
+#define DEFAULT_MAX_UNUSED 5
 
 static int gc_option(void *ctx, int opt, const char *arg)
 {

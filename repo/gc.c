@@ -337,32 +337,59 @@ static bool damage_healed(struct gc_run *g, size_t gi, bool *any)
 	return healed;
 }
 
-static void decide(struct gc_run *g)
+static void mark_repack(struct gc_run *g, struct pack_group *p)
 {
+	p->repack = p->condemn = true;
+	g->res->packs_repacked++;
+	g->res->repacked_bytes += p->live_bytes;
+	g->res->unused_bytes += p->bytes - p->live_bytes;
+}
+
+static int by_unused_desc(const void *a, const void *b)
+{
+	const struct pack_group *x = *(struct pack_group *const *)a;
+	const struct pack_group *y = *(struct pack_group *const *)b;
+	uint64_t ux = x->bytes - x->live_bytes, uy = y->bytes - y->live_bytes;
+	return ux < uy ? 1 : ux > uy ? -1 : 0;
+}
+
+/* As restic's --max-unused: the unused bytes that stay in partly used packs
+ * may be at most this share of the used bytes; the packs with the most
+ * garbage are rewritten first, so the fewest bytes are copied. */
+static int decide(struct gc_run *g)
+{
+	_cleanup_free_ struct pack_group **partly = calloc(g->x.ng + 1, sizeof(*partly));
+	if (!partly)
+		return repo_err(g->r, -ENOMEM, "out of memory");
+	size_t np = 0;
+	uint64_t unused_left = 0, live = 0;
 	for (size_t i = 0; i < g->x.ng; i++) {
 		struct pack_group *p = &g->x.g[i];
 		if (gc_pack_condemned(g->r, &p->pack))
 			continue; /* an earlier run's; phase 2 decides */
-		uint64_t unused = p->bytes - p->live_bytes;
 		bool damaged, healed = damage_healed(g, i, &damaged);
+		live += p->live_bytes;
 		if (damaged && !healed)
 			continue;
 		if (damaged && p->live) {
-			p->repack = p->condemn = true;
-			g->res->packs_repacked++;
-			g->res->repacked_bytes += p->live_bytes;
-			g->res->unused_bytes += unused;
+			mark_repack(g, p);
 		} else if (!p->live) {
 			p->condemn = true;
 			g->res->packs_unused++;
 			g->res->unused_bytes += p->bytes;
-		} else if (p->bytes && unused * 100 > p->bytes * g->o->max_unused_pct) {
-			p->repack = p->condemn = true;
-			g->res->packs_repacked++;
-			g->res->repacked_bytes += p->live_bytes;
-			g->res->unused_bytes += unused;
+		} else if (p->bytes > p->live_bytes) {
+			partly[np++] = p;
+			unused_left += p->bytes - p->live_bytes;
 		}
 	}
+	qsort(partly, np, sizeof(*partly), by_unused_desc);
+	uint64_t allowed = live / 100 * g->o->max_unused_pct;
+	for (size_t i = 0; i < np && unused_left > allowed; i++) {
+		unused_left -= partly[i]->bytes - partly[i]->live_bytes;
+		mark_repack(g, partly[i]);
+	}
+	g->res->unused_left = unused_left;
+	return 0;
 }
 
 /* Packs in data/ that no index file lists: left by a killed backup (or
@@ -554,7 +581,9 @@ static int phase1(struct gc_run *g)
 		rc = check_refs_indexed(g);
 	if (rc == 0) {
 		account(g);
-		decide(g);
+		rc = decide(g);
+	}
+	if (rc == 0) {
 		rc = find_orphans(g);
 	}
 	if (rc < 0 || g->o->dry_run)

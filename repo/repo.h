@@ -164,13 +164,16 @@ int cairn_snapshot_is_protected(struct cairn_repo *r, const cairn_id *id, bool *
 /* Garbage collection (docs/design.md section 17). The caller holds the gc
  * lock (cairn_repo_lock_gc); backups may run meanwhile. */
 struct cairn_gc_opts {
-	unsigned max_unused_pct; /* repack packs with more unused bytes than this */
+	/* unused bytes left in partly used packs, as a share of the used
+	 * bytes; packs with the most garbage are rewritten until it holds */
+	unsigned max_unused_pct;
 	bool dry_run;
 };
 struct cairn_gc_result {
 	size_t snapshots, packs, packs_unused, packs_repacked, packs_orphaned;
 	size_t packs_written, packs_deleted, packs_kept, lists_waiting;
 	uint64_t bytes, live_bytes, unused_bytes, repacked_bytes, bytes_freed;
+	uint64_t unused_left; /* garbage left in partly used packs */
 };
 int cairn_gc(struct cairn_repo *r, const struct cairn_gc_opts *o, struct cairn_gc_result *res);
 

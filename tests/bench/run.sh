@@ -15,8 +15,9 @@
 #   BENCH_SEED         seed for the scatter offsets and data        [20240601]
 #   BENCH_IMAGES_ONLY  1: only build (or check) the images, then stop
 #   BENCH_ONLY         vm: only the running-VM section (replaced in an existing
-#                      OUTPUT.md, the rest kept); disk: only the image benchmark
-#                      [both]; see tests/bench/vm.sh for its own variables
+#                      OUTPUT.md, the rest kept); disk: only the image benchmark;
+#                      lifecycle: only gc/check (tests/bench/lifecycle.sh)
+#                      [all]; see tests/bench/vm.sh for its own variables
 #
 # Quick smoke test:
 #   BENCH_IMG_SIZE=256M BENCH_DATA_MB=150 BENCH_RUNS=1 tests/bench/run.sh ./cairn /tmp/b.md
@@ -474,8 +475,9 @@ write_report() {
 
 main() {
     ONLY=${BENCH_ONLY:-}
-    case $ONLY in ''|vm|disk) ;; *) die "BENCH_ONLY must be vm or disk, not '$ONLY'" ;; esac
+    case $ONLY in ''|vm|disk|lifecycle) ;; *) die "BENCH_ONLY must be vm, disk or lifecycle, not '$ONLY'" ;; esac
     [ "$ONLY" = vm ] && TOOLS=cairn
+    [ "$ONLY" = lifecycle ] && TOOLS="cairn restic"
     check_tools
     [ "$(id -u)" = 0 ] || log "warning: not root; reading /usr may skip some files"
     if has_tool cairn; then CAIRN=$(realpath "$CAIRN"); else CHUNK_SIZES=""; fi
@@ -491,6 +493,14 @@ main() {
     log "osimg $OSIMG ($IMG_SIZE, $((STAGED_BYTES / 1000000)) MB of /usr), scatter $SCATTER_WRITES writes"
     if [ "${BENCH_IMAGES_ONLY:-0}" = 1 ]; then log "BENCH_IMAGES_ONLY=1: images ready, stopping"; return 0; fi
 
+    if [ "$ONLY" = lifecycle ]; then
+        . "$BENCH_HERE/lifecycle.sh"
+        lifecycle_bench_main
+        lifecycle_splice "$OUT_MD"
+        sed -n '/^<!-- lifecycle-bench begin -->/,/^<!-- lifecycle-bench end -->/p' "$OUT_MD"
+        log "lifecycle section written to $OUT_MD"
+        return 0
+    fi
     local n t
     [ "$ONLY" = vm ] || for n in $(seq 1 "$RUNS"); do
         for t in $TOOLS; do
@@ -517,6 +527,11 @@ main() {
     local tmp="$WORK/benchmarks.md.tmp"
     write_report "$tmp"
     mv "$tmp" "$OUT_MD"
+    if has_tool restic && [ -z "$ONLY" ]; then
+        . "$BENCH_HERE/lifecycle.sh"
+        lifecycle_bench_main
+        lifecycle_splice "$OUT_MD"
+    fi
     echo
     sed -n '/^## Results/,$p' "$OUT_MD"
     echo
