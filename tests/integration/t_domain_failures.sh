@@ -42,8 +42,13 @@ break_backup() {
 		sleep 0.01
 	done
 	kill -STOP "$bg"
-	"$@"
+	# the action may need cairn to go on: QEMU's nbd-server-stop drains
+	# requests in flight, which waits for a reader that is stopped
+	"$@" &
+	local act=$!
+	sleep 1
 	kill -CONT "$bg"
+	wait "$act" || die "$what: the action failed"
 	wait "$bg" || rc=$?
 	echo "  rc=$rc: $(cat "$T/bg.err")"
 	[ "$rc" -ne 0 ] || die "$what: the backup succeeded"

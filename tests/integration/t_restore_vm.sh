@@ -23,7 +23,7 @@ NET=cairn-t-rvm-net-$$
 # the definition as a file first: grep -q closing a pipe early would fail
 # virsh with SIGPIPE under pipefail
 dom_xml() { virsh dumpxml "$1" >"$T/dom.xml"; }
-for n in "$NAME" "$COPY" "$BLK" "$NET" "$NET-2"; do at_exit "vm_destroy $n"; done
+for n in "$NAME" "$COPY" "$COPY-x" "$BLK" "$NET" "$NET-2"; do at_exit "vm_destroy $n"; done
 
 qemu-img create -q -f qcow2 "$D/vda.qcow2" 64M
 truncate -s 32M "$D/vdb.raw"
