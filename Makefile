@@ -103,18 +103,18 @@ unit: $(UNIT_BIN)
 asan: $(ASAN_BIN) build/asan/cairn
 	@for t in $(ASAN_BIN); do echo "== asan $$t"; $$t || exit 1; done
 
-integration: cairn
+integration: cairn $(PLUGIN)
 	CAIRN=$(CURDIR)/cairn tests/integration/run.sh
 
 check: $(DEPS_STAMP)
-	$(MAKE) cairn
+	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) asan
 	$(MAKE) integration
 	CAIRN=$(CURDIR)/build/asan/cairn ASAN_OPTIONS=detect_leaks=1 tests/integration/run.sh t_roundtrip_raw t_encryption t_corruption t_check t_multidisk
 
 demo: $(DEPS_STAMP)
-	$(MAKE) cairn
+	$(MAKE) all
 	tests/demo.sh $(CURDIR)/cairn
 	tests/demo-vm.sh $(CURDIR)/cairn
 
