@@ -22,6 +22,7 @@ REPO_SRC := $(wildcard repo/*.c)
 AGENT_SRC := $(wildcard agent/*.c)
 RESTORE_SRC := $(wildcard restore/*.c)
 REPLICATE_SRC := $(wildcard replicate/*.c)
+DAEMON_SRC := $(wildcard daemon/*.c)
 CLI_SRC := $(wildcard cli/*.c)
 # serve/: the nbdkit plugin is its own shared object; the rest goes into cairn
 PLUGIN_MAIN := serve/plugin.c
@@ -29,7 +30,7 @@ SERVE_SRC := $(filter-out $(PLUGIN_MAIN),$(wildcard serve/*.c))
 PLUGIN_SRC := $(PLUGIN_MAIN) serve/reader.c serve/cache.c serve/prefetch.c $(REPO_SRC)
 PLUGIN := build/nbdkit-cairn-plugin.so
 PLUGIN_PKGS := libzstd libcrypto libxxhash jansson
-LIB_SRC := $(REPO_SRC) $(AGENT_SRC) $(RESTORE_SRC) $(SERVE_SRC) $(REPLICATE_SRC)
+LIB_SRC := $(REPO_SRC) $(AGENT_SRC) $(RESTORE_SRC) $(SERVE_SRC) $(REPLICATE_SRC) $(DAEMON_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=build/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=build/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
