@@ -65,113 +65,74 @@ static int forget_option(void *ctx, int opt, const char *arg)
 	return cli_usage("forget: unexpected option");
 }
 
-static bool wanted(const struct forget_args *a, const char *name)
-{
-	if (a->all)
-		return true;
-	for (size_t i = 0; i < a->nnames; i++)
-		if (!strcmp(a->names[i], name))
-			return true;
-	return false;
-}
 
-struct group_out {
-	json_t *keep, *remove;
+/* Prints (or collects) the plan group by group: a group ends when the
+ * name changes or at the end. */
+struct report_ctx {
+	const struct cli *c;
+	const struct forget_args *a;
+	json_t *out, *keep, *remove;
+	char name[256];
 	size_t nkeep, nremove;
 };
 
-static void report(const struct cli *c, const struct forget_args *a,
-		   const struct cairn_snapshot *s, unsigned reasons, struct group_out *g)
+static void end_group(struct report_ctx *x)
 {
+	if (!x->name[0])
+		return;
+	if (x->c->json)
+		json_array_append_new(x->out, json_pack("{s:s, s:o, s:o}", "name", x->name, "keep",
+							x->keep, "remove", x->remove));
+	else if (!x->c->quiet)
+		printf("  %zu kept, %zu %s\n", x->nkeep, x->nremove,
+		       x->a->dry_run ? "would be removed (dry run)" : "removed");
+	x->keep = x->remove = NULL;
+	x->nkeep = x->nremove = 0;
+	x->name[0] = '\0';
+}
+
+static void report(void *opaque, const struct cairn_snapshot *s, unsigned reasons)
+{
+	struct report_ctx *x = opaque;
+	if (strcmp(x->name, s->name)) {
+		end_group(x);
+		snprintf(x->name, sizeof(x->name), "%s", s->name);
+		x->keep = json_array();
+		x->remove = json_array();
+		if (!x->c->json && !x->c->quiet)
+			printf("%s:\n", s->name);
+	}
 	char id[65], when[40], why[96];
 	id_hex(&s->id, id);
 	format_time_utc(s->time_ns, when, sizeof(when));
 	cairn_keep_reasons(reasons, why, sizeof(why));
-	if (c->json) {
+	if (x->c->json) {
 		json_t *item = json_pack("{s:s, s:s}", "id", id, "time", when);
 		if (reasons)
 			json_object_set_new(item, "reasons", json_string(why));
-		json_array_append_new(reasons ? g->keep : g->remove, item);
-	} else if (!c->quiet)
+		json_array_append_new(reasons ? x->keep : x->remove, item);
+	} else if (!x->c->quiet)
 		printf("  %-6s  %.12s  %-20s  %s\n",
-		       reasons ? "keep" : a->dry_run ? "remove" : "removed", id, when, why);
+		       reasons ? "keep" : x->a->dry_run ? "remove" : "removed", id, when, why);
 	if (reasons)
-		g->nkeep++;
+		x->nkeep++;
 	else
-		g->nremove++;
-}
-
-/* Applies the policy to the snapshots of one name; removes unless dry-run. */
-static int forget_group(const struct cli *c, const struct forget_args *a, struct cairn_repo *r,
-			struct cairn_snapshot **v, size_t n, const char *name, json_t *out)
-{
-	_cleanup_free_ struct cairn_retention_item *items = calloc(n + 1, sizeof(*items));
-	_cleanup_free_ struct cairn_snapshot **mine = calloc(n + 1, sizeof(*mine));
-	if (!items || !mine)
-		return cli_error("out of memory");
-	size_t m = 0;
-	int rc;
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(v[i]->name, name))
-			continue;
-		mine[m] = v[i];
-		items[m] = (struct cairn_retention_item){ .time_ns = v[i]->time_ns,
-							  .tags = v[i]->tags,
-							  .ntags = v[i]->ntags };
-		if ((rc = cairn_snapshot_is_protected(r, &v[i]->id, &items[m].protect)) < 0)
-			return cli_fail(rc, cairn_repo_error(r));
-		m++;
-	}
-	if ((rc = cairn_retention_apply(&a->p, items, m)) < 0)
-		return cli_fail(rc, "out of memory");
-	struct group_out g = { json_array(), json_array(), 0, 0 };
-	if (!c->json && !c->quiet)
-		printf("%s:\n", name);
-	for (size_t i = m; i-- > 0;) {
-		if (!items[i].reasons && !a->dry_run &&
-		    (rc = cairn_snapshot_forget(r, &mine[i]->id)) < 0) {
-			json_decref(g.keep);
-			json_decref(g.remove);
-			return cli_fail(rc, cairn_repo_error(r));
-		}
-		report(c, a, mine[i], items[i].reasons, &g);
-	}
-	if (c->json)
-		json_array_append_new(out, json_pack("{s:s, s:o, s:o}", "name", name, "keep", g.keep,
-						     "remove", g.remove));
-	else {
-		json_decref(g.keep);
-		json_decref(g.remove);
-		if (!c->quiet)
-			printf("  %zu kept, %zu %s\n", g.nkeep, g.nremove,
-			       a->dry_run ? "would be removed (dry run)" : "removed");
-	}
-	return -1;
+		x->nremove++;
 }
 
 static int forget_all(const struct cli *c, const struct forget_args *a, struct cairn_repo *r)
 {
-	struct cairn_snapshot **v;
-	size_t n;
-	int rc = cairn_snapshot_list(r, &v, &n);
-	if (rc < 0)
-		return cli_fail(rc, cairn_repo_error(r));
+	struct report_ctx x = { .c = c, .a = a, .out = json_array() };
+	int rc = cairn_forget_by_policy(r, &a->p, a->all ? NULL : a->names, a->all ? 0 : a->nnames,
+					a->dry_run, report, &x);
+	end_group(&x);
+	json_decref(x.keep);
+	json_decref(x.remove);
 	cli_print_warnings(r);
-	json_t *out = json_array();
-	rc = -1;
-	/* each name once, in the order of its newest-last listing */
-	for (size_t i = 0; rc < 0 && i < n; i++) {
-		bool seen = false;
-		for (size_t j = 0; j < i && !seen; j++)
-			seen = !strcmp(v[j]->name, v[i]->name);
-		if (!seen && wanted(a, v[i]->name))
-			rc = forget_group(c, a, r, v, n, v[i]->name, out);
-	}
-	if (rc < 0 && c->json)
-		json_print(json_incref(out));
-	json_decref(out);
-	cairn_snapshot_list_free(v, n);
-	return rc < 0 ? EXIT_OK : rc;
+	if (rc == 0 && c->json)
+		json_print(json_incref(x.out));
+	json_decref(x.out);
+	return rc < 0 ? cli_fail(rc, cairn_repo_error(r)) : EXIT_OK;
 }
 
 int cmd_forget(int argc, char **argv)

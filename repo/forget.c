@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "retention.h"
 
 static void object_name(const char *dir, const cairn_id *id, char *out, size_t len)
 {
@@ -66,4 +67,68 @@ int cairn_snapshot_is_protected(struct cairn_repo *r, const cairn_id *id, bool *
 	if (rc < 0 && rc != -ENOENT)
 		return repo_err(r, rc, "cannot read %s: %s", name, strerror(-rc));
 	return 0;
+}
+
+/* One name's snapshots through the policy; newest first to the callback. */
+static int forget_group(struct cairn_repo *r, const struct cairn_keep_policy *p,
+			struct cairn_snapshot **v, size_t n, const char *name, bool dry_run,
+			cairn_forget_fn fn, void *opaque)
+{
+	_cleanup_free_ struct cairn_retention_item *items = calloc(n + 1, sizeof(*items));
+	_cleanup_free_ struct cairn_snapshot **mine = calloc(n + 1, sizeof(*mine));
+	if (!items || !mine)
+		return repo_err(r, -ENOMEM, "out of memory");
+	size_t m = 0;
+	int rc;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(v[i]->name, name))
+			continue;
+		mine[m] = v[i];
+		items[m] = (struct cairn_retention_item){ .time_ns = v[i]->time_ns,
+							  .tags = v[i]->tags,
+							  .ntags = v[i]->ntags };
+		if ((rc = cairn_snapshot_is_protected(r, &v[i]->id, &items[m].protect)) < 0)
+			return rc;
+		m++;
+	}
+	if ((rc = cairn_retention_apply(p, items, m)) < 0)
+		return repo_err(r, rc, "out of memory");
+	for (size_t i = m; i-- > 0;) {
+		if (!items[i].reasons && !dry_run && (rc = cairn_snapshot_forget(r, &mine[i]->id)) < 0)
+			return rc;
+		if (fn)
+			fn(opaque, mine[i], items[i].reasons);
+	}
+	return 0;
+}
+
+static bool name_wanted(const char *const *names, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(names[i], name))
+			return true;
+	return !n;
+}
+
+int cairn_forget_by_policy(struct cairn_repo *r, const struct cairn_keep_policy *p,
+			   const char *const *names, size_t nnames, bool dry_run,
+			   cairn_forget_fn fn, void *opaque)
+{
+	if (cairn_keep_policy_empty(p))
+		return repo_err(r, -EINVAL, "no keep rule: forget would remove every snapshot");
+	struct cairn_snapshot **v;
+	size_t n;
+	int rc = cairn_snapshot_list(r, &v, &n);
+	if (rc < 0)
+		return rc;
+	/* each name once, in the order of its oldest snapshot */
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		bool seen = false;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = !strcmp(v[j]->name, v[i]->name);
+		if (!seen && name_wanted(names, nnames, v[i]->name))
+			rc = forget_group(r, p, v, n, v[i]->name, dry_run, fn, opaque);
+	}
+	cairn_snapshot_list_free(v, n);
+	return rc;
 }

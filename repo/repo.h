@@ -157,6 +157,16 @@ int cairn_snapshot_save(struct cairn_repo *r, struct cairn_writer *w,
 /* Removes a snapshot's manifest (its data stays until gc); -EPERM when it
  * is protected. A snapshot that is already gone is not an error. */
 int cairn_snapshot_forget(struct cairn_repo *r, const cairn_id *id);
+/* Applies a keep policy (repo/retention.h) to the snapshots of each name
+ * (names NULL/0: every name); removes what no rule keeps unless dry_run.
+ * fn (may be NULL) sees every snapshot of a name, newest first, names in
+ * the order of their oldest snapshot, with the rules that keep it (0:
+ * removed). */
+struct cairn_keep_policy;
+typedef void (*cairn_forget_fn)(void *opaque, const struct cairn_snapshot *s, unsigned reasons);
+int cairn_forget_by_policy(struct cairn_repo *r, const struct cairn_keep_policy *p,
+			   const char *const *names, size_t nnames, bool dry_run,
+			   cairn_forget_fn fn, void *opaque);
 /* Protected snapshots are never forgotten (docs/design.md section 16). */
 int cairn_snapshot_protect(struct cairn_repo *r, const cairn_id *id, bool on);
 int cairn_snapshot_is_protected(struct cairn_repo *r, const cairn_id *id, bool *out);
