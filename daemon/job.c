@@ -1,0 +1,311 @@
+/* One run of an agent job (see job.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "job.h"
+#include "replicate/replicate.h"
+
+struct job_run {
+	const struct cairn_job_spec *j;
+	struct cairn_repo *r;
+	struct cairn_writer *w; /* shared by parallel backups */
+	char **vms;
+	size_t nvms;
+	struct cairn_run_record *runs;
+	size_t next; /* next VM to back up */
+	pthread_mutex_t lock; /* next, log */
+};
+
+static void logf_(const struct cairn_job_spec *j, const char *vm, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void logf_(const struct cairn_job_spec *j, const char *vm, const char *fmt, ...)
+{
+	if (!j->log)
+		return;
+	char msg[700], line[1000];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (vm)
+		snprintf(line, sizeof(line), "job %s vm %s: %s", j->name, vm, msg);
+	else
+		snprintf(line, sizeof(line), "job %s: %s", j->name, msg);
+	j->log(j->log_opaque, line);
+}
+
+static int run_hook(const struct cairn_job_spec *j, const char *hook, const char *result,
+		    char *err, size_t errlen)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return set_err(err, errlen, -errno, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		setenv("CAIRN_JOB", j->name, 1);
+		if (result)
+			setenv("CAIRN_JOB_RESULT", result, 1);
+		execl("/bin/sh", "sh", "-c", hook, (char *)NULL);
+		_exit(127);
+	}
+	int status;
+	if (waitpid(pid, &status, 0) < 0)
+		return set_err(err, errlen, -errno, "waitpid: %s", strerror(errno));
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		return set_err(err, errlen, -EIO, "hook failed (%s %d): %s",
+			       WIFEXITED(status) ? "exit" : "signal",
+			       WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), hook);
+	return 0;
+}
+
+static bool selected(const struct cairn_job_spec *j, const char *name)
+{
+	if (j->all)
+		return true;
+	for (size_t i = 0; i < j->ndomains; i++)
+		if (!strcmp(j->domains[i], "all") || fnmatch(j->domains[i], name, 0) == 0)
+			return true;
+	return false;
+}
+
+static int resolve_vms(struct job_run *x, char *err, size_t errlen)
+{
+	char **all;
+	size_t n;
+	int rc = cairn_list_domains(x->j->uri, x->j->exclude, x->j->nexclude, &all, &n, err,
+				    errlen);
+	if (rc < 0)
+		return rc;
+	x->vms = calloc(n + 1, sizeof(*x->vms));
+	for (size_t i = 0; i < n; i++) {
+		if (x->vms && selected(x->j, all[i]))
+			x->vms[x->nvms++] = all[i];
+		else
+			free(all[i]);
+	}
+	free(all);
+	if (!x->vms)
+		return set_err(err, errlen, -ENOMEM, "out of memory");
+	if (!x->nvms)
+		return set_err(err, errlen, -ENOENT, "no domain on this host matches the job");
+	return 0;
+}
+
+/* Two jobs must not back up one VM at once (libvirt allows one backup job
+ * per domain anyway): a lock file per VM, held for the backup. */
+static int lock_vm(const struct cairn_job_spec *j, const char *vm)
+{
+	char dir[512], path[1024];
+	snprintf(dir, sizeof(dir), "%s", j->run_dir ? j->run_dir : "/run/cairn");
+	mkdir(dir, 0755);
+	snprintf(path, sizeof(path), "%s/vm-", dir);
+	size_t at = strlen(path);
+	for (const char *p = vm; *p && at + 4 < sizeof(path); p++)
+		at += (size_t)snprintf(path + at, sizeof(path) - at,
+				       (*p == '/' || *p == '%') ? "%%%02X" : "%c", (unsigned char)*p);
+	snprintf(path + at, sizeof(path) - at, ".lock");
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		close(fd);
+		return e == EWOULDBLOCK ? -EBUSY : -e;
+	}
+	return fd;
+}
+
+static void backup_vm(struct job_run *x, size_t i)
+{
+	const struct cairn_job_spec *j = x->j;
+	struct cairn_run_record *rec = &x->runs[i];
+	snprintf(rec->job, sizeof(rec->job), "%s", j->name);
+	snprintf(rec->vm, sizeof(rec->vm), "%s", x->vms[i]);
+	rec->start_ns = now_ns();
+	int fd = lock_vm(j, x->vms[i]);
+	if (fd < 0) {
+		snprintf(rec->message, sizeof(rec->message),
+			 fd == -EBUSY ? "skipped: another job is backing it up"
+				      : "cannot take the VM's lock: %s",
+			 strerror(-fd));
+		rec->end_ns = now_ns();
+		logf_(j, x->vms[i], "%s", rec->message);
+		return;
+	}
+	struct cairn_domain_opts o = { .uri = j->uri, .domain = x->vms[i], .quiesce = j->quiesce,
+				       .scratch_dir = j->scratch_dir,
+				       .backup = { .name = x->vms[i], .cancel = j->cancel,
+						   .writer = x->w } };
+	struct cairn_backup_result res;
+	char err[512] = "";
+	logf_(j, x->vms[i], "backup started");
+	int rc = cairn_backup_domain(x->r, &o, &res, err, sizeof(err));
+	close(fd);
+	rec->end_ns = now_ns();
+	rec->ok = rc == 0;
+	if (rc == 0) {
+		hex_encode(res.snapshot.b, CAIRN_ID_LEN, rec->snapshot);
+		rec->bytes_read = res.bytes_read;
+		rec->bytes_stored = res.new_bytes;
+		snprintf(rec->message, sizeof(rec->message), "snapshot %.12s", rec->snapshot);
+	} else {
+		snprintf(rec->message, sizeof(rec->message), "%s", err);
+	}
+	logf_(j, x->vms[i], "%s (%.1fs)", rc == 0 ? rec->message : err,
+	      (double)(rec->end_ns - rec->start_ns) / 1e9);
+}
+
+static void *backup_thread(void *arg)
+{
+	struct job_run *x = arg;
+	for (;;) {
+		pthread_mutex_lock(&x->lock);
+		size_t i = x->next++;
+		pthread_mutex_unlock(&x->lock);
+		if (i >= x->nvms)
+			return NULL;
+		backup_vm(x, i);
+	}
+}
+
+static int backup_all(struct job_run *x, char *err, size_t errlen)
+{
+	unsigned n = x->j->parallel > 1 ? x->j->parallel : 1;
+	if (n > x->nvms)
+		n = (unsigned)x->nvms;
+	if (n > 1) {
+		int rc = cairn_writer_new(x->r, &x->w);
+		if (rc < 0)
+			return set_err(err, errlen, rc, "%s", cairn_repo_error(x->r));
+	}
+	pthread_t th[64];
+	unsigned started = 0;
+	for (; started < n && started < 64; started++)
+		if (pthread_create(&th[started], NULL, backup_thread, x) != 0)
+			break;
+	if (!started)
+		backup_thread(x);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	if (x->w)
+		cairn_writer_free(x->w);
+	x->w = NULL;
+	return 0;
+}
+
+/* A failure after the backups (retention, replication) shows on every VM's
+ * record: the admin must see that the offsite copy is missing. */
+static void fail_all(struct job_run *x, const char *what, const char *why)
+{
+	for (size_t i = 0; i < x->nvms; i++) {
+		struct cairn_run_record *rec = &x->runs[i];
+		size_t at = strlen(rec->message);
+		snprintf(rec->message + at, sizeof(rec->message) - at, "%s%s: %s",
+			 at ? "; " : "", what, why);
+		rec->ok = false;
+	}
+	logf_(x->j, NULL, "%s: %s", what, why);
+}
+
+static void apply_keep(struct job_run *x, struct cairn_repo *r, const struct cairn_keep_policy *p,
+		       const char *where)
+{
+	int rc = cairn_forget_by_policy(r, p, (const char *const *)x->vms, x->nvms, false, NULL,
+					NULL);
+	if (rc < 0) {
+		char what[300];
+		snprintf(what, sizeof(what), "retention in %s", where);
+		fail_all(x, what, cairn_repo_error(r));
+	}
+}
+
+static void replicate_to(struct job_run *x, const struct cairn_job_target *t)
+{
+	struct cairn_repo *dst = NULL;
+	char err[512] = "", what[600];
+	snprintf(what, sizeof(what), "replication to %s", t->url);
+	int rc = cairn_repo_open(t->url, t->password, &dst, err, sizeof(err));
+	if (rc == 0 && (rc = cairn_repo_lock(dst, false)) < 0)
+		snprintf(err, sizeof(err), "%s", cairn_repo_error(dst));
+	struct cairn_replicate_opts o = { .names = (const char *const *)x->vms,
+					  .nnames = x->nvms, .cancel = x->j->cancel };
+	struct cairn_replicate_result res;
+	if (rc == 0)
+		rc = cairn_replicate(x->r, dst, &o, &res, err, sizeof(err));
+	if (rc < 0)
+		fail_all(x, what, err);
+	else {
+		logf_(x->j, NULL, "replicated %zu snapshots to %s", res.snapshots_copied, t->url);
+		if (t->has_keep)
+			apply_keep(x, dst, &t->keep, t->url);
+	}
+	if (dst)
+		cairn_repo_close(dst);
+}
+
+static int open_repo(struct job_run *x, char *err, size_t errlen)
+{
+	int rc = cairn_repo_open(x->j->repo_url, x->j->password, &x->r, err, errlen);
+	if (rc == 0 && (rc = cairn_repo_lock(x->r, false)) < 0)
+		set_err(err, errlen, rc, "%s", cairn_repo_error(x->r));
+	return rc;
+}
+
+static bool all_ok(const struct job_run *x)
+{
+	for (size_t i = 0; i < x->nvms; i++)
+		if (!x->runs[i].ok)
+			return false;
+	return true;
+}
+
+int cairn_job_run(const struct cairn_job_spec *j, struct cairn_run_record **runs, size_t *n,
+		  char *err, size_t errlen)
+{
+	struct job_run x = { .j = j };
+	pthread_mutex_init(&x.lock, NULL);
+	*runs = NULL;
+	*n = 0;
+	int rc = resolve_vms(&x, err, errlen);
+	if (rc == 0 && !(x.runs = calloc(x.nvms, sizeof(*x.runs))))
+		rc = set_err(err, errlen, -ENOMEM, "out of memory");
+	if (rc == 0 && j->pre_hook && (rc = run_hook(j, j->pre_hook, NULL, err, errlen)) < 0)
+		logf_(j, NULL, "pre-hook: %s", err);
+	if (rc == 0)
+		rc = open_repo(&x, err, errlen);
+	if (rc == 0) {
+		logf_(j, NULL, "backing up %zu VM(s) into %s", x.nvms, j->repo_url);
+		rc = backup_all(&x, err, errlen);
+	}
+	if (rc == 0 && j->has_keep && !(j->cancel && *j->cancel))
+		apply_keep(&x, x.r, &j->keep, j->repo_url);
+	for (size_t t = 0; rc == 0 && t < j->ntargets && !(j->cancel && *j->cancel); t++)
+		replicate_to(&x, &j->targets[t]);
+	if (rc == 0 && j->post_hook) {
+		char herr[300];
+		if (run_hook(j, j->post_hook, all_ok(&x) ? "ok" : "failed", herr, sizeof(herr)) < 0)
+			fail_all(&x, "post-hook", herr);
+	}
+	if (x.r)
+		cairn_repo_close(x.r);
+	for (size_t i = 0; i < x.nvms; i++)
+		free(x.vms[i]);
+	free(x.vms);
+	pthread_mutex_destroy(&x.lock);
+	if (rc < 0) {
+		free(x.runs);
+		return rc;
+	}
+	*runs = x.runs;
+	*n = x.nvms;
+	return 0;
+}
