@@ -93,6 +93,7 @@ int cmd_gc(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_replicate(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_agent(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_umount(int argc, char **argv);

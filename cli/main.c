@@ -22,6 +22,7 @@ static const struct {
 	{ "protect", cmd_protect, "keep a snapshot from being forgotten" },
 	{ "unprotect", cmd_unprotect, "allow a protected snapshot to be forgotten" },
 	{ "replicate", cmd_replicate, "copy the snapshots another repository lacks" },
+	{ "agent", cmd_agent, "the scheduling daemon (cairn.conf(5))" },
 	{ "status", cmd_status, "the agent's last run of every job and VM" },
 	{ "gc", cmd_gc, "delete data no snapshot uses (safe beside running backups)" },
 	{ "serve", cmd_serve, "serve a disk of a snapshot over NBD (read-only)" },
