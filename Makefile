@@ -127,6 +127,11 @@ install: cairn $(PLUGIN)
 	install -D -m 0755 cairn $(DESTDIR)$(PREFIX)/bin/cairn
 	install -D -m 0755 $(PLUGIN) $(DESTDIR)$(PREFIX)/lib/cairn/nbdkit-cairn-plugin.so
 	install -D -m 0644 docs/cairn.1 $(DESTDIR)$(PREFIX)/share/man/man1/cairn.1
+	install -D -m 0644 docs/cairn.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/cairn.conf.5
+	install -D -m 0644 docs/cairn.conf.example $(DESTDIR)/etc/cairn/cairn.conf.example
+	mkdir -p $(DESTDIR)/lib/systemd/system
+	sed 's|/usr/local/bin/cairn|$(PREFIX)/bin/cairn|' docs/cairn-agent.service \
+		>$(DESTDIR)/lib/systemd/system/cairn-agent.service
 
 clean:
 	rm -rf build cairn $(DEPS_STAMP)
