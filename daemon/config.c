@@ -336,8 +336,11 @@ static int global_key(struct loader *l, const char *key, const char *value)
 static int repo_key(struct loader *l, const char *key, const char *value)
 {
 	struct cairn_conf_repo *r = l->repo;
-	if (!strcmp(key, "url"))
+	if (!strcmp(key, "url")) {
+		if (value[0] != '/' && !strstr(value, "://") && strncmp(value, "s3:", 3))
+			return fail(l, "url = %s: give an absolute path or a URL", value);
 		return set_str(l, &r->url, value);
+	}
 	if (!strcmp(key, "password-file"))
 		return set_path(l, key, &r->password_file, value);
 	if (!strcmp(key, "s3-credentials-file"))
@@ -483,8 +486,13 @@ static void check_header(struct loader *l, const char *line)
 	if (l->line == 1 && !strncmp(line, "\xEF\xBB\xBF", 3))
 		line += 3; /* inih skips a UTF-8 BOM */
 	const char *s = line + strspn(line, " \t\r");
-	if (*s != '[' || (s > line && l->had_key))
+	if (*s != '[')
 		return;
+	/* inih would take it as more words for the key above */
+	if (s > line && l->had_key) {
+		fail(l, "an indented [section] continues the key above (start it at the line's beginning)");
+		return;
+	}
 	size_t n = strcspn(s + 1, "]\n");
 	if (s[1 + n] != ']' || n >= sizeof(l->section))
 		return; /* inih reports the malformed line */

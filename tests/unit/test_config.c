@@ -322,6 +322,8 @@ static const struct refusal refusals[] = {
 	{ "key before any section", "url = /r\n", 1, "'url' comes before any [section]" },
 	{ "not ini", R "this is not ini\n", 3, "neither 'key = value' nor a [section]" },
 	{ "unclosed header", R "[job j\n", 3, "neither 'key = value' nor a [section]" },
+	{ "indented header", R "[job j]\ndomains = a\n\n  [job k]\n", 6,
+	  "an indented [section] continues the key above (start it at the line's beginning)" },
 	{ "line too long", R "[job j]\npre-hook = " LONG40 LONG40 LONG40 LONG40 LONG40 "\n", 4,
 	  "longer than 198 characters (put a long command into a script)" },
 	/* keys */
@@ -375,6 +377,8 @@ static const struct refusal refusals[] = {
 	  "log-level = loud: use error, warning, info or debug" },
 	{ "relative state-dir", "[global]\nstate-dir = var/state\n", 2,
 	  "state-dir = var/state: give an absolute path" },
+	{ "relative url", "[repository r]\nurl = backups\n", 2,
+	  "url = backups: give an absolute path or a URL" },
 	{ "relative password-file", R "password-file = pw\n", 3,
 	  "password-file = pw: give an absolute path" },
 	{ "relative scratch-dir", R "[job j]\nscratch-dir = tmp\n", 4,
