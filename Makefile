@@ -14,7 +14,7 @@ APT_BUILD := build-essential pkg-config libzstd-dev libssl-dev libxxhash-dev \
 	nbdkit-plugin-dev libcurl4-openssl-dev libinih-dev
 APT_RUN := qemu-utils nbdkit libnbd-bin e2fsprogs python3 openssl util-linux \
 	libvirt-daemon-system libvirt-clients qemu-system-x86 linux-image-amd64 \
-	busybox-static cpio xz-utils qemu-guest-agent
+	busybox-static cpio xz-utils qemu-guest-agent ceph-mon ceph-osd radosgw ceph-common curl
 APT_BENCH := restic borgbackup zstd time openssl virtnbdbackup
 DEPS_STAMP := .deps-ok
 
@@ -29,7 +29,7 @@ PLUGIN_MAIN := serve/plugin.c
 SERVE_SRC := $(filter-out $(PLUGIN_MAIN),$(wildcard serve/*.c))
 PLUGIN_SRC := $(PLUGIN_MAIN) serve/reader.c serve/cache.c serve/prefetch.c $(REPO_SRC)
 PLUGIN := build/nbdkit-cairn-plugin.so
-PLUGIN_PKGS := libzstd libcrypto libxxhash jansson
+PLUGIN_PKGS := libzstd libcrypto libxxhash jansson libcurl libxml-2.0 inih
 LIB_SRC := $(REPO_SRC) $(AGENT_SRC) $(RESTORE_SRC) $(SERVE_SRC) $(REPLICATE_SRC) $(DAEMON_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=build/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=build/%.o)

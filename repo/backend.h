@@ -2,12 +2,14 @@
  *
  * Names are relative paths such as "config", "index/<hex>" or
  * "data/ab/<hex>". put() is atomic: readers see the whole object or nothing.
- * Local directories in v1; S3 and SFTP implement the same operations. */
+ * Local directories and S3 (backend_s3.c); SFTP implements the same
+ * operations later. Every operation may be called from several threads. */
 #ifndef CAIRN_BACKEND_H
 #define CAIRN_BACKEND_H
 
 #include <stdint.h>
 
+#include "repo.h"
 #include "util.h"
 
 struct cairn_backend;
@@ -29,6 +31,10 @@ struct cairn_backend_ops {
 		    void *opaque);
 	int (*remove)(struct cairn_backend *b, const char *name);
 	void (*free)(struct cairn_backend *b);
+	/* Optional: like errno, why the calling thread's last operation
+	 * failed with rc (a remote backend's status and error code, naming
+	 * the URL; never a secret), or NULL. */
+	const char *(*error)(struct cairn_backend *b, int rc);
 };
 
 struct cairn_backend {
@@ -36,13 +42,21 @@ struct cairn_backend {
 	char *location; /* for messages */
 };
 
-/* Opens the backend named by url (v1: a local path). create makes the
- * directory structure (and fails if a config already exists there). */
-int cairn_backend_open(const char *url, bool create, struct cairn_backend **out,
-		       char *err, size_t errlen);
+/* Opens the backend named by url (backend.c: a local path, or
+ * s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]); o may be NULL (defaults).
+ * create makes the directory structure (and fails if a config already
+ * exists there). */
+int cairn_backend_open(const char *url, bool create, const struct cairn_backend_opts *o,
+		       struct cairn_backend **out, char *err, size_t errlen);
 int cairn_backend_local_open(const char *path, bool create,
 			     struct cairn_backend **out, char *err,
 			     size_t errlen);
+
+/* The backend's reason for rc on this thread, or NULL. */
+static inline const char *cairn_backend_error(struct cairn_backend *b, int rc)
+{
+	return b && b->ops->error && rc < 0 ? b->ops->error(b, rc) : NULL;
+}
 
 static inline void cairn_backend_free(struct cairn_backend *b)
 {

@@ -262,12 +262,3 @@ int cairn_backend_local_open(const char *path, bool create,
 	*out = &l->base;
 	return 0;
 }
-
-int cairn_backend_open(const char *url, bool create, struct cairn_backend **out,
-		       char *err, size_t errlen)
-{
-	if (!strncmp(url, "s3:", 3) || !strncmp(url, "sftp:", 5))
-		return set_err(err, errlen, -EPROTONOSUPPORT,
-			       "%s: remote repositories are not supported yet", url);
-	return cairn_backend_local_open(url, create, out, err, errlen);
-}

@@ -9,8 +9,12 @@ int repo_err(struct cairn_repo *r, int rc, const char *fmt, ...)
 	va_list ap;
 	pthread_mutex_lock(&r->lock);
 	va_start(ap, fmt);
-	vsnprintf(r->err, sizeof(r->err), fmt, ap);
+	int n = vsnprintf(r->err, sizeof(r->err), fmt, ap);
 	va_end(ap);
+	/* a remote backend knows more than the errno: which URL, what status */
+	const char *why = cairn_backend_error(r->be, rc);
+	if (why && n >= 0 && (size_t)n < sizeof(r->err))
+		snprintf(r->err + n, sizeof(r->err) - (size_t)n, " (%s)", why);
 	pthread_mutex_unlock(&r->lock);
 	return rc;
 }

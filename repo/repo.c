@@ -12,6 +12,13 @@ static bool valid_chunk_size(uint64_t s)
 	return s >= CAIRN_MIN_CHUNK && s <= CAIRN_MAX_CHUNK && !(s & (s - 1));
 }
 
+/* A remote backend's own reason (status, S3 error code) beats strerror. */
+static const char *backend_reason(struct cairn_backend *be, int rc)
+{
+	const char *why = cairn_backend_error(be, rc);
+	return why ? why : strerror(-rc);
+}
+
 static struct cairn_repo *repo_alloc(void)
 {
 	struct cairn_repo *r = calloc(1, sizeof(*r));
@@ -41,7 +48,7 @@ int cairn_repo_init(const char *url, const struct cairn_init_opts *o,
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = repo_alloc();
 	if (!r)
 		return -ENOMEM;
-	int rc = cairn_backend_open(url, true, &r->be, err, errlen);
+	int rc = cairn_backend_open(url, true, o->backend, &r->be, err, errlen);
 	if (rc < 0)
 		return rc;
 	uint8_t rid[32];
@@ -83,7 +90,7 @@ int cairn_repo_init(const char *url, const struct cairn_init_opts *o,
 	rc = r->be->ops->put(r->be, "config", text, strlen(text));
 	if (rc < 0)
 		return set_err(err, errlen, rc, "cannot write %s/config: %s", url,
-			       strerror(-rc));
+			       backend_reason(r->be, rc));
 	return 0;
 }
 
@@ -121,10 +128,17 @@ static int parse_config(struct cairn_repo *r, const struct buf *b, char *err,
 int cairn_repo_open(const char *url, const char *password,
 		    struct cairn_repo **out, char *err, size_t errlen)
 {
+	return cairn_repo_open_with(url, password, NULL, out, err, errlen);
+}
+
+int cairn_repo_open_with(const char *url, const char *password,
+			 const struct cairn_backend_opts *bo, struct cairn_repo **out,
+			 char *err, size_t errlen)
+{
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = repo_alloc();
 	if (!r)
 		return -ENOMEM;
-	int rc = cairn_backend_open(url, false, &r->be, err, errlen);
+	int rc = cairn_backend_open(url, false, bo, &r->be, err, errlen);
 	if (rc < 0)
 		return rc;
 	struct buf cfg = { 0 };
@@ -135,7 +149,7 @@ int cairn_repo_open(const char *url, const char *password,
 			return set_err(err, errlen, rc,
 				       "%s is not a cairn repository (no config)", url);
 		return set_err(err, errlen, rc, "cannot read %s/config: %s", url,
-			       strerror(-rc));
+			       backend_reason(r->be, rc));
 	}
 	rc = parse_config(r, &cfg, err, errlen);
 	buf_free(&cfg);

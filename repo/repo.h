@@ -34,7 +34,17 @@ extern const cairn_id cairn_zero_id;
 
 struct cairn_repo;
 
-struct cairn_repo;
+/* How a repository's backend transfers (S3; a local directory ignores
+ * them). Zero fields take the defaults. */
+struct cairn_backend_opts {
+	unsigned connections; /* requests in flight at most; 0: 4 */
+	uint64_t limit_upload, limit_download; /* bytes/s in all; 0: no limit */
+	/* AWS-style credentials file of this repository (its [AWS_PROFILE or
+	 * default] section, or key = value lines); NULL: the environment and
+	 * ~/.aws/credentials */
+	const char *credentials_file;
+};
+
 struct cairn_init_opts {
 	uint32_t chunk_size;
 	int compression_level; /* 0 = no compression */
@@ -44,6 +54,7 @@ struct cairn_init_opts {
 	 * compression, encryption and master key (replication copies objects
 	 * as they are); the fields above except password are ignored */
 	const struct cairn_repo *replica_of;
+	const struct cairn_backend_opts *backend; /* may be NULL */
 };
 
 int cairn_repo_init(const char *url, const struct cairn_init_opts *opts,
@@ -53,6 +64,10 @@ int cairn_repo_init(const char *url, const struct cairn_init_opts *opts,
  * Does not load the index: call cairn_repo_load_index() when needed. */
 int cairn_repo_open(const char *url, const char *password,
 		    struct cairn_repo **out, char *err, size_t errlen);
+/* The same with transfer options for the backend (bo may be NULL). */
+int cairn_repo_open_with(const char *url, const char *password,
+			 const struct cairn_backend_opts *bo, struct cairn_repo **out,
+			 char *err, size_t errlen);
 void cairn_repo_close(struct cairn_repo *r);
 DEFINE_CLEANUP(struct cairn_repo *, cairn_repo_close);
 

@@ -1,0 +1,408 @@
+/* S3 backend: the repository's objects under BUCKET/PREFIX, same names as
+ * in a local directory (docs/design.md section 1).
+ *
+ * A PUT is atomic on S3 (an object appears whole or not at all), so there
+ * are no temporary names; objects from MULTIPART_THRESHOLD up go as a
+ * multipart upload, which is just as atomic once completed and is aborted
+ * when a part fails, so no parts are left billed. Reads of single blobs
+ * are ranged GETs. Settings beyond the URL come from the environment
+ * (README "Repositories on S3") and struct cairn_backend_opts. */
+#include <errno.h>
+#include <stdio.h>
+
+#include "s3.h"
+
+#define DEFAULT_RETRIES 8
+#define DEFAULT_THRESHOLD (64u << 20)
+#define MIN_PART (5u << 20) /* S3's smallest part but the last */
+#define MAX_PARTS 10000u
+#define LIST_PAGE "1000"
+
+struct s3_backend {
+	struct cairn_backend base;
+	struct s3_client *client;
+	char *prefix; /* the URL's, "" or "a/b/" */
+	size_t threshold, part_size;
+};
+
+static struct s3_backend *to_s3(struct cairn_backend *b)
+{
+	return (struct s3_backend *)b;
+}
+
+static int s3_put_single(struct s3_backend *s, const char *name, const void *data, size_t len)
+{
+	struct s3_request rq = { .method = "PUT", .key = name, .body = data ? data : "",
+				 .body_len = len };
+	struct s3_response rs;
+	return s3_request(s->client, &rq, &rs);
+}
+
+/* The upload id goes into a query: encode it. */
+static char *upload_query(const char *upload_id, unsigned part)
+{
+	struct buf enc = { 0 };
+	char *q = NULL;
+	if (s3_uri_encode(upload_id, false, &enc) == 0) {
+		int n = part ? asprintf(&q, "partNumber=%u&uploadId=%s", part, (char *)enc.p)
+			     : asprintf(&q, "uploadId=%s", (char *)enc.p);
+		if (n < 0)
+			q = NULL;
+	}
+	buf_free(&enc);
+	return q;
+}
+
+static int upload_parts(struct s3_backend *s, const char *name, const char *upload_id,
+			const uint8_t *data, size_t len, struct buf *done)
+{
+	size_t part = s->part_size;
+	while ((len + part - 1) / part > MAX_PARTS)
+		part *= 2;
+	int rc = buf_append(done, "<CompleteMultipartUpload>", 25);
+	for (unsigned n = 1; rc == 0 && (size_t)(n - 1) * part < len; n++) {
+		size_t off = (size_t)(n - 1) * part;
+		_cleanup_free_ char *q = upload_query(upload_id, n);
+		if (!q)
+			return -ENOMEM;
+		struct s3_request rq = { .method = "PUT", .key = name, .query = q,
+					 .body = data + off, .body_len = MIN(part, len - off) };
+		struct s3_response rs;
+		if ((rc = s3_request(s->client, &rq, &rs)) < 0)
+			return rc;
+		if (!rs.etag[0])
+			return s3_client_fail(s->client, -EIO, "PUT %s part %u: no ETag in the answer",
+					      name, n);
+		char xml[200];
+		int k = snprintf(xml, sizeof(xml), "<Part><PartNumber>%u</PartNumber><ETag>%s</ETag></Part>",
+				 n, rs.etag);
+		rc = buf_append(done, xml, (size_t)k);
+	}
+	return rc == 0 ? buf_append(done, "</CompleteMultipartUpload>", 26) : rc;
+}
+
+static int s3_put_multipart(struct s3_backend *s, const char *name, const uint8_t *data,
+			    size_t len)
+{
+	struct buf answer = { 0 }, done = { 0 };
+	_cleanup_free_ char *upload_id = NULL;
+	struct s3_request start = { .method = "POST", .key = name, .query = "uploads=",
+				    .body = "", .out_buf = &answer };
+	struct s3_response rs;
+	int rc = s3_request(s->client, &start, &rs);
+	if (rc == 0 && s3_xml_upload_id(answer.p, answer.len, &upload_id) < 0)
+		rc = s3_client_fail(s->client, -EIO, "POST %s?uploads: no UploadId in the answer", name);
+	if (rc == 0)
+		rc = upload_parts(s, name, upload_id, data, len, &done);
+	_cleanup_free_ char *q = rc == 0 || upload_id ? upload_query(upload_id, 0) : NULL;
+	if (rc == 0 && !q)
+		rc = -ENOMEM;
+	if (rc == 0) {
+		struct s3_request fin = { .method = "POST", .key = name, .query = q,
+					  .body = done.p, .body_len = done.len, .out_buf = &answer };
+		rc = s3_request(s->client, &fin, &rs);
+	}
+	if (rc < 0 && q) {
+		/* parts of an unfinished upload are stored (and billed) until
+		 * aborted; the first failure stays the reported one */
+		struct s3_request abort = { .method = "DELETE", .key = name, .query = q };
+		s3_request(s->client, &abort, &rs);
+	}
+	buf_free(&answer);
+	buf_free(&done);
+	return rc;
+}
+
+static int s3_put(struct cairn_backend *b, const char *name, const void *data, size_t len)
+{
+	struct s3_backend *s = to_s3(b);
+	s3_client_clear_error();
+	if (len < s->threshold)
+		return s3_put_single(s, name, data, len);
+	return s3_put_multipart(s, name, data, len);
+}
+
+static int s3_get(struct cairn_backend *b, const char *name, struct buf *out)
+{
+	s3_client_clear_error();
+	struct s3_request rq = { .method = "GET", .key = name, .out_buf = out };
+	struct s3_response rs;
+	out->len = 0;
+	int rc = s3_request(to_s3(b)->client, &rq, &rs);
+	/* room for a terminating NUL, as the local backend leaves */
+	return rc < 0 ? rc : buf_reserve(out, 1);
+}
+
+static int s3_get_range(struct cairn_backend *b, const char *name, uint64_t off, size_t len,
+			void *out)
+{
+	s3_client_clear_error();
+	if (!len)
+		return 0;
+	struct s3_request rq = { .method = "GET", .key = name, .has_range = true,
+				 .range_off = off, .range_len = len, .out = out, .out_cap = len };
+	struct s3_response rs;
+	return s3_request(to_s3(b)->client, &rq, &rs);
+}
+
+static int s3_stat(struct cairn_backend *b, const char *name, uint64_t *size)
+{
+	s3_client_clear_error();
+	struct s3_request rq = { .method = "HEAD", .key = name };
+	struct s3_response rs;
+	int rc = s3_request(to_s3(b)->client, &rq, &rs);
+	if (rc == 0)
+		*size = rs.length;
+	return rc;
+}
+
+struct list_ctx {
+	size_t skip; /* bytes of PREFIX + dir + "/" in every key */
+	cairn_list_fn fn;
+	void *opaque;
+};
+
+static int list_one(void *opaque, const char *key, uint64_t size)
+{
+	struct list_ctx *x = opaque;
+	if (strlen(key) <= x->skip)
+		return 0;
+	const char *slash = strrchr(key + x->skip, '/');
+	const char *name = slash ? slash + 1 : key + x->skip;
+	if (!*name || name[0] == '.')
+		return 0;
+	return x->fn(x->opaque, name, size);
+}
+
+/* ListObjectsV2, page by page. "data" lists without a delimiter so the
+ * packs of every fan-out directory come back; the other directories are
+ * flat. SigV4 wants the query sorted by parameter name. */
+static int s3_list(struct cairn_backend *b, const char *dir, cairn_list_fn fn, void *opaque)
+{
+	struct s3_backend *s = to_s3(b);
+	s3_client_clear_error();
+	struct buf full = { 0 }, enc = { 0 }, page = { 0 };
+	_cleanup_free_ char *token = NULL;
+	int rc = buf_append(&full, s->prefix, strlen(s->prefix));
+	if (rc == 0)
+		rc = buf_append(&full, dir, strlen(dir));
+	if (rc == 0)
+		rc = buf_append(&full, "/", 2);
+	if (rc == 0)
+		rc = s3_uri_encode((char *)full.p, false, &enc);
+	struct list_ctx x = { .skip = full.len ? full.len - 1 : 0, .fn = fn, .opaque = opaque };
+	bool flat = strcmp(dir, "data") != 0;
+	do {
+		struct buf tok = { 0 };
+		_cleanup_free_ char *q = NULL;
+		if (rc == 0 && token)
+			rc = s3_uri_encode(token, false, &tok);
+		if (rc == 0 && asprintf(&q, "%s%s%s%slist-type=2&max-keys=" LIST_PAGE "&prefix=%s",
+				       token ? "continuation-token=" : "", token ? (char *)tok.p : "",
+				       token ? "&" : "", flat ? "delimiter=%2F&" : "",
+				       (char *)enc.p) < 0) {
+			q = NULL;
+			rc = -ENOMEM;
+		}
+		buf_free(&tok);
+		free(token);
+		token = NULL;
+		if (rc < 0)
+			break;
+		struct s3_request rq = { .method = "GET", .query = q, .out_buf = &page };
+		struct s3_response rs;
+		size_t keys;
+		rc = s3_request(s->client, &rq, &rs);
+		if (rc == 0 && (rc = s3_xml_list(page.p, page.len, list_one, &x, &token, &keys)) == -EBADMSG)
+			rc = s3_client_fail(s->client, -EIO, "listing %s/: the server's answer is not a ListObjectsV2 result",
+					    dir);
+	} while (rc == 0 && token);
+	buf_free(&full);
+	buf_free(&enc);
+	buf_free(&page);
+	return rc;
+}
+
+static int s3_remove(struct cairn_backend *b, const char *name)
+{
+	s3_client_clear_error();
+	struct s3_request rq = { .method = "DELETE", .key = name };
+	struct s3_response rs;
+	return s3_request(to_s3(b)->client, &rq, &rs);
+}
+
+static const char *s3_error(struct cairn_backend *b, int rc)
+{
+	return s3_client_error(to_s3(b)->client, rc);
+}
+
+static void s3_free(struct cairn_backend *b)
+{
+	struct s3_backend *s = to_s3(b);
+	if (s->client)
+		s3_client_free(s->client);
+	free(s->prefix);
+	free(b->location);
+	free(s);
+}
+
+static const struct cairn_backend_ops s3_ops = {
+	.put = s3_put,
+	.get = s3_get,
+	.get_range = s3_get_range,
+	.stat = s3_stat,
+	.list = s3_list,
+	.remove = s3_remove,
+	.free = s3_free,
+	.error = s3_error,
+};
+
+static void s3_backend_freep(struct s3_backend **s)
+{
+	if (*s)
+		s3_free(&(*s)->base);
+}
+
+/* ---- opening ---- */
+
+static const char *env(const char *name)
+{
+	const char *v = getenv(name);
+	return v && *v ? v : NULL;
+}
+
+static bool ends_with(const char *s, const char *tail)
+{
+	size_t a = strlen(s), b = strlen(tail);
+	return a >= b && !strcmp(s + a - b, tail);
+}
+
+/* Path-style (HOST/BUCKET) unless asked otherwise, or AWS itself, which
+ * deprecates it; host:port of a gateway rarely has per-bucket DNS names. */
+static int addressing(const struct s3_url *u, bool *virtual_host, char *err, size_t errlen)
+{
+	const char *v = env("CAIRN_S3_VIRTUAL_HOST");
+	if (!v) {
+		char host[256];
+		snprintf(host, sizeof(host), "%.*s", (int)strcspn(u->hostport, ":"), u->hostport);
+		*virtual_host = ends_with(host, ".amazonaws.com");
+		return 0;
+	}
+	if (strcmp(v, "0") && strcmp(v, "1"))
+		return set_err(err, errlen, -EINVAL, "CAIRN_S3_VIRTUAL_HOST=%s: give 0 or 1", v);
+	*virtual_host = !strcmp(v, "1");
+	return 0;
+}
+
+static int tuning(struct s3_backend *s, unsigned *retries, char *err, size_t errlen)
+{
+	const char *v = env("CAIRN_S3_RETRIES");
+	*retries = DEFAULT_RETRIES;
+	if (v) {
+		char *end;
+		unsigned long n = strtoul(v, &end, 10);
+		if (*end || n > 100)
+			return set_err(err, errlen, -EINVAL, "CAIRN_S3_RETRIES=%s: give 0..100", v);
+		*retries = (unsigned)n;
+	}
+	uint64_t t = DEFAULT_THRESHOLD;
+	if ((v = env("CAIRN_S3_MULTIPART_THRESHOLD")) &&
+	    (parse_size(v, &t) < 0 || t < MIN_PART || t > (5ull << 30)))
+		return set_err(err, errlen, -EINVAL,
+			       "CAIRN_S3_MULTIPART_THRESHOLD=%s: give a size from 5M to 5G", v);
+	s->threshold = (size_t)t;
+	/* a quarter of the threshold: 16 MiB parts by default */
+	s->part_size = MAX((size_t)MIN_PART, s->threshold / 4);
+	return 0;
+}
+
+static int probe_key(void *opaque, const char *key, uint64_t size)
+{
+	(void)size;
+	return !strcmp(key, opaque); /* stops the listing: found */
+}
+
+/* One listing of PREFIX/config proves the endpoint, the credentials and
+ * the bucket, with an S3 error code to name when one is wrong. */
+static int probe(struct s3_backend *s, const char *location, const char *bucket, bool create,
+		 const struct s3_creds *cr, char *err, size_t errlen)
+{
+	struct buf enc = { 0 }, page = { 0 };
+	_cleanup_free_ char *cfg = NULL, *q = NULL;
+	int rc = asprintf(&cfg, "%sconfig", s->prefix) < 0 ? -ENOMEM : 0;
+	if (rc == 0)
+		rc = s3_uri_encode(cfg, false, &enc);
+	if (rc == 0 && asprintf(&q, "list-type=2&max-keys=1&prefix=%s", (char *)enc.p) < 0)
+		q = NULL, rc = -ENOMEM;
+	buf_free(&enc);
+	if (rc < 0)
+		return set_err(err, errlen, rc, "out of memory");
+	s3_client_clear_error();
+	struct s3_request rq = { .method = "GET", .query = q, .out_buf = &page };
+	struct s3_response rs;
+	char *token = NULL;
+	size_t keys = 0;
+	rc = s3_request(s->client, &rq, &rs);
+	int found = rc == 0 ? s3_xml_list(page.p, page.len, probe_key, cfg, &token, &keys) : 0;
+	free(token);
+	buf_free(&page);
+	const char *why = s3_client_error(s->client, rc);
+	if (rc == -ENXIO)
+		return set_err(err, errlen, rc, "%s: bucket %s does not exist (create it first; %s)",
+			       location, bucket, why ? why : "NoSuchBucket");
+	if (rc == -EACCES)
+		return set_err(err, errlen, rc, "%s: %s (credentials from %s)", location,
+			       why ? why : "access denied", cr->source);
+	if (rc < 0)
+		return set_err(err, errlen, rc, "%s: %s", location, why ? why : strerror(-rc));
+	if (found < 0)
+		return set_err(err, errlen, -EIO, "%s: the server's answer is not a ListObjectsV2 result",
+			       location);
+	if (create && found == 1)
+		return set_err(err, errlen, -EEXIST, "%s already holds a repository", location);
+	return 0;
+}
+
+int cairn_backend_s3_open(const char *location, const struct s3_url *u, bool create,
+			  const struct cairn_backend_opts *o, struct cairn_backend **out,
+			  char *err, size_t errlen)
+{
+	struct s3_creds cr;
+	int rc = s3_creds_load(o->credentials_file, &cr, err, errlen);
+	if (rc < 0)
+		return rc;
+	_cleanup_(s3_backend_freep) struct s3_backend *s = calloc(1, sizeof(*s));
+	if (!s) {
+		s3_creds_free(&cr);
+		return -ENOMEM;
+	}
+	s->base.ops = &s3_ops;
+	s->base.location = strdup(location);
+	s->prefix = strdup(u->prefix);
+	struct s3_client_opts co = {
+		.url = u,
+		.creds = &cr,
+		.region = cr.region ? cr.region
+				    : env("AWS_REGION") ? env("AWS_REGION")
+				    : env("AWS_DEFAULT_REGION") ? env("AWS_DEFAULT_REGION")
+				    : "us-east-1",
+		.ca_bundle = env("CAIRN_S3_CA_BUNDLE") ? env("CAIRN_S3_CA_BUNDLE") : env("AWS_CA_BUNDLE"),
+		.connections = o->connections,
+		.limit_upload = o->limit_upload,
+		.limit_download = o->limit_download,
+	};
+	rc = s->base.location && s->prefix ? 0 : set_err(err, errlen, -ENOMEM, "out of memory");
+	if (rc == 0)
+		rc = addressing(u, &co.virtual_host, err, errlen);
+	if (rc == 0)
+		rc = tuning(s, &co.retries, err, errlen);
+	if (rc == 0 && (rc = s3_client_new(&co, &s->client)) < 0)
+		set_err(err, errlen, rc, "%s: cannot set up the S3 client: %s", location, strerror(-rc));
+	if (rc == 0)
+		rc = probe(s, location, u->bucket, create, &cr, err, errlen);
+	s3_creds_free(&cr);
+	if (rc < 0)
+		return rc;
+	*out = &TAKE_PTR(s)->base;
+	return 0;
+}

@@ -1,0 +1,116 @@
+/* S3-compatible object storage: the pieces behind repo/backend_s3.c.
+ * Internal to repo/; not part of the public contract.
+ *
+ *   s3_url    where the repository lives (backend.c parses the URL)
+ *   s3_creds  who we are (s3_creds.c: environment, profiles, a file)
+ *   s3_client one signed, retried HTTP request at a time per connection,
+ *             from any thread (s3_http.c)
+ *   s3_xml_*  the few response bodies we read (s3_xml.c)
+ *
+ * Secrets (the secret key, the session token) live only in s3_creds and
+ * the curl handles; no message ever contains them. */
+#ifndef CAIRN_S3_H
+#define CAIRN_S3_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+
+/* s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX] */
+struct s3_url {
+	char *scheme; /* "http" or "https" */
+	char *hostport; /* "host" or "host:port" */
+	char *bucket;
+	char *prefix; /* "" or "a/b/" (always ends with '/') */
+};
+void s3_url_free(struct s3_url *u);
+
+int cairn_backend_s3_open(const char *location, const struct s3_url *u,
+			  bool create, const struct cairn_backend_opts *o,
+			  struct cairn_backend **out, char *err, size_t errlen);
+
+struct s3_creds {
+	char *access_key, *secret_key, *session_token; /* token may be NULL */
+	char *region; /* from a credentials file; NULL: environment/default */
+	char source[300]; /* where they came from, for messages */
+};
+/* In this order: file (the repository's own credentials file, may be
+ * NULL), AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY[/AWS_SESSION_TOKEN],
+ * the AWS_PROFILE (else "default") section of AWS_SHARED_CREDENTIALS_FILE
+ * (else ~/.aws/credentials). -ENOKEY when none has a key pair. */
+int s3_creds_load(const char *file, struct s3_creds *c, char *err, size_t errlen);
+void s3_creds_free(struct s3_creds *c);
+
+struct s3_client_opts {
+	const struct s3_url *url;
+	const struct s3_creds *creds;
+	const char *region;
+	const char *ca_bundle; /* NULL: the system's */
+	bool virtual_host; /* BUCKET.HOST instead of HOST/BUCKET */
+	unsigned connections; /* requests in flight at most */
+	unsigned retries; /* after the first attempt */
+	uint64_t limit_upload, limit_download; /* bytes/s over all connections */
+};
+
+struct s3_client;
+int s3_client_new(const struct s3_client_opts *o, struct s3_client **out);
+void s3_client_free(struct s3_client *c);
+DEFINE_CLEANUP(struct s3_client *, s3_client_free);
+
+struct s3_request {
+	const char *method; /* GET, HEAD, PUT, POST, DELETE */
+	const char *key; /* below the prefix; NULL: the bucket itself */
+	const char *query; /* encoded and sorted by name (SigV4); may be NULL */
+	const void *body; /* PUT/POST payload */
+	size_t body_len;
+	bool has_range;
+	uint64_t range_off;
+	size_t range_len; /* > 0 */
+	/* where a response body goes: a fixed buffer (ranged reads), else a
+	 * growable one, else it is dropped */
+	void *out;
+	size_t out_cap;
+	struct buf *out_buf;
+};
+struct s3_response {
+	long status;
+	uint64_t length; /* Content-Length (HEAD) */
+	size_t received; /* bytes into out */
+	char etag[80];
+};
+
+/* Performs the request, retrying timeouts, resets, 5xx, 429/SlowDown and
+ * failed integrity checks with jittered exponential backoff. 0 on 2xx;
+ * else a negative errno, and the reason (URL, status, S3 error code) is
+ * kept for s3_client_error(). A 404 NoSuchKey is -ENOENT with no reason
+ * kept: callers treat a missing object as an ordinary answer. */
+int s3_request(struct s3_client *c, const struct s3_request *rq, struct s3_response *rs);
+
+/* Like errno: the reason for the calling thread's last failure with rc,
+ * or NULL. s3_client_clear_error() starts a new operation; the first
+ * failure of an operation is the one kept. */
+const char *s3_client_error(const struct s3_client *c, int rc);
+void s3_client_clear_error(void);
+/* Records a reason for rc (unless one is kept already). */
+int s3_client_fail(const struct s3_client *c, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* The URL of key (NULL: the bucket), for messages. */
+void s3_client_url(const struct s3_client *c, const char *key, char *out, size_t len);
+
+/* Percent-encodes s for a URL path (keep_slash) or a query value. */
+int s3_uri_encode(const char *s, bool keep_slash, struct buf *out);
+
+/* s3_xml.c. Every function returns 0, -EBADMSG on a body it cannot read. */
+/* <Error><Code>..</Code><Message>..</Message></Error>; 0 when the body is
+ * one (code set), -ENOENT when it is not an error document. */
+int s3_xml_error(const void *body, size_t len, char *code, size_t codelen, char *msg,
+		 size_t msglen);
+/* ListObjectsV2: fn(opaque, key, size) per object; *token is the
+ * NextContinuationToken (malloc'ed) when truncated, else NULL. */
+typedef int (*s3_key_fn)(void *opaque, const char *key, uint64_t size);
+int s3_xml_list(const void *body, size_t len, s3_key_fn fn, void *opaque, char **token,
+		size_t *keys);
+/* InitiateMultipartUploadResult: the UploadId (malloc'ed). */
+int s3_xml_upload_id(const void *body, size_t len, char **id);
+#endif
