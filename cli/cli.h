@@ -24,16 +24,24 @@ struct cli {
 	bool quiet;
 	const char *password_file;
 	const char *prog;
+	struct cairn_backend_opts backend; /* --connections, --limit-* */
 };
 
 /* Options every command accepts; commands append theirs (with other
  * letters than J, q, P, h). */
 #define CLI_OPT_PASSWORD 256 /* refused: listed so it is no abbreviation */
+/* how the repository's backend transfers (S3): struct cli's backend */
+#define CLI_OPT_CONNECTIONS 257
+#define CLI_OPT_LIMIT_UPLOAD 258
+#define CLI_OPT_LIMIT_DOWNLOAD 259
 #define CLI_COMMON_OPTIONS                                                     \
 	{ "json", no_argument, NULL, 'J' },                                    \
 	{ "quiet", no_argument, NULL, 'q' },                                   \
 	{ "password-file", required_argument, NULL, 'P' },                     \
 	{ "password", required_argument, NULL, CLI_OPT_PASSWORD },             \
+	{ "connections", required_argument, NULL, CLI_OPT_CONNECTIONS },       \
+	{ "limit-upload", required_argument, NULL, CLI_OPT_LIMIT_UPLOAD },     \
+	{ "limit-download", required_argument, NULL, CLI_OPT_LIMIT_DOWNLOAD }, \
 	{ "help", no_argument, NULL, 'h' }
 #define CLI_COMMON_SHORT "qh"
 

@@ -101,6 +101,7 @@ int cmd_init(int argc, char **argv)
 		a.o.password = pw;
 	}
 	char err[512] = "";
+	a.o.backend = &c.backend;
 	rc = cairn_repo_init(argv[1], &a.o, err, sizeof(err));
 	if (rc < 0)
 		return cli_fail(rc, err);

@@ -21,8 +21,6 @@ struct replicate_args {
 static int replicate_option(void *ctx, int opt, const char *arg)
 {
 	struct replicate_args *a = ctx;
-	char *end;
-	long v;
 	switch (opt) {
 	case 'n':
 		if (a->o.nnames == MAX_FILTERS)
@@ -33,12 +31,6 @@ static int replicate_option(void *ctx, int opt, const char *arg)
 		if (a->o.nsnapshots == MAX_FILTERS)
 			return cli_usage("at most %d --snapshot options", MAX_FILTERS);
 		a->snaps[a->o.nsnapshots++] = arg;
-		return -1;
-	case 'c':
-		v = strtol(arg, &end, 10);
-		if (*end || end == arg || v < 1 || v > 64)
-			return cli_usage("--connections %s: give 1..64", arg);
-		a->o.connections = (unsigned)v;
 		return -1;
 	case 'v': a->o.verify = true; return -1;
 	case 'd': a->o.dry_run = true; return -1;
@@ -116,7 +108,6 @@ int cmd_replicate(int argc, char **argv)
 		CLI_COMMON_OPTIONS,
 		{ "name", required_argument, NULL, 'n' },
 		{ "snapshot", required_argument, NULL, 's' },
-		{ "connections", required_argument, NULL, 'c' },
 		{ "verify", no_argument, NULL, 'v' },
 		{ "dry-run", no_argument, NULL, 'd' },
 		{ "to-password-file", required_argument, NULL, 'T' },
@@ -129,5 +120,6 @@ int cmd_replicate(int argc, char **argv)
 		return rc;
 	if (nargs != 2)
 		return cli_usage("usage: cairn %s", USAGE);
+	a.o.connections = c.backend.connections; /* the common option */
 	return run(&c, &a, argv);
 }

@@ -18,6 +18,29 @@ bool cli_common_option(struct cli *c, int opt, const char *arg)
 	}
 }
 
+/* --connections N, --limit-upload/--limit-download RATE (bytes/s, K/M/G
+ * suffixes): -1 when taken, else the exit code. */
+static int transfer_option(struct cli *c, int opt, const char *arg)
+{
+	uint64_t v;
+	if (opt == CLI_OPT_CONNECTIONS) {
+		char *end;
+		long n = strtol(arg, &end, 10);
+		if (*end || end == arg || n < 1 || n > 64)
+			return cli_usage("--connections %s: give 1..64", arg);
+		c->backend.connections = (unsigned)n;
+		return -1;
+	}
+	if (parse_size(arg, &v) < 0 || v == 0)
+		return cli_usage("%s %s: give bytes per second, e.g. 10M",
+				 opt == CLI_OPT_LIMIT_UPLOAD ? "--limit-upload" : "--limit-download", arg);
+	if (opt == CLI_OPT_LIMIT_UPLOAD)
+		c->backend.limit_upload = v;
+	else
+		c->backend.limit_download = v;
+	return -1;
+}
+
 static void vprint(const char *prefix, const char *fmt, va_list ap)
 {
 	char line[1024];
@@ -173,12 +196,12 @@ int cli_open_repo(const struct cli *c, const char *url, struct cairn_repo **out)
 		if (!pw)
 			return EXIT_ERROR;
 	}
-	int rc = cairn_repo_open(url, pw, out, err, sizeof(err));
+	int rc = cairn_repo_open_with(url, pw, &c->backend, out, err, sizeof(err));
 	if (rc == -EKEYREJECTED && !pw && isatty(0)) {
 		pw = cli_password(c, false);
 		if (!pw)
 			return EXIT_ERROR;
-		rc = cairn_repo_open(url, pw, out, err, sizeof(err));
+		rc = cairn_repo_open_with(url, pw, &c->backend, out, err, sizeof(err));
 	}
 	if (rc < 0) {
 		if (rc == -EKEYREJECTED && !pw)
@@ -302,6 +325,8 @@ int cli_parse(struct cli *c, int argc, char **argv, const struct option *opts,
 		else if (opt == ':')
 			rc = cli_usage("%s: option '%s' needs a value", argv[0],
 				       argv[optind - 1]);
+		else if (opt >= CLI_OPT_CONNECTIONS && opt <= CLI_OPT_LIMIT_DOWNLOAD)
+			rc = transfer_option(c, opt, optarg);
 		else if (!cli_common_option(c, opt, optarg))
 			rc = own ? own(ctx, opt, optarg) : -1;
 		if (rc >= 0) {

@@ -16,13 +16,14 @@
 #define DEFAULT_THRESHOLD (64u << 20)
 #define MIN_PART (5u << 20) /* S3's smallest part but the last */
 #define MAX_PARTS 10000u
-#define LIST_PAGE "1000"
+#define LIST_PAGE 1000u
 
 struct s3_backend {
 	struct cairn_backend base;
 	struct s3_client *client;
 	char *prefix; /* the URL's, "" or "a/b/" */
 	size_t threshold, part_size;
+	unsigned list_page; /* keys per ListObjectsV2 answer */
 };
 
 static struct s3_backend *to_s3(struct cairn_backend *b)
@@ -197,10 +198,10 @@ static int s3_list(struct cairn_backend *b, const char *dir, cairn_list_fn fn, v
 		_cleanup_free_ char *q = NULL;
 		if (rc == 0 && token)
 			rc = s3_uri_encode(token, false, &tok);
-		if (rc == 0 && asprintf(&q, "%s%s%s%slist-type=2&max-keys=" LIST_PAGE "&prefix=%s",
+		if (rc == 0 && asprintf(&q, "%s%s%s%slist-type=2&max-keys=%u&prefix=%s",
 				       token ? "continuation-token=" : "", token ? (char *)tok.p : "",
 				       token ? "&" : "", flat ? "delimiter=%2F&" : "",
-				       (char *)enc.p) < 0) {
+				       s->list_page, (char *)enc.p) < 0) {
 			q = NULL;
 			rc = -ENOMEM;
 		}
@@ -294,17 +295,30 @@ static int addressing(const struct s3_url *u, bool *virtual_host, char *err, siz
 	return 0;
 }
 
+static int env_uint(const char *name, unsigned lo, unsigned hi, unsigned dflt, unsigned *out,
+		    char *err, size_t errlen)
+{
+	const char *v = env(name);
+	*out = dflt;
+	if (!v)
+		return 0;
+	char *end;
+	unsigned long n = strtoul(v, &end, 10);
+	if (*end || n < lo || n > hi)
+		return set_err(err, errlen, -EINVAL, "%s=%s: give %u..%u", name, v, lo, hi);
+	*out = (unsigned)n;
+	return 0;
+}
+
 static int tuning(struct s3_backend *s, unsigned *retries, char *err, size_t errlen)
 {
-	const char *v = env("CAIRN_S3_RETRIES");
-	*retries = DEFAULT_RETRIES;
-	if (v) {
-		char *end;
-		unsigned long n = strtoul(v, &end, 10);
-		if (*end || n > 100)
-			return set_err(err, errlen, -EINVAL, "CAIRN_S3_RETRIES=%s: give 0..100", v);
-		*retries = (unsigned)n;
-	}
+	int rc = env_uint("CAIRN_S3_RETRIES", 0, 100, DEFAULT_RETRIES, retries, err, errlen);
+	/* small pages exercise continuation tokens in tests */
+	if (rc == 0)
+		rc = env_uint("CAIRN_S3_LIST_PAGE", 1, 1000, LIST_PAGE, &s->list_page, err, errlen);
+	if (rc < 0)
+		return rc;
+	const char *v;
 	uint64_t t = DEFAULT_THRESHOLD;
 	if ((v = env("CAIRN_S3_MULTIPART_THRESHOLD")) &&
 	    (parse_size(v, &t) < 0 || t < MIN_PART || t > (5ull << 30)))

@@ -28,6 +28,17 @@
 #define BACKOFF_FIRST_MS 250
 #define BACKOFF_MAX_MS 15000
 #define ERROR_BODY_MAX (64u * 1024)
+#define PACE_BURST_NS 50000000LL /* what a limited transfer may run ahead */
+
+/* One rate limit shared by every connection of a client: a virtual clock
+ * (GCRA) that each transferred byte advances by 1/limit seconds; whoever
+ * gets ahead of real time sleeps. curl's own per-handle limits cannot
+ * bound the sum over connections. */
+struct pacer {
+	pthread_mutex_t mu;
+	uint64_t limit; /* bytes/s; 0: none */
+	int64_t tat_ns; /* when the bytes accounted so far may have passed */
+};
 
 struct s3_client {
 	char *base; /* URL of the prefix, ends with '/' */
@@ -40,7 +51,7 @@ struct s3_client {
 	const char *cred_source; /* for messages */
 	char cred_source_buf[300];
 	unsigned max, retries;
-	curl_off_t send_limit, recv_limit; /* per connection; 0: none */
+	struct pacer up, down;
 	CURLSH *share;
 	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
 	pthread_mutex_t mu; /* idle, nidle, busy */
@@ -151,6 +162,8 @@ void s3_client_free(struct s3_client *c)
 		pthread_mutex_destroy(&c->share_locks[i]);
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->freed);
+	pthread_mutex_destroy(&c->up.mu);
+	pthread_mutex_destroy(&c->down.mu);
 	free(c->idle);
 	free(c->base);
 	free(c->bucket_url);
@@ -196,12 +209,10 @@ int s3_client_new(const struct s3_client_opts *o, struct s3_client **out)
 		pthread_mutex_init(&c->share_locks[i], NULL);
 	c->max = o->connections ? o->connections : DEFAULT_CONNECTIONS;
 	c->retries = o->retries;
-	c->send_limit = (curl_off_t)(o->limit_upload / c->max);
-	c->recv_limit = (curl_off_t)(o->limit_download / c->max);
-	if (o->limit_upload && !c->send_limit)
-		c->send_limit = 1;
-	if (o->limit_download && !c->recv_limit)
-		c->recv_limit = 1;
+	pthread_mutex_init(&c->up.mu, NULL);
+	pthread_mutex_init(&c->down.mu, NULL);
+	c->up.limit = o->limit_upload;
+	c->down.limit = o->limit_download;
 	snprintf(c->cred_source_buf, sizeof(c->cred_source_buf), "%s", o->creds->source);
 	c->cred_source = c->cred_source_buf;
 	c->idle = calloc(c->max, sizeof(*c->idle));
@@ -272,7 +283,9 @@ static void pool_put(struct s3_client *c, CURL *h)
 /* ---- one transfer ---- */
 
 struct xfer {
+	struct s3_client *c;
 	CURL *h;
+	curl_off_t up_seen, down_seen; /* bytes already paced */
 	const struct s3_request *rq;
 	size_t sent;
 	uint64_t skip; /* leading bytes to drop: a server that ignored Range */
@@ -280,6 +293,39 @@ struct xfer {
 	struct buf err_body;
 	bool overflow;
 };
+
+static void pace(struct pacer *p, curl_off_t bytes)
+{
+	if (!p->limit || bytes <= 0)
+		return;
+	int64_t now = mono_ns(), wait;
+	pthread_mutex_lock(&p->mu);
+	if (p->tat_ns < now)
+		p->tat_ns = now;
+	p->tat_ns += (int64_t)((double)bytes * 1e9 / (double)p->limit);
+	wait = p->tat_ns - now - PACE_BURST_NS;
+	pthread_mutex_unlock(&p->mu);
+	if (wait > 0) {
+		struct timespec ts = { .tv_sec = (time_t)(wait / 1000000000), .tv_nsec = (long)(wait % 1000000000) };
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+}
+
+/* curl reports progress often during a transfer: sleeping here holds the
+ * transfer back, and TCP passes the back-pressure on. */
+static int on_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	(void)dltotal;
+	(void)ultotal;
+	struct xfer *x = opaque;
+	pace(&x->c->up, ulnow - x->up_seen);
+	pace(&x->c->down, dlnow - x->down_seen);
+	x->up_seen = MAX(x->up_seen, ulnow);
+	x->down_seen = MAX(x->down_seen, dlnow);
+	return 0;
+}
 
 static size_t on_read(char *p, size_t size, size_t n, void *opaque)
 {
@@ -405,10 +451,16 @@ static int setup(struct s3_client *c, struct xfer *x, const char *url,
 	SET(CURLOPT_HEADERDATA, x);
 	if (c->ca_bundle)
 		SET(CURLOPT_CAINFO, c->ca_bundle);
-	if (c->send_limit)
-		SET(CURLOPT_MAX_SEND_SPEED_LARGE, c->send_limit);
-	if (c->recv_limit)
-		SET(CURLOPT_MAX_RECV_SPEED_LARGE, c->recv_limit);
+	if (c->up.limit || c->down.limit) {
+		SET(CURLOPT_NOPROGRESS, 0L);
+		SET(CURLOPT_XFERINFOFUNCTION, on_progress);
+		SET(CURLOPT_XFERINFODATA, x);
+	}
+	/* no single connection bursts past the whole limit either */
+	if (c->up.limit)
+		SET(CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)c->up.limit);
+	if (c->down.limit)
+		SET(CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)c->down.limit);
 	if (!strcmp(rq->method, "HEAD")) {
 		SET(CURLOPT_NOBODY, 1L);
 	} else if (!strcmp(rq->method, "PUT")) {
@@ -578,7 +630,7 @@ static int perform(struct s3_client *c, const struct s3_request *rq, struct s3_r
 	CURL *h = pool_get(c);
 	if (!h)
 		return -ENOMEM;
-	struct xfer x = { .h = h, .rq = rq, .rs = rs, .skip = rq->range_off };
+	struct xfer x = { .c = c, .h = h, .rq = rq, .rs = rs, .skip = rq->range_off };
 	memset(rs, 0, sizeof(*rs));
 	if (rq->out_buf)
 		rq->out_buf->len = 0;
