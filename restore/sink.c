@@ -1,12 +1,12 @@
-/* Restore targets: a sparse raw file or a qcow2 image
- * written through qemu-nbd (libnbd handles are thread-safe). Both are
- * written under a temporary name and renamed into place by commit. */
+/* Restore targets: a sparse raw file or a qcow2 image (restore/qcow2.h).
+ * Both are written under a temporary name and renamed into place by
+ * commit. */
 #include <errno.h>
 #include <fcntl.h>
-#include <libnbd.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "qcow2.h"
 #include "sink.h"
 
 /* Aligned writes go through an O_DIRECT descriptor: a restore is written
@@ -21,8 +21,8 @@ struct raw_sink {
 };
 
 struct qcow2_sink {
-	struct sink base;
-	struct nbd_handle *nbd;
+	struct raw_sink file;
+	struct qcow2_writer *qw;
 };
 
 static int make_tmp_name(struct sink *s, const char *target, bool force,
@@ -106,15 +106,19 @@ static void sink_base_free(struct sink *s)
 	free(s->target);
 }
 
-static void raw_free(struct sink *s)
+static void raw_release(struct raw_sink *r)
 {
-	struct raw_sink *r = (struct raw_sink *)s;
 	if (r->fd >= 0)
 		close(r->fd);
 	if (r->direct_fd >= 0)
 		close(r->direct_fd);
-	sink_base_free(s);
-	free(r);
+	sink_base_free(&r->base);
+}
+
+static void raw_free(struct sink *s)
+{
+	raw_release((struct raw_sink *)s);
+	free(s);
 }
 
 /* A block device (an LV, a disk) is written in place: it cannot be renamed
@@ -143,6 +147,23 @@ static int open_device(struct raw_sink *r, const char *target, uint64_t size,
 	return 0;
 }
 
+/* The temporary file, plus an O_DIRECT descriptor when the filesystem
+ * allows one. 0666: the target gets the mode of any new file under the
+ * caller's umask. */
+static int open_tmp_file(struct raw_sink *r, const char *target, bool force,
+			 char *err, size_t errlen)
+{
+	int rc = make_tmp_name(&r->base, target, force, err, errlen);
+	if (rc < 0)
+		return rc;
+	r->fd = open(r->base.tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+	if (r->fd < 0)
+		return set_err(err, errlen, -errno, "cannot create %s: %s", r->base.tmp,
+			       strerror(errno));
+	r->direct_fd = open(r->base.tmp, O_WRONLY | O_DIRECT | O_CLOEXEC);
+	return 0;
+}
+
 int sink_raw_open(const char *target, uint64_t size, bool force, struct sink **out,
 		  char *err, size_t errlen)
 {
@@ -154,27 +175,15 @@ int sink_raw_open(const char *target, uint64_t size, bool force, struct sink **o
 	r->base.write = raw_write;
 	r->base.commit = raw_commit;
 	r->base.free = raw_free;
+	int rc;
 	if (stat(target, &st) == 0 && S_ISBLK(st.st_mode)) {
-		int rc = open_device(r, target, size, force, err, errlen);
-		if (rc < 0) {
-			raw_free(&r->base);
-			return rc;
-		}
-		*out = &r->base;
-		return 0;
+		rc = open_device(r, target, size, force, err, errlen);
+	} else {
+		rc = open_tmp_file(r, target, force, err, errlen);
+		/* a sparse file of the full size: zero chunks stay holes */
+		if (rc == 0 && ftruncate(r->fd, (off_t)size) < 0)
+			rc = io_err(&r->base, -errno, "size");
 	}
-	int rc = make_tmp_name(&r->base, target, force, err, errlen);
-	if (rc == 0) {
-		r->fd = open(r->base.tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (r->fd < 0)
-			rc = set_err(err, errlen, -errno, "cannot create %s: %s",
-				     r->base.tmp, strerror(errno));
-	}
-	/* a sparse file of the full size: zero chunks stay holes */
-	if (rc == 0 && ftruncate(r->fd, (off_t)size) < 0)
-		rc = io_err(&r->base, -errno, "size");
-	if (rc == 0)
-		r->direct_fd = open(r->base.tmp, O_WRONLY | O_DIRECT | O_CLOEXEC);
 	if (rc < 0) {
 		raw_free(&r->base);
 		return rc;
@@ -186,32 +195,22 @@ int sink_raw_open(const char *target, uint64_t size, bool force, struct sink **o
 static int qcow2_write(struct sink *s, const void *buf, size_t len, uint64_t off)
 {
 	struct qcow2_sink *q = (struct qcow2_sink *)s;
-	if (nbd_pwrite(q->nbd, buf, len, off, 0) < 0)
-		return set_err(s->err, s->errlen, -EIO, "cannot write %s: %s", s->target,
-			       nbd_get_error());
-	return 0;
+	int rc = qcow2_writer_write(q->qw, buf, len, off);
+	return rc < 0 ? io_err(s, rc, "write") : 0;
 }
 
 static int qcow2_commit(struct sink *s)
 {
 	struct qcow2_sink *q = (struct qcow2_sink *)s;
-	if (nbd_flush(q->nbd, 0) < 0 || nbd_shutdown(q->nbd, 0) < 0)
-		return set_err(s->err, s->errlen, -EIO, "cannot write %s: %s", s->target,
-			       nbd_get_error());
-	nbd_close(q->nbd); /* waits for qemu-nbd to exit */
-	q->nbd = NULL;
-	_cleanup_close_ int fd = open(s->tmp, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) < 0)
-		return io_err(s, -errno, "sync");
-	return rename_into_place(s);
+	int rc = qcow2_writer_finish(q->qw);
+	return rc < 0 ? io_err(s, rc, "write") : raw_commit(s);
 }
 
 static void qcow2_free(struct sink *s)
 {
 	struct qcow2_sink *q = (struct qcow2_sink *)s;
-	if (q->nbd)
-		nbd_close(q->nbd);
-	sink_base_free(s);
+	qcow2_writer_free(q->qw);
+	raw_release(&q->file);
 	free(q);
 }
 
@@ -221,26 +220,21 @@ int sink_qcow2_open(const char *target, uint64_t size, bool force,
 	struct qcow2_sink *q = calloc(1, sizeof(*q));
 	if (!q)
 		return -ENOMEM;
-	q->base.write = qcow2_write;
-	q->base.commit = qcow2_commit;
-	q->base.free = qcow2_free;
-	int rc = make_tmp_name(&q->base, target, force, err, errlen);
-	char sz[32];
-	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
-	char *create[] = { "qemu-img", "create", "-q", "-f", "qcow2", "--",
-			   q->base.tmp, sz, NULL };
-	if (rc == 0)
-		rc = run_command(create, NULL, err, errlen);
-	char *serve[] = { "qemu-nbd", "-f", "qcow2", "--",
-			  q->base.tmp, NULL };
-	if (rc == 0 && (!(q->nbd = nbd_create()) ||
-			nbd_connect_systemd_socket_activation(q->nbd, serve) < 0))
-		rc = set_err(err, errlen, -EIO, "cannot serve %s with qemu-nbd: %s",
-			     q->base.tmp, nbd_get_error());
+	struct sink *s = &q->file.base;
+	q->file.fd = q->file.direct_fd = -1;
+	s->write = qcow2_write;
+	s->commit = qcow2_commit;
+	s->free = qcow2_free;
+	int rc = open_tmp_file(&q->file, target, force, err, errlen);
+	if (rc == 0) {
+		rc = qcow2_writer_new(q->file.fd, q->file.direct_fd, size, &q->qw);
+		if (rc < 0)
+			rc = io_err(s, rc, "create");
+	}
 	if (rc < 0) {
-		qcow2_free(&q->base);
+		qcow2_free(s);
 		return rc;
 	}
-	*out = &q->base;
+	*out = s;
 	return 0;
 }

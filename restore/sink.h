@@ -1,5 +1,8 @@
 /* Restore targets, internal to restore/. write() is called from several
- * threads at once, for distinct ranges, in any order. */
+ * threads at once, for distinct ranges, in any order. A regular file
+ * target is written under a temporary name, created like any new file
+ * (mode 0666 under the caller's umask), and renamed over the target only
+ * by commit. */
 #ifndef CAIRN_SINK_H
 #define CAIRN_SINK_H
 
@@ -20,6 +23,9 @@ struct sink {
 
 int sink_raw_open(const char *target, uint64_t size, bool force, struct sink **out,
 		  char *err, size_t errlen);
+/* A qcow2 v3 image written natively (qcow2.h); write() ranges must start
+ * on a 64 KiB boundary, and zero chunks are skipped: they stay
+ * unallocated. */
 int sink_qcow2_open(const char *target, uint64_t size, bool force,
 		    struct sink **out, char *err, size_t errlen);
 

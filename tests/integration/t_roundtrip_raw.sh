@@ -125,6 +125,15 @@ qemu-img compare -q -f raw -F qcow2 "$T/huge.raw" "$T/huge-out.qcow2" || die "8 
 [ "$(alloc_bytes "$T/huge-out.qcow2")" -lt $((32 * 1048576)) ] || die "qcow2 restore of the sparse image is not small"
 rm -f "$T/huge-out.qcow2" "$T/huge.raw"
 
+step "a restored file gets the mode of a new file under the umask"
+for m in "022 644" "077 600"; do
+	set -- $m
+	rm -f "$T/mode.raw"
+	(umask "$1" && "$CAIRN" restore "$T/r-8m" latest --to "$T/mode.raw" >/dev/null)
+	assert_eq "$(stat -c %a "$T/mode.raw")" "$2" "mode of a raw restore under umask $1"
+done
+rm -f "$T/mode.raw"
+
 step "check all repositories"
 for r in r-default r-64k r-plain r-8m; do cairn_q check "$T/$r" --read-data; done
 
