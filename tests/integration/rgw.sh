@@ -83,6 +83,10 @@ osd pool default pgp num = 8
 mon allow pool size one = true
 mon warn on pool no redundancy = false
 osd crush chooseleaf type = 0
+# the OSD would place itself in the CRUSH map at start, and its first mon
+# command can race its monmap ("wrong fsid") and kill it: do it here
+osd crush update on start = false
+osd class update on start = false
 paxos propose interval = 0.1
 run dir = $RGW_DIR/run
 admin socket = $RGW_DIR/run/\$name.asok
@@ -106,6 +110,7 @@ EOF
 	local uuid
 	uuid=$(cat /proc/sys/kernel/random/uuid)
 	_rgw_ceph osd new "$uuid" >/dev/null
+	_rgw_ceph osd crush add osd.0 1.0 root=default >/dev/null 2>&1
 	ceph-osd -c "$RGW_DIR/ceph.conf" -i 0 --mkfs --osd-uuid "$uuid" >/dev/null 2>&1 ||
 		{ echo "rgw: ceph-osd --mkfs failed" >&2; return 1; }
 	ceph-osd -c "$RGW_DIR/ceph.conf" -i 0 -f >>"$RGW_DIR/log/osd.out" 2>&1 &
@@ -138,8 +143,8 @@ rgw_start_gateway() {
 
 rgw_stop_gateway() {
 	[ -n "$RGW_GW_PID" ] || return 0
-	kill -9 "$RGW_GW_PID" 2>/dev/null
-	wait "$RGW_GW_PID" 2>/dev/null
+	kill -9 "$RGW_GW_PID" 2>/dev/null || true
+	wait "$RGW_GW_PID" 2>/dev/null || true
 	RGW_GW_PID=
 }
 
@@ -153,8 +158,8 @@ rgw_stop() {
 	local p
 	rgw_stop_gateway
 	for p in $RGW_OSD_PID $RGW_MON_PID; do
-		kill -9 "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
+		kill -9 "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
 	done
 	RGW_OSD_PID= RGW_MON_PID=
 	[ -n "$RGW_DIR" ] && [ -z "${KEEP_TMP:-}" ] && rm -rf "$RGW_DIR"
