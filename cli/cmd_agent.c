@@ -91,6 +91,15 @@ static void free_inputs(struct job_inputs *in)
 		free(in->target_passwords[i]);
 }
 
+/* A [repository]'s s3-credentials-file, connections and limit-* keys. */
+static struct cairn_backend_opts backend_of(const struct cairn_conf_repo *r)
+{
+	return (struct cairn_backend_opts){ .connections = r->connections,
+					    .limit_upload = r->limit_upload,
+					    .limit_download = r->limit_download,
+					    .credentials_file = r->s3_credentials_file };
+}
+
 static int build_spec(const struct cairn_conf *c, const struct cairn_conf_job *j,
 		      struct job_inputs *in, char *err, size_t errlen)
 {
@@ -107,11 +116,13 @@ static int build_spec(const struct cairn_conf *c, const struct cairn_conf_job *j
 			return -EACCES;
 		in->targets[i] = (struct cairn_job_target){ .url = t->url,
 							    .password = in->target_passwords[i],
+							    .backend = backend_of(t),
 							    .has_keep = t->has_keep,
 							    .keep = t->keep };
 	}
 	in->spec = (struct cairn_job_spec){
 		.name = j->name, .repo_url = repo->url, .password = in->password,
+		.backend = backend_of(repo),
 		.uri = c->connect, .domains = (const char *const *)j->domains.v,
 		.ndomains = j->domains.n, .all = j->all,
 		.exclude = (const char *const *)j->exclude.v, .nexclude = j->exclude.n,
@@ -220,7 +231,8 @@ static void run_gc(const struct cairn_conf *c, const struct cairn_conf_job *j)
 	char err[512] = "";
 	_cleanup_free_ char *pw = repo->password_file ? read_secret(repo->password_file, err, sizeof(err)) : NULL;
 	struct cairn_repo *r = NULL;
-	int rc = cairn_repo_open(repo->url, pw, &r, err, sizeof(err));
+	struct cairn_backend_opts bo = backend_of(repo);
+	int rc = cairn_repo_open_with(repo->url, pw, &bo, &r, err, sizeof(err));
 	if (rc == 0 && (rc = cairn_repo_lock_gc(r)) == 0) {
 		struct cairn_gc_opts o = { .max_unused_pct = 5 };
 		struct cairn_gc_result res;

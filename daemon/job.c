@@ -233,7 +233,7 @@ static void replicate_to(struct job_run *x, const struct cairn_job_target *t)
 	struct cairn_repo *dst = NULL;
 	char err[512] = "", what[600];
 	snprintf(what, sizeof(what), "replication to %s", t->url);
-	int rc = cairn_repo_open(t->url, t->password, &dst, err, sizeof(err));
+	int rc = cairn_repo_open_with(t->url, t->password, &t->backend, &dst, err, sizeof(err));
 	if (rc == 0 && (rc = cairn_repo_lock(dst, false)) < 0)
 		snprintf(err, sizeof(err), "%s", cairn_repo_error(dst));
 	struct cairn_replicate_opts o = { .names = (const char *const *)x->vms,
@@ -254,7 +254,7 @@ static void replicate_to(struct job_run *x, const struct cairn_job_target *t)
 
 static int open_repo(struct job_run *x, char *err, size_t errlen)
 {
-	int rc = cairn_repo_open(x->j->repo_url, x->j->password, &x->r, err, errlen);
+	int rc = cairn_repo_open_with(x->j->repo_url, x->j->password, &x->j->backend, &x->r, err, errlen);
 	if (rc == 0 && (rc = cairn_repo_lock(x->r, false)) < 0)
 		set_err(err, errlen, rc, "%s", cairn_repo_error(x->r));
 	return rc;

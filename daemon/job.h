@@ -21,6 +21,7 @@
 struct cairn_job_target {
 	const char *url;
 	const char *password; /* NULL: unencrypted */
+	struct cairn_backend_opts backend; /* S3 credentials file, connections, limits */
 	bool has_keep;
 	struct cairn_keep_policy keep;
 };
@@ -29,6 +30,7 @@ struct cairn_job_spec {
 	const char *name;
 	const char *repo_url;
 	const char *password; /* NULL: unencrypted */
+	struct cairn_backend_opts backend; /* S3 credentials file, connections, limits */
 	const char *uri; /* libvirt; NULL: qemu:///system */
 	const char *const *domains; /* names or globs; "all" or none with all */
 	size_t ndomains;
