@@ -1,11 +1,8 @@
 /* Prometheus textfile metrics (see metrics.h). */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "metrics.h"
 #include "repo/util.h"
@@ -86,25 +83,7 @@ int cairn_metrics_write(const char *dir, const struct cairn_run_record *runs, si
 	_cleanup_free_ char *text = NULL;
 	if (cairn_metrics_render(runs, n, &text) < 0)
 		return set_err(err, errlen, -ENOMEM, "out of memory");
-	char path[4096], tmp[4096];
 	/* node_exporter ignores files not ending in .prom: the temporary name
 	 * is never read half-written */
-	int a = snprintf(path, sizeof(path), "%s/cairn.prom", dir);
-	int b = snprintf(tmp, sizeof(tmp), "%s/.cairn.prom.tmp-%d", dir, (int)getpid());
-	if (a < 0 || b < 0 || (size_t)a >= sizeof(path) || (size_t)b >= sizeof(tmp))
-		return set_err(err, errlen, -ENAMETOOLONG, "%s: path too long", dir);
-	_cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return set_err(err, errlen, -errno, "cannot write metrics in %s: %s", dir,
-			       strerror(errno));
-	int rc = pwrite_full(fd, text, strlen(text), 0);
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc < 0) {
-		unlink(tmp);
-		return set_err(err, errlen, rc, "cannot write %s: %s", path, strerror(-rc));
-	}
-	return 0;
+	return cairn_write_file_atomic(dir, "cairn.prom", text, err, errlen);
 }

@@ -51,21 +51,17 @@ static int make_dirs(const char *path, char *err, size_t errlen)
 	return 0;
 }
 
-static int write_atomic(const char *dir, const char *name, const char *text, char *err,
-			size_t errlen)
+int cairn_write_file_atomic(const char *dir, const char *name, const char *text, char *err,
+			    size_t errlen)
 {
 	char path[4096], tmp[4096], tname[512];
 	snprintf(tname, sizeof(tname), ".%.400s.tmp-%d", name, (int)getpid());
 	if (!join(path, sizeof(path), dir, name, "") || !join(tmp, sizeof(tmp), dir, tname, ""))
 		return set_err(err, errlen, -ENAMETOOLONG, "%s: path too long", dir);
-	int rc = make_dirs(dir, err, errlen);
-	if (rc < 0)
-		return rc;
 	_cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return set_err(err, errlen, -errno, "cannot write %s: %s", tmp, strerror(errno));
-	size_t len = strlen(text);
-	rc = pwrite_full(fd, text, len, 0);
+	int rc = pwrite_full(fd, text, strlen(text), 0);
 	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
 	if (rc == 0 && rename(tmp, path) < 0)
@@ -78,6 +74,13 @@ static int write_atomic(const char *dir, const char *name, const char *text, cha
 	if (dfd >= 0)
 		fsync(dfd);
 	return 0;
+}
+
+static int write_atomic(const char *dir, const char *name, const char *text, char *err,
+			size_t errlen)
+{
+	int rc = make_dirs(dir, err, errlen);
+	return rc < 0 ? rc : cairn_write_file_atomic(dir, name, text, err, errlen);
 }
 
 static int write_json(const char *dir, const char *name, json_t *j, char *err, size_t errlen)

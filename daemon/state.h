@@ -28,6 +28,11 @@ struct cairn_run_record {
 	int64_t next_run_ns; /* 0 = unknown */
 };
 
+/* DIR/NAME replaced atomically by text (temporary ".NAME.tmp-PID" in DIR,
+ * fsync, rename, fsync of DIR); DIR must exist. */
+int cairn_write_file_atomic(const char *dir, const char *name, const char *text, char *err,
+			    size_t errlen);
+
 int cairn_state_record_run(const char *state_dir, const struct cairn_run_record *r,
 			   char *err, size_t errlen);
 /* Every record, sorted by job then VM; *out freed with free(). */
