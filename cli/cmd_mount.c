@@ -51,10 +51,8 @@ static int do_mount(const struct cli *c, const struct mount_args *a, char **argv
 	if (rc >= 0)
 		return rc;
 	struct serve_source src;
-	if ((rc = serve_source_open(c, argv[1], argv[2], a->name, &src)) >= 0) {
-		serve_source_close(&src);
+	if ((rc = serve_source_open(c, argv[1], argv[2], a->name, &src)) >= 0)
 		return rc;
-	}
 	struct cairn_disk *d = serve_source_disk(&src, a->disk, &rc);
 	if (d) {
 		struct cairn_mount_opts o = { .dir = dir, .file = d->name, .state_dir = state };

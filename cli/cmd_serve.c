@@ -40,8 +40,8 @@ static int open_with_password(const struct cli *c, const char *url, struct serve
 	return -1;
 }
 
-int serve_source_open(const struct cli *c, const char *repo, const char *snap,
-		      const char *name, struct serve_source *src)
+static int open_source(const struct cli *c, const char *repo, const char *snap,
+		       const char *name, struct serve_source *src)
 {
 	memset(src, 0, sizeof(*src));
 	int rc = open_with_password(c, repo, src);
@@ -59,6 +59,15 @@ int serve_source_open(const struct cli *c, const char *repo, const char *snap,
 	if ((rc = cairn_server_find_plugin(src->plugin, sizeof(src->plugin), err, sizeof(err))) < 0)
 		return cli_fail(rc, err);
 	return -1;
+}
+
+int serve_source_open(const struct cli *c, const char *repo, const char *snap,
+		      const char *name, struct serve_source *src)
+{
+	int rc = open_source(c, repo, snap, name, src);
+	if (rc >= 0)
+		serve_source_close(src);
+	return rc;
 }
 
 static void disk_names(const struct cairn_snapshot *s, char *out, size_t len)
@@ -224,10 +233,8 @@ static int run(const struct cli *c, struct serve_args *a, char **argv)
 	if (rc >= 0)
 		return rc;
 	struct serve_source src;
-	if ((rc = serve_source_open(c, argv[1], argv[2], a->name, &src)) >= 0) {
-		serve_source_close(&src);
+	if ((rc = serve_source_open(c, argv[1], argv[2], a->name, &src)) >= 0)
 		return rc;
-	}
 	struct cairn_disk *d = serve_source_disk(&src, a->disk, &rc);
 	struct cairn_server_opts o;
 	_cleanup_(cairn_server_freep) struct cairn_server *srv = NULL;

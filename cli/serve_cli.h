@@ -20,7 +20,8 @@ struct serve_source {
 };
 
 /* Opens REPO, loads the index, finds SNAP (of name), finds the plugin.
- * Returns -1 on success, else the exit code (the error printed). */
+ * Returns -1 on success, else the exit code (the error printed; nothing
+ * left open). */
 int serve_source_open(const struct cli *c, const char *repo, const char *snap,
 		      const char *name, struct serve_source *src);
 /* The disk to serve, its chunk map loaded (so a damaged map fails here);
