@@ -1,14 +1,16 @@
 /* cairn init REPO [--chunk-size S] [--compression zstd:N|none]
- *                 [--encryption aes-256-gcm|none]
+ *                 [--encryption aes-256-gcm|none] [--immutable DAYS]
  * cairn init REPO --replica-of SRC [--from-password-file F] */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "cli.h"
 
 #define USAGE                                                                          \
 	"init REPO [--chunk-size S] [--compression zstd:N|none] "                       \
-	"[--encryption aes-256-gcm|none] | init REPO --replica-of SRC [--from-password-file F]"
+	"[--encryption aes-256-gcm|none] [--immutable DAYS] | "                         \
+	"init REPO --replica-of SRC [--from-password-file F] [--immutable DAYS]"
 
 struct init_args {
 	struct cairn_init_opts o;
@@ -24,6 +26,14 @@ static int init_option(void *ctx, int opt, const char *arg)
 	switch (opt) {
 	case 'R': a->replica_of = arg; return -1;
 	case 'F': a->from_password_file = arg; return -1;
+	case 'I': {
+		char *end;
+		long d = strtol(arg, &end, 10);
+		if (end == arg || *end || d < 1 || d > 36500)
+			return cli_usage("--immutable %s: give the retention in days (1..36500)", arg);
+		a->o.immutable_days = (unsigned)d;
+		return -1;
+	}
 	case 'c':
 		if (parse_size(arg, &v) < 0 || v < CAIRN_MIN_CHUNK || v > CAIRN_MAX_CHUNK ||
 		    (v & (v - 1)))
@@ -67,6 +77,7 @@ int cmd_init(int argc, char **argv)
 		{ "encryption", required_argument, NULL, 'e' },
 		{ "replica-of", required_argument, NULL, 'R' },
 		{ "from-password-file", required_argument, NULL, 'F' },
+		{ "immutable", required_argument, NULL, 'I' },
 		{ 0 },
 	};
 	struct cli c = { 0 };
@@ -106,14 +117,18 @@ int cmd_init(int argc, char **argv)
 	if (rc < 0)
 		return cli_fail(rc, err);
 	if (c.json) {
-		json_print(json_pack("{s:s, s:i, s:b}", "repository", argv[1], "chunk_size",
-				     (int)a.o.chunk_size, "encrypted", a.o.encrypt));
+		json_print(json_pack("{s:s, s:i, s:b, s:i}", "repository", argv[1], "chunk_size",
+				     (int)a.o.chunk_size, "encrypted", a.o.encrypt,
+				     "immutable_days", (int)a.o.immutable_days));
 	} else if (!c.quiet) {
 		char cs[32];
 		format_bytes(a.o.chunk_size, cs, sizeof(cs));
 		printf("created repository %s (chunk size %s, %s, %s)\n", argv[1], cs,
 		       a.o.compression_level ? "zstd" : "no compression",
 		       a.o.encrypt ? "encrypted with AES-256-GCM" : "NOT encrypted");
+		if (a.o.immutable_days)
+			printf("immutable: every backup object is locked for %u days (S3 Object "
+			       "Lock, COMPLIANCE mode)\n", a.o.immutable_days);
 	}
 	return EXIT_OK;
 }

@@ -8,6 +8,7 @@
 #define CAIRN_BACKEND_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include "repo.h"
 #include "util.h"
@@ -35,7 +36,34 @@ struct cairn_backend_ops {
 	 * failed with rc (a remote backend's status and error code, naming
 	 * the URL; never a secret), or NULL. */
 	const char *(*error)(struct cairn_backend *b, int rc);
+	/* Optional, S3 Object Lock (docs/design.md section 20); NULL where
+	 * objects cannot be locked. */
+	/* From now on every object written under a locked directory
+	 * (cairn_locked_name) is PUT with a COMPLIANCE retention of days, and
+	 * remove() deletes versions. With check, first makes sure the store
+	 * can lock objects: -ENOTSUP with a message in err if not. */
+	int (*set_immutable)(struct cairn_backend *b, unsigned days, bool check, char *err,
+			     size_t errlen);
+	/* When name's retention ends (Unix seconds; 0: it is not locked). */
+	int (*retention)(struct cairn_backend *b, const char *name, int64_t *until_s);
+	/* Extends name's retention to until_s; a longer one stays. */
+	int (*retain)(struct cairn_backend *b, const char *name, int64_t until_s);
 };
+
+/* The objects an immutable repository locks: backup data and metadata.
+ * Locks, gc lists, check and damage records, protection and forget
+ * markers stay deletable (docs/design.md section 20). */
+static inline bool cairn_locked_name(const char *name)
+{
+	static const char *const dirs[] = { "data/", "index/", "snapshots/", "keys/",
+					    "verifications/" };
+	if (!strcmp(name, "config"))
+		return true;
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+		if (!strncmp(name, dirs[i], strlen(dirs[i])))
+			return true;
+	return false;
+}
 
 struct cairn_backend {
 	const struct cairn_backend_ops *ops;

@@ -9,6 +9,7 @@
  * (README "Repositories on S3") and struct cairn_backend_opts. */
 #include <errno.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "s3.h"
 
@@ -24,6 +25,7 @@ struct s3_backend {
 	char *prefix; /* the URL's, "" or "a/b/" */
 	size_t threshold, part_size;
 	unsigned list_page; /* keys per ListObjectsV2 answer */
+	unsigned lock_days; /* immutable repository: COMPLIANCE retention; 0: none */
 };
 
 static struct s3_backend *to_s3(struct cairn_backend *b)
@@ -31,10 +33,40 @@ static struct s3_backend *to_s3(struct cairn_backend *b)
 	return (struct s3_backend *)b;
 }
 
+/* ---- S3 Object Lock (docs/design.md section 20) ---- */
+
+static void format_iso(int64_t t, char *out, size_t len)
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+	gmtime_r(&tt, &tm);
+	strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The retention headers of a new object: NULL-terminated in hdr, or NULL
+ * when name is not locked. COMPLIANCE, not GOVERNANCE: anyone with
+ * s3:BypassGovernanceRetention (often any admin key) may delete a
+ * GOVERNANCE object, and stolen credentials are the threat. */
+static const char *const *lock_headers(const struct s3_backend *s, const char *name,
+				       char until[96], const char *hdr[3])
+{
+	if (!s->lock_days || !cairn_locked_name(name))
+		return NULL;
+	char when[40];
+	format_iso(time(NULL) + (int64_t)s->lock_days * 86400, when, sizeof(when));
+	snprintf(until, 96, "x-amz-object-lock-retain-until-date: %s", when);
+	hdr[0] = "x-amz-object-lock-mode: COMPLIANCE";
+	hdr[1] = until;
+	hdr[2] = NULL;
+	return hdr;
+}
+
 static int s3_put_single(struct s3_backend *s, const char *name, const void *data, size_t len)
 {
+	char until[96];
+	const char *hdr[3];
 	struct s3_request rq = { .method = "PUT", .key = name, .body = data ? data : "",
-				 .body_len = len };
+				 .body_len = len, .headers = lock_headers(s, name, until, hdr) };
 	struct s3_response rs;
 	return s3_request(s->client, &rq, &rs);
 }
@@ -87,8 +119,12 @@ static int s3_put_multipart(struct s3_backend *s, const char *name, const uint8_
 {
 	struct buf answer = { 0 }, done = { 0 };
 	_cleanup_free_ char *upload_id = NULL;
+	char until[96];
+	const char *hdr[3];
+	/* a multipart object takes its retention from the initiation */
 	struct s3_request start = { .method = "POST", .key = name, .query = "uploads=",
-				    .body = "", .out_buf = &answer };
+				    .body = "", .out_buf = &answer,
+				    .headers = lock_headers(s, name, until, hdr) };
 	struct s3_response rs;
 	int rc = s3_request(s->client, &start, &rs);
 	if (rc == 0 && s3_xml_upload_id(answer.p, answer.len, &upload_id) < 0)
@@ -224,12 +260,123 @@ static int s3_list(struct cairn_backend *b, const char *dir, cairn_list_fn fn, v
 	return rc;
 }
 
-static int s3_remove(struct cairn_backend *b, const char *name)
+static int s3_remove_plain(struct s3_backend *s, const char *name)
 {
-	s3_client_clear_error();
 	struct s3_request rq = { .method = "DELETE", .key = name };
 	struct s3_response rs;
-	return s3_request(to_s3(b)->client, &rq, &rs);
+	return s3_request(s->client, &rq, &rs);
+}
+
+/* In a versioned (Object Lock) bucket a DELETE without a version only
+ * adds a delete marker: the bytes stay, invisible to listings. So the
+ * current version itself is deleted, which the server refuses while its
+ * retention holds. */
+static int s3_remove_version(struct s3_backend *s, const char *name)
+{
+	struct s3_request head = { .method = "HEAD", .key = name };
+	struct s3_response hs;
+	int rc = s3_request(s->client, &head, &hs);
+	if (rc < 0)
+		return rc;
+	if (!hs.version_id[0] || !strcmp(hs.version_id, "null"))
+		return s3_remove_plain(s, name);
+	struct buf enc = { 0 };
+	_cleanup_free_ char *q = NULL;
+	if ((rc = s3_uri_encode(hs.version_id, false, &enc)) == 0 &&
+	    asprintf(&q, "versionId=%s", (char *)enc.p) < 0)
+		q = NULL, rc = -ENOMEM;
+	buf_free(&enc);
+	if (rc < 0)
+		return rc;
+	struct s3_request rq = { .method = "DELETE", .key = name, .query = q };
+	struct s3_response rs;
+	rc = s3_request(s->client, &rq, &rs);
+	int64_t until = s3_parse_time(hs.retain_until);
+	if (rc == -EACCES && until > 0) {
+		char when[40];
+		format_iso(until, when, sizeof(when));
+		s3_client_clear_error();
+		return s3_client_fail(s->client, -EPERM, "%s: locked until %s by S3 Object Lock",
+				      name, when);
+	}
+	return rc;
+}
+
+static int s3_remove(struct cairn_backend *b, const char *name)
+{
+	struct s3_backend *s = to_s3(b);
+	s3_client_clear_error();
+	return s->lock_days ? s3_remove_version(s, name) : s3_remove_plain(s, name);
+}
+
+static int s3_set_immutable(struct cairn_backend *b, unsigned days, bool check, char *err,
+			    size_t errlen)
+{
+	struct s3_backend *s = to_s3(b);
+	if (check) {
+		struct buf body = { 0 };
+		struct s3_request rq = { .method = "GET", .query = "object-lock=", .out_buf = &body };
+		struct s3_response rs;
+		bool enabled = false;
+		s3_client_clear_error();
+		int rc = s3_request(s->client, &rq, &rs);
+		if (rc == 0 && s3_xml_object_lock(body.p, body.len, &enabled) < 0)
+			rc = -EIO;
+		buf_free(&body);
+		const char *why = s3_client_error(s->client, rc);
+		if (rc < 0 && rc != -ENOENT)
+			return set_err(err, errlen, rc, "%s: cannot read the bucket's Object Lock "
+					"configuration: %s", b->location, why ? why : strerror(-rc));
+		if (!enabled)
+			return set_err(err, errlen, -ENOTSUP,
+				       "%s: the bucket does not have S3 Object Lock enabled, which "
+				       "can only be chosen when a bucket is created: create a new one "
+				       "with it (aws s3api create-bucket --object-lock-enabled-for-bucket, "
+				       "or the header x-amz-bucket-object-lock-enabled: true) and init there",
+				       b->location);
+	}
+	s->lock_days = days;
+	return 0;
+}
+
+static int s3_retention(struct cairn_backend *b, const char *name, int64_t *until_s)
+{
+	s3_client_clear_error();
+	struct s3_request rq = { .method = "HEAD", .key = name };
+	struct s3_response rs;
+	int rc = s3_request(to_s3(b)->client, &rq, &rs);
+	if (rc < 0)
+		return rc;
+	int64_t t = rs.retain_until[0] ? s3_parse_time(rs.retain_until) : 0;
+	*until_s = t > 0 ? t : 0;
+	return 0;
+}
+
+/* PutObjectRetention on the current version. A COMPLIANCE date cannot be
+ * moved earlier: when the server refuses, one already later is fine. */
+static int s3_retain(struct cairn_backend *b, const char *name, int64_t until_s)
+{
+	struct s3_backend *s = to_s3(b);
+	char when[40], xml[256];
+	format_iso(until_s, when, sizeof(when));
+	int n = snprintf(xml, sizeof(xml),
+			 "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+			 "<Mode>COMPLIANCE</Mode><RetainUntilDate>%s</RetainUntilDate></Retention>",
+			 when);
+	s3_client_clear_error();
+	struct s3_request rq = { .method = "PUT", .key = name, .query = "retention=",
+				 .body = xml, .body_len = (size_t)n };
+	struct s3_response rs;
+	int rc = s3_request(s->client, &rq, &rs);
+	if (rc == -EACCES) {
+		int64_t now;
+		if (s3_retention(b, name, &now) == 0 && now >= until_s)
+			return 0;
+		s3_client_clear_error();
+		return s3_client_fail(s->client, -EACCES, "PUT %s?retention: refused (%s)", name,
+				      when);
+	}
+	return rc;
 }
 
 static const char *s3_error(struct cairn_backend *b, int rc)
@@ -256,6 +403,9 @@ static const struct cairn_backend_ops s3_ops = {
 	.remove = s3_remove,
 	.free = s3_free,
 	.error = s3_error,
+	.set_immutable = s3_set_immutable,
+	.retention = s3_retention,
+	.retain = s3_retain,
 };
 
 static void s3_backend_freep(struct s3_backend **s)

@@ -73,6 +73,7 @@ struct cairn_repo {
 	uint32_t pack_size;
 	int level;
 	bool encrypted;
+	unsigned immutable_days; /* S3 Object Lock retention; 0: none */
 	uint8_t k_enc[KEY_LEN];
 	uint8_t k_id[KEY_LEN];
 	char key_name[65]; /* key file that opened the repository */

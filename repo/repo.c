@@ -51,6 +51,15 @@ int cairn_repo_init(const char *url, const struct cairn_init_opts *o,
 	int rc = cairn_backend_open(url, true, o->backend, &r->be, err, errlen);
 	if (rc < 0)
 		return rc;
+	if (o->immutable_days && !r->be->ops->set_immutable)
+		return set_err(err, errlen, -ENOTSUP,
+			       "%s: --immutable needs a repository on S3 with Object Lock; this "
+			       "backend cannot lock objects", url);
+	/* before the first object: keys and config are locked too */
+	if (o->immutable_days &&
+	    (rc = r->be->ops->set_immutable(r->be, o->immutable_days, true, err, errlen)) < 0)
+		return rc;
+	r->immutable_days = o->immutable_days;
 	uint8_t rid[32];
 	if ((rc = random_bytes(rid, sizeof(rid))) < 0)
 		return set_err(err, errlen, rc, "no randomness");
@@ -84,6 +93,10 @@ int cairn_repo_init(const char *url, const struct cairn_init_opts *o,
 		(json_int_t)r->pack_size);
 	if (cfg && src)
 		json_object_set_new(cfg, "replica_of", json_string(src->id));
+	if (cfg && r->immutable_days)
+		json_object_set_new(cfg, "immutable",
+				    json_pack("{s:i, s:s}", "days", (json_int_t)r->immutable_days,
+					      "mode", "COMPLIANCE"));
 	_cleanup_free_ char *text = cfg ? json_dumps(cfg, JSON_INDENT(2)) : NULL;
 	if (!text)
 		return -ENOMEM;
@@ -122,6 +135,14 @@ static int parse_config(struct cairn_repo *r, const struct buf *b, char *err,
 	r->level = strcmp(comp, "zstd") ? 0 : (int)level;
 	r->encrypted = !strcmp(enc, "aes-256-gcm");
 	r->pack_size = (uint32_t)pack;
+	json_t *imm = json_object_get(cfg, "immutable");
+	json_int_t days = 0;
+	const char *mode = NULL;
+	if (imm && (json_unpack(imm, "{s:I, s:s}", "days", &days, "mode", &mode) < 0 ||
+		    days < 1 || days > 36500 || strcmp(mode, "COMPLIANCE")))
+		return set_err(err, errlen, -EBADMSG, "%s/config: invalid \"immutable\" value",
+			       r->be->location);
+	r->immutable_days = (unsigned)days;
 	return 0;
 }
 
@@ -154,6 +175,10 @@ int cairn_repo_open_with(const char *url, const char *password,
 	rc = parse_config(r, &cfg, err, errlen);
 	buf_free(&cfg);
 	if (rc < 0)
+		return rc;
+	/* every object written from here on is locked like the ones before */
+	if (r->immutable_days && r->be->ops->set_immutable &&
+	    (rc = r->be->ops->set_immutable(r->be, r->immutable_days, false, err, errlen)) < 0)
 		return rc;
 	if (r->encrypted) {
 		if (!password)
@@ -200,6 +225,7 @@ const char *cairn_repo_error(const struct cairn_repo *r) { return r->err; }
 bool cairn_repo_encrypted(const struct cairn_repo *r) { return r->encrypted; }
 uint32_t cairn_repo_chunk_size(const struct cairn_repo *r) { return r->chunk_size; }
 const char *cairn_repo_id(const struct cairn_repo *r) { return r->id; }
+unsigned cairn_repo_immutable_days(const struct cairn_repo *r) { return r->immutable_days; }
 size_t cairn_repo_warning_count(const struct cairn_repo *r) { return r->nwarnings; }
 const char *cairn_repo_warning(const struct cairn_repo *r, size_t i)
 {

@@ -55,6 +55,10 @@ struct cairn_init_opts {
 	 * as they are); the fields above except password are ignored */
 	const struct cairn_repo *replica_of;
 	const struct cairn_backend_opts *backend; /* may be NULL */
+	/* > 0: an immutable repository (S3 Object Lock, COMPLIANCE mode):
+	 * every data and metadata object is locked for this many days from
+	 * its write (docs/design.md section 20) */
+	unsigned immutable_days;
 };
 
 int cairn_repo_init(const char *url, const struct cairn_init_opts *opts,
@@ -75,6 +79,8 @@ const char *cairn_repo_error(const struct cairn_repo *r);
 bool cairn_repo_encrypted(const struct cairn_repo *r);
 uint32_t cairn_repo_chunk_size(const struct cairn_repo *r);
 const char *cairn_repo_id(const struct cairn_repo *r);
+/* The retention of an immutable repository in days; 0 when it is not. */
+unsigned cairn_repo_immutable_days(const struct cairn_repo *r);
 /* Warnings collected while loading (e.g. a damaged index file skipped). */
 size_t cairn_repo_warning_count(const struct cairn_repo *r);
 const char *cairn_repo_warning(const struct cairn_repo *r, size_t i);
@@ -193,12 +199,22 @@ struct cairn_gc_opts {
 	 * bytes; packs with the most garbage are rewritten until it holds */
 	unsigned max_unused_pct;
 	bool dry_run;
+	/* Unix seconds gc takes as now for retention decisions (tests); 0:
+	 * the clock */
+	int64_t now_s;
 };
 struct cairn_gc_result {
 	size_t snapshots, packs, packs_unused, packs_repacked, packs_orphaned;
 	size_t packs_written, packs_deleted, packs_kept, lists_waiting;
 	uint64_t bytes, live_bytes, unused_bytes, repacked_bytes, bytes_freed;
 	uint64_t unused_left; /* garbage left in partly used packs */
+	/* immutable repositories: condemned packs (and forgotten manifests)
+	 * still under retention, kept for a later gc, and until when (the
+	 * latest, Unix seconds); objects whose retention was extended */
+	size_t packs_locked, manifests_locked, manifests_removed;
+	int64_t locked_until;
+	size_t retention_extended;
+	int64_t retention_floor; /* every needed object is locked until at least this */
 };
 int cairn_gc(struct cairn_repo *r, const struct cairn_gc_opts *o, struct cairn_gc_result *res);
 

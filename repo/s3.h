@@ -72,12 +72,16 @@ struct s3_request {
 	void *out;
 	size_t out_cap;
 	struct buf *out_buf;
+	/* more headers ("Name: value"), NULL-terminated; may be NULL */
+	const char *const *headers;
 };
 struct s3_response {
 	long status;
 	uint64_t length; /* Content-Length (HEAD) */
 	size_t received; /* bytes into out */
 	char etag[80];
+	char version_id[160]; /* x-amz-version-id, "" when none */
+	char retain_until[48]; /* x-amz-object-lock-retain-until-date, "" when none */
 };
 
 /* Performs the request, retrying timeouts, resets, 5xx, 429/SlowDown and
@@ -113,4 +117,10 @@ int s3_xml_list(const void *body, size_t len, s3_key_fn fn, void *opaque, char *
 		size_t *keys);
 /* InitiateMultipartUploadResult: the UploadId (malloc'ed). */
 int s3_xml_upload_id(const void *body, size_t len, char **id);
+/* ObjectLockConfiguration: *enabled when ObjectLockEnabled is "Enabled". */
+int s3_xml_object_lock(const void *body, size_t len, bool *enabled);
+
+/* ISO 8601 UTC as S3 writes it ("2026-12-01T11:30:47.000Z" and the like)
+ * to Unix seconds; -1 when it is not one. */
+int64_t s3_parse_time(const char *s);
 #endif

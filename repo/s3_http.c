@@ -383,20 +383,38 @@ static size_t on_write(char *p, size_t size, size_t n, void *opaque)
 	return len;
 }
 
+/* Copies the value of header `name` (with its colon) when line is it. */
+static void header_value(const char *line, size_t len, const char *name, char *out,
+			 size_t outlen)
+{
+	size_t k = strlen(name);
+	if (len <= k || strncasecmp(line, name, k))
+		return;
+	const char *v = line + k;
+	size_t vn = len - k;
+	while (vn && (*v == ' ' || *v == '\t'))
+		v++, vn--;
+	while (vn && (v[vn - 1] == '\r' || v[vn - 1] == '\n' || v[vn - 1] == ' '))
+		vn--;
+	snprintf(out, outlen, "%.*s", (int)vn, v);
+}
+
 static size_t on_header(char *p, size_t size, size_t n, void *opaque)
 {
 	struct xfer *x = opaque;
 	size_t len = size * n;
-	if (len > 5 && !strncasecmp(p, "etag:", 5)) {
-		const char *v = p + 5;
-		size_t vn = len - 5;
-		while (vn && (*v == ' ' || *v == '\t'))
-			v++, vn--;
-		while (vn && (v[vn - 1] == '\r' || v[vn - 1] == '\n' || v[vn - 1] == ' '))
-			vn--;
-		snprintf(x->rs->etag, sizeof(x->rs->etag), "%.*s", (int)vn, v);
-	}
+	header_value(p, len, "etag:", x->rs->etag, sizeof(x->rs->etag));
+	header_value(p, len, "x-amz-version-id:", x->rs->version_id, sizeof(x->rs->version_id));
+	header_value(p, len, "x-amz-object-lock-retain-until-date:", x->rs->retain_until,
+		     sizeof(x->rs->retain_until));
 	return len;
+}
+
+int64_t s3_parse_time(const char *s)
+{
+	struct tm tm = { 0 };
+	const char *end = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+	return end ? (int64_t)timegm(&tm) : -1;
 }
 
 /* Hashes for the signature and the integrity check. */
@@ -681,6 +699,13 @@ int s3_request(struct s3_client *c, const struct s3_request *rq, struct s3_respo
 		if (!extra[i] || !*extra[i])
 			continue;
 		struct curl_slist *l = curl_slist_append(headers, extra[i]);
+		if (!l)
+			rc = -ENOMEM;
+		else
+			headers = l;
+	}
+	for (size_t i = 0; rc == 0 && rq->headers && rq->headers[i]; i++) {
+		struct curl_slist *l = curl_slist_append(headers, rq->headers[i]);
 		if (!l)
 			rc = -ENOMEM;
 		else

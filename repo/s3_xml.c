@@ -110,3 +110,16 @@ int s3_xml_upload_id(const void *body, size_t len, char **id)
 	xmlFree(t);
 	return rc;
 }
+
+int s3_xml_object_lock(const void *body, size_t len, bool *enabled)
+{
+	_cleanup_(xml_docp) xmlDoc *d = parse(body, len);
+	xmlNode *root = d ? xmlDocGetRootElement(d) : NULL;
+	*enabled = false;
+	if (!root || !is(root, "ObjectLockConfiguration"))
+		return -EBADMSG;
+	char v[32];
+	text_of(root, "ObjectLockEnabled", v, sizeof(v));
+	*enabled = !strcmp(v, "Enabled");
+	return 0;
+}
