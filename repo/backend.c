@@ -3,7 +3,9 @@
  *   /path, path                          a local directory
  *   s3:https://HOST[:PORT]/BUCKET[/PREFIX]   S3-compatible object storage
  *   s3:http://HOST[:PORT]/BUCKET[/PREFIX]    (a gateway on a trusted network)
- *   sftp:...                             not yet */
+ *   sftp:[USER@]HOST:/ABS/PATH  sftp:[USER@]HOST:REL/PATH   an SSH server
+ *   sftp://[USER@]HOST[:PORT]//ABS/PATH  (REL/PATH after one '/': relative
+ *                                        to the login directory) */
 #include <errno.h>
 #include <stdio.h>
 
@@ -95,8 +97,7 @@ int cairn_backend_open(const char *url, bool create, const struct cairn_backend_
 	if (!o)
 		o = &defaults;
 	if (!strncmp(url, "sftp:", 5))
-		return set_err(err, errlen, -EPROTONOSUPPORT,
-			       "%s: SFTP repositories are not supported yet", url);
+		return cairn_backend_sftp_open(url, create, o, out, err, errlen);
 	if (strncmp(url, "s3:", 3))
 		return cairn_backend_local_open(url, create, out, err, errlen);
 	struct s3_url u = { 0 };

@@ -2,8 +2,8 @@
  *
  * Names are relative paths such as "config", "index/<hex>" or
  * "data/ab/<hex>". put() is atomic: readers see the whole object or nothing.
- * Local directories and S3 (backend_s3.c); SFTP implements the same
- * operations later. Every operation may be called from several threads. */
+ * Local directories, S3 (backend_s3.c) and SFTP (backend_sftp.c). Every
+ * operation may be called from several threads. */
 #ifndef CAIRN_BACKEND_H
 #define CAIRN_BACKEND_H
 
@@ -70,8 +70,9 @@ struct cairn_backend {
 	char *location; /* for messages */
 };
 
-/* Opens the backend named by url (backend.c: a local path, or
- * s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]); o may be NULL (defaults).
+/* Opens the backend named by url (backend.c: a local path,
+ * s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX] or an sftp: URL); o may be NULL
+ * (defaults).
  * create makes the directory structure (and fails if a config already
  * exists there). */
 int cairn_backend_open(const char *url, bool create, const struct cairn_backend_opts *o,
@@ -79,6 +80,10 @@ int cairn_backend_open(const char *url, bool create, const struct cairn_backend_
 int cairn_backend_local_open(const char *path, bool create,
 			     struct cairn_backend **out, char *err,
 			     size_t errlen);
+/* url: sftp:[USER@]HOST:PATH or sftp://[USER@]HOST[:PORT]/PATH (repo/sftp.h).
+ * Logs in once (host key and user key checked) before returning. */
+int cairn_backend_sftp_open(const char *url, bool create, const struct cairn_backend_opts *o,
+			    struct cairn_backend **out, char *err, size_t errlen);
 
 /* The backend's reason for rc on this thread, or NULL. */
 static inline const char *cairn_backend_error(struct cairn_backend *b, int rc)

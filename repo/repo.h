@@ -43,6 +43,11 @@ struct cairn_backend_opts {
 	 * default] section, or key = value lines); NULL: the environment and
 	 * ~/.aws/credentials */
 	const char *credentials_file;
+	/* SFTP: the private key (NULL: CAIRN_SFTP_IDENTITY, else the first of
+	 * ~/.ssh/id_ed25519, id_ecdsa, id_rsa) and the known_hosts file (NULL:
+	 * CAIRN_SFTP_KNOWN_HOSTS, else ~/.ssh/known_hosts) */
+	const char *identity_file;
+	const char *known_hosts_file;
 };
 
 struct cairn_init_opts {
