@@ -24,7 +24,7 @@ struct cli {
 	bool quiet;
 	const char *password_file;
 	const char *prog;
-	struct cairn_backend_opts backend; /* --connections, --limit-* */
+	struct cairn_backend_opts backend; /* --connections, --limit-*, --sftp-* */
 };
 
 /* Options every command accepts; commands append theirs (with other
@@ -34,6 +34,8 @@ struct cli {
 #define CLI_OPT_CONNECTIONS 257
 #define CLI_OPT_LIMIT_UPLOAD 258
 #define CLI_OPT_LIMIT_DOWNLOAD 259
+#define CLI_OPT_SFTP_IDENTITY 260
+#define CLI_OPT_SFTP_KNOWN_HOSTS 261
 #define CLI_COMMON_OPTIONS                                                     \
 	{ "json", no_argument, NULL, 'J' },                                    \
 	{ "quiet", no_argument, NULL, 'q' },                                   \
@@ -42,6 +44,8 @@ struct cli {
 	{ "connections", required_argument, NULL, CLI_OPT_CONNECTIONS },       \
 	{ "limit-upload", required_argument, NULL, CLI_OPT_LIMIT_UPLOAD },     \
 	{ "limit-download", required_argument, NULL, CLI_OPT_LIMIT_DOWNLOAD }, \
+	{ "sftp-identity", required_argument, NULL, CLI_OPT_SFTP_IDENTITY },   \
+	{ "sftp-known-hosts", required_argument, NULL, CLI_OPT_SFTP_KNOWN_HOSTS }, \
 	{ "help", no_argument, NULL, 'h' }
 #define CLI_COMMON_SHORT "qh"
 

@@ -14,6 +14,8 @@ bool cli_common_option(struct cli *c, int opt, const char *arg)
 	case 'J': c->json = true; return true;
 	case 'q': c->quiet = true; return true;
 	case 'P': c->password_file = arg; return true;
+	case CLI_OPT_SFTP_IDENTITY: c->backend.identity_file = arg; return true;
+	case CLI_OPT_SFTP_KNOWN_HOSTS: c->backend.known_hosts_file = arg; return true;
 	default: return false;
 	}
 }
