@@ -187,7 +187,7 @@ static int parse_scp_form(const char *url, const char *s, struct sftp_url *u, ch
 {
 	size_t n = strlen(s);
 	const char *p;
-	int rc = parse_user(url, s, strcspn(s, "/:"), u, &p, err, errlen);
+	int rc = parse_user(url, s, strcspn(s, "/"), u, &p, err, errlen);
 	if (rc == 0)
 		rc = parse_host(url, p, n - (size_t)(p - s), u, &p, err, errlen);
 	if (rc < 0)
