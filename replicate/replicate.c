@@ -1,13 +1,21 @@
 /* Replication (see replicate.h). */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "replicate.h"
 #include "repo/pipeline.h"
+#include "repo/replica.h"
 
-#define PACKS_PER_BATCH 64
+#define PACKS_PER_INDEX 64
 #define DEFAULT_CONNECTIONS 4
+
+struct slot {
+	struct cairn_pack_dir *dir;
+	uint64_t copied;
+};
+
 
 struct job {
 	struct cairn_repo *src, *dst;
@@ -19,8 +27,15 @@ struct job {
 	uint64_t *sizes;
 	bool *present;
 	size_t npacks, packs_cap;
-	size_t batch_start;
-	uint64_t *copied; /* per slot */
+	struct slot *slots;
+	/* buffers of the workers, reused from pack to pack: a fresh one of
+	 * tens of MiB would be page-faulted in every time */
+	pthread_mutex_t bufs_lock;
+	struct buf *bufs;
+	size_t nbufs;
+	/* copied packs whose index file is not written yet */
+	struct cairn_pack_dir **unindexed;
+	size_t nunindexed;
 	char *err;
 	size_t errlen;
 };
@@ -52,25 +67,29 @@ static bool id_wanted(const struct cairn_replicate_opts *o, const cairn_id *id)
 	return false;
 }
 
-/* The snapshots of src that dst lacks, oldest first. */
+/* The snapshots of src that dst lacks, oldest first; one listing of dst's
+ * manifests instead of a request per snapshot. */
 static int select_snapshots(struct job *j, struct cairn_snapshot **v, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
+	struct cairn_object_set have;
+	int rc = cairn_repo_list_objects(j->dst, "snapshots", &have);
+	if (rc < 0)
+		return set_err(j->err, j->errlen, rc, "%s", cairn_repo_error(j->dst));
+	for (size_t i = 0; rc == 0 && i < n; i++) {
 		if (!name_wanted(j->o, v[i]->name) || !id_wanted(j->o, &v[i]->id))
 			continue;
-		int has = cairn_repo_has_object(j->dst, "snapshots", &v[i]->id, NULL);
-		if (has < 0)
-			return set_err(j->err, j->errlen, has, "%s", cairn_repo_error(j->dst));
-		if (has) {
+		if (cairn_object_set_has(&have, &v[i]->id, NULL)) {
 			j->res->snapshots_present++;
 			continue;
 		}
 		if (array_grow(&j->selected, &j->selected_cap, j->nselected,
 			       sizeof(*j->selected)) < 0)
-			return set_err(j->err, j->errlen, -ENOMEM, "out of memory");
-		j->selected[j->nselected++] = v[i];
+			rc = set_err(j->err, j->errlen, -ENOMEM, "out of memory");
+		else
+			j->selected[j->nselected++] = v[i];
 	}
-	return 0;
+	cairn_object_set_free(&have);
+	return rc;
 }
 
 /* The pack of src holding a blob dst lacks joins the copy list. */
@@ -126,30 +145,50 @@ static int collect_packs(struct job *j)
 	return rc;
 }
 
-/* Packs an interrupted run already sent are not sent again. */
+/* Sizes from src's listing; packs an interrupted run already sent (in
+ * dst's listing) are not sent again. Two listings, not a HEAD per pack:
+ * on S3 a thousand packs cost one request. */
 static int size_packs(struct job *j)
 {
 	j->sizes = calloc(j->npacks + 1, sizeof(*j->sizes));
 	j->present = calloc(j->npacks + 1, sizeof(*j->present));
 	if (!j->sizes || !j->present)
 		return set_err(j->err, j->errlen, -ENOMEM, "out of memory");
-	for (size_t i = 0; i < j->npacks; i++) {
-		uint64_t size = 0;
-		int has = cairn_repo_has_object(j->dst, "data", &j->packs[i], &size);
-		if (has < 0)
-			return set_err(j->err, j->errlen, has, "%s", cairn_repo_error(j->dst));
-		if (has) {
+	if (!j->npacks)
+		return 0;
+	struct cairn_object_set in_src, in_dst;
+	int rc = cairn_repo_list_objects(j->src, "data", &in_src);
+	if (rc < 0)
+		return set_err(j->err, j->errlen, rc, "source: %s", cairn_repo_error(j->src));
+	if ((rc = cairn_repo_list_objects(j->dst, "data", &in_dst)) < 0) {
+		cairn_object_set_free(&in_src);
+		return set_err(j->err, j->errlen, rc, "destination: %s", cairn_repo_error(j->dst));
+	}
+	for (size_t i = 0; rc == 0 && i < j->npacks; i++) {
+		if (cairn_object_set_has(&in_dst, &j->packs[i], &j->sizes[i])) {
 			j->present[i] = true;
 			j->res->packs_present++;
-			continue;
+		} else if (cairn_object_set_has(&in_src, &j->packs[i], &j->sizes[i])) {
+			j->res->bytes_to_copy += j->sizes[i];
+		} else {
+			char hex[65];
+			hex_encode(j->packs[i].b, CAIRN_ID_LEN, hex);
+			rc = set_err(j->err, j->errlen, -ENOENT,
+				     "pack %s, which the source's index names, is missing from the "
+				     "source; run cairn check on it",
+				     hex);
 		}
-		if ((has = cairn_repo_has_object(j->src, "data", &j->packs[i], &size)) <= 0)
-			return set_err(j->err, j->errlen, has < 0 ? has : -ENOENT,
-				       "a pack the source's index names is missing from it; run "
-				       "cairn check on the source");
-		j->sizes[i] = size;
-		j->res->bytes_to_copy += size;
 	}
+	cairn_object_set_free(&in_src);
+	cairn_object_set_free(&in_dst);
+	return rc;
+}
+
+static int cancelled(struct job *j)
+{
+	if (j->o->cancel && *j->o->cancel)
+		return set_err(j->err, j->errlen, -EINTR,
+			       "interrupted; what arrived stays and the next run goes on from there");
 	return 0;
 }
 
@@ -157,80 +196,161 @@ static int copy_produce(void *ctx, uint64_t seq, unsigned slot)
 {
 	struct job *j = ctx;
 	(void)seq;
-	j->copied[slot] = 0;
-	if (j->o->cancel && *j->o->cancel)
-		return set_err(j->err, j->errlen, -EINTR,
-			       "interrupted; what arrived stays and the next run goes on from there");
-	return 0;
+	j->slots[slot].copied = 0;
+	return cancelled(j);
 }
 
+static struct buf take_buf(struct job *j)
+{
+	struct buf b = { 0 };
+	pthread_mutex_lock(&j->bufs_lock);
+	if (j->nbufs)
+		b = j->bufs[--j->nbufs];
+	pthread_mutex_unlock(&j->bufs_lock);
+	return b;
+}
+
+/* There is room: bufs has a place for every worker. */
+static void give_buf(struct job *j, struct buf *b)
+{
+	pthread_mutex_lock(&j->bufs_lock);
+	j->bufs[j->nbufs++] = *b;
+	pthread_mutex_unlock(&j->bufs_lock);
+}
+
+/* A pack an interrupted run sent is only indexed: its directory is read
+ * from dst, where it is (whole: every put is atomic). */
 static int copy_work(void *ctx, uint64_t seq, unsigned slot)
 {
 	struct job *j = ctx;
-	size_t i = j->batch_start + seq;
-	if (j->present[i])
-		return 0;
-	int rc = cairn_repo_copy_object(j->src, j->dst, "data", &j->packs[i], &j->copied[slot]);
+	struct slot *s = &j->slots[slot];
+	if (j->present[seq]) {
+		int rc = cairn_repo_read_pack_dir(j->dst, &j->packs[seq], j->sizes[seq], &s->dir);
+		return rc < 0 ? set_err(j->err, j->errlen, rc, "%s", cairn_repo_error(j->dst)) : 0;
+	}
+	struct buf b = take_buf(j);
+	int rc = cairn_repo_copy_pack(j->src, j->dst, &j->packs[seq], &b, &s->copied, &s->dir);
+	give_buf(j, &b);
 	return rc < 0 ? set_err(j->err, j->errlen, rc, "%s", cairn_repo_error(j->src)) : 0;
 }
 
+static int flush_index(struct job *j)
+{
+	int rc = cairn_repo_index_pack_dirs(j->dst, j->unindexed, j->nunindexed);
+	for (size_t i = 0; i < j->nunindexed; i++)
+		cairn_pack_dir_free(j->unindexed[i]);
+	j->nunindexed = 0;
+	return rc < 0 ? set_err(j->err, j->errlen, rc, "%s", cairn_repo_error(j->dst)) : 0;
+}
+
+/* In order, on the calling thread, while the workers go on copying: a
+ * pack is indexed at dst soon after it arrives, so that an interrupted
+ * run leaves indexed packs the next run skips. */
 static int copy_consume(void *ctx, uint64_t seq, unsigned slot)
 {
 	struct job *j = ctx;
-	if (!j->present[j->batch_start + seq]) {
+	struct slot *s = &j->slots[slot];
+	if (!j->present[seq]) {
 		j->res->packs_copied++;
-		j->res->bytes_copied += j->copied[slot];
+		j->res->bytes_copied += s->copied;
 	}
-	if (j->o->progress)
-		j->o->progress(j->o->progress_opaque, j->res->bytes_copied, j->res->bytes_to_copy);
-	return 0;
-}
-
-/* Batches: a pack is indexed at dst soon after it arrives, so that an
- * interrupted run leaves indexed packs the next run skips. */
-static int copy_packs(struct job *j)
-{
-	unsigned conns = j->o->connections ? j->o->connections : DEFAULT_CONNECTIONS;
-	if (!(j->copied = calloc(conns * 2, sizeof(*j->copied))))
-		return set_err(j->err, j->errlen, -ENOMEM, "out of memory");
-	static const struct cairn_pipeline_ops ops = {
-		.produce = copy_produce, .work = copy_work, .consume = copy_consume };
+	j->unindexed[j->nunindexed++] = TAKE_PTR(s->dir);
 	int rc = 0;
-	for (j->batch_start = 0; rc == 0 && j->batch_start < j->npacks;
-	     j->batch_start += PACKS_PER_BATCH) {
-		size_t n = MIN((size_t)PACKS_PER_BATCH, j->npacks - j->batch_start);
-		rc = cairn_pipeline_run(&ops, j, n, conns, conns * 2);
-		if (rc == 0 && (rc = cairn_repo_index_packs(j->dst, &j->packs[j->batch_start], n)) < 0)
-			rc = set_err(j->err, j->errlen, rc, "%s", cairn_repo_error(j->dst));
-	}
+	if (j->nunindexed == PACKS_PER_INDEX || seq + 1 == j->npacks)
+		rc = flush_index(j);
+	if (rc == 0 && j->o->progress)
+		j->o->progress(j->o->progress_opaque, j->res->bytes_copied, j->res->bytes_to_copy);
 	return rc;
 }
 
+static unsigned connections(const struct job *j)
+{
+	return j->o->connections ? j->o->connections : DEFAULT_CONNECTIONS;
+}
+
+/* One pipeline over every pack, connections wide: no barrier between
+ * index batches leaves connections idle. */
+static int copy_packs(struct job *j)
+{
+	unsigned conns = connections(j);
+	j->slots = calloc(conns * 2, sizeof(*j->slots));
+	j->unindexed = calloc(PACKS_PER_INDEX, sizeof(*j->unindexed));
+	j->bufs = calloc(conns, sizeof(*j->bufs));
+	if (!j->slots || !j->unindexed || !j->bufs)
+		return set_err(j->err, j->errlen, -ENOMEM, "out of memory");
+	static const struct cairn_pipeline_ops ops = {
+		.produce = copy_produce, .work = copy_work, .consume = copy_consume };
+	int rc = cairn_pipeline_run(&ops, j, j->npacks, conns, conns * 2);
+	/* what the workers read but no index names stays unindexed packs,
+	 * which the next run indexes */
+	for (unsigned i = 0; i < conns * 2; i++)
+		cairn_pack_dir_free(j->slots[i].dir);
+	for (size_t i = 0; i < j->nunindexed; i++)
+		cairn_pack_dir_free(j->unindexed[i]);
+	j->nunindexed = 0;
+	while (j->nbufs)
+		buf_free(&j->bufs[--j->nbufs]);
+	return rc;
+}
+
+static int produce_nothing(void *ctx, uint64_t seq, unsigned slot)
+{
+	(void)seq, (void)slot;
+	return cancelled(ctx);
+}
+
+static int manifest_work(void *ctx, uint64_t seq, unsigned slot)
+{
+	struct job *j = ctx;
+	(void)slot;
+	int rc = cairn_repo_copy_object(j->src, j->dst, "snapshots", &j->selected[seq]->id, NULL);
+	return rc < 0 ? set_err(j->err, j->errlen, rc, "%s", cairn_repo_error(j->src)) : 0;
+}
+
+static int manifest_consume(void *ctx, uint64_t seq, unsigned slot)
+{
+	struct job *j = ctx;
+	(void)seq, (void)slot;
+	j->res->snapshots_copied++;
+	return 0;
+}
+
+/* Last, once every index file they need is written. */
 static int copy_manifests(struct job *j)
 {
-	for (size_t i = 0; i < j->nselected; i++) {
-		int rc = cairn_repo_copy_object(j->src, j->dst, "snapshots", &j->selected[i]->id, NULL);
-		if (rc < 0)
-			return set_err(j->err, j->errlen, rc, "%s", cairn_repo_error(j->src));
-		j->res->snapshots_copied++;
-	}
+	static const struct cairn_pipeline_ops ops = {
+		.produce = produce_nothing, .work = manifest_work, .consume = manifest_consume };
+	unsigned conns = connections(j);
+	return cairn_pipeline_run(&ops, j, j->nselected, conns, conns * 2);
+}
+
+/* Item seq < npacks is a pack, the rest the manifests. */
+static int verify_work(void *ctx, uint64_t seq, unsigned slot)
+{
+	struct job *j = ctx;
+	(void)slot;
+	int rc = seq < j->npacks
+			 ? cairn_repo_verify_object(j->dst, "data", &j->packs[seq])
+			 : cairn_repo_verify_object(j->dst, "snapshots",
+						    &j->selected[seq - j->npacks]->id);
+	return rc < 0 ? set_err(j->err, j->errlen, rc, "%s", cairn_repo_error(j->dst)) : 0;
+}
+
+static int verify_consume(void *ctx, uint64_t seq, unsigned slot)
+{
+	struct job *j = ctx;
+	(void)slot;
+	if (seq < j->npacks)
+		j->res->packs_verified++;
 	return 0;
 }
 
 static int verify_copies(struct job *j)
 {
-	for (size_t i = 0; i < j->npacks; i++) {
-		int rc = cairn_repo_verify_object(j->dst, "data", &j->packs[i]);
-		if (rc < 0)
-			return set_err(j->err, j->errlen, rc, "%s", cairn_repo_error(j->dst));
-		j->res->packs_verified++;
-	}
-	for (size_t i = 0; i < j->nselected; i++) {
-		int rc = cairn_repo_verify_object(j->dst, "snapshots", &j->selected[i]->id);
-		if (rc < 0)
-			return set_err(j->err, j->errlen, rc, "%s", cairn_repo_error(j->dst));
-	}
-	return 0;
+	static const struct cairn_pipeline_ops ops = {
+		.produce = produce_nothing, .work = verify_work, .consume = verify_consume };
+	unsigned conns = connections(j);
+	return cairn_pipeline_run(&ops, j, j->npacks + j->nselected, conns, conns * 2);
 }
 
 int cairn_replicate(struct cairn_repo *src, struct cairn_repo *dst,
@@ -243,7 +363,7 @@ int cairn_replicate(struct cairn_repo *src, struct cairn_repo *dst,
 			       "the destination does not share the source's keys and chunk size; "
 			       "create it with cairn init DST --replica-of SRC");
 	struct job j = { .src = src, .dst = dst, .o = o, .res = res, .err = err,
-			 .errlen = errlen };
+			 .errlen = errlen, .bufs_lock = PTHREAD_MUTEX_INITIALIZER };
 	struct cairn_snapshot **v = NULL;
 	size_t n = 0;
 	int rc = cairn_repo_load_index(src);
@@ -271,7 +391,10 @@ int cairn_replicate(struct cairn_repo *src, struct cairn_repo *dst,
 	free(j.packs);
 	free(j.sizes);
 	free(j.present);
-	free(j.copied);
+	free(j.slots);
+	free(j.bufs);
+	pthread_mutex_destroy(&j.bufs_lock);
+	free(j.unindexed);
 	cairn_snapshot_list_free(v, n);
 	return rc;
 }
