@@ -8,6 +8,7 @@
  * reloads the configuration (a bad one is refused, the old one kept). */
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
@@ -49,29 +50,56 @@ static int agent_option(void *ctx, int opt, const char *arg)
 	return cli_usage("agent: unexpected option");
 }
 
-static void log_line(void *opaque, const char *line)
+/* The agent's log is its stderr, which the process has one of: the level
+ * (log-level, reloaded with the configuration) is process state. Under
+ * systemd (JOURNAL_STREAM set) each line starts with its syslog priority,
+ * "<3>", which journald strips and records as the line's priority. */
+static struct {
+	enum cairn_log_level level;
+	bool journal;
+} agent_log_state = { CAIRN_LOG_INFO, false };
+
+static void agent_log_setup(enum cairn_log_level level)
 {
-	(void)opaque;
-	fprintf(stderr, "cairn-agent: %s\n", line);
+	agent_log_state.level = level;
+	agent_log_state.journal = getenv("JOURNAL_STREAM") != NULL;
 }
 
+static enum cairn_log_level level_of(int priority)
+{
+	return priority <= LOG_ERR ? CAIRN_LOG_ERROR
+	       : priority == LOG_WARNING ? CAIRN_LOG_WARNING
+	       : priority <= LOG_INFO ? CAIRN_LOG_INFO
+				      : CAIRN_LOG_DEBUG;
+}
+
+static void log_line(void *opaque, int priority, const char *line)
+{
+	(void)opaque;
+	if (level_of(priority) > agent_log_state.level)
+		return;
+	if (agent_log_state.journal)
+		fprintf(stderr, "<%d>cairn-agent: %s\n", priority, line);
+	else
+		fprintf(stderr, "cairn-agent: %s\n", line);
+}
+
+static void agent_log(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void agent_log(int priority, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	log_line(NULL, priority, line);
+}
+
+/* NULL with err set when the file cannot be read. */
 static char *read_secret(const char *path, char *err, size_t errlen)
 {
-	if (!path)
-		return NULL;
-	FILE *f = fopen(path, "r");
-	char buf[1024] = "";
-	if (!f || !fgets(buf, sizeof(buf), f)) {
-		set_err(err, errlen, -errno, "cannot read password file %s", path);
-		if (f)
-			fclose(f);
-		return NULL;
-	}
-	fclose(f);
-	buf[strcspn(buf, "\r\n")] = '\0';
-	char *s = strdup(buf);
-	explicit_bzero(buf, sizeof(buf));
-	return s;
+	char *s = NULL;
+	return path && read_secret_file(path, &s, err, errlen) == 0 ? s : NULL;
 }
 
 /* Everything a job spec points to, owned here. */
@@ -161,9 +189,9 @@ static void notify(const struct cairn_conf_job *j, const struct cairn_run_record
 	json_decref(s);
 	char err[512];
 	if (text && j->webhook && cairn_notify_webhook(j->webhook, text, NULL, err, sizeof(err)) < 0)
-		log_line(NULL, err);
+		agent_log(LOG_ERR, "%s", err);
 	if (text && j->email_command && cairn_notify_command(j->email_command, text, err, sizeof(err)) < 0)
-		log_line(NULL, err);
+		agent_log(LOG_ERR, "%s", err);
 }
 
 static void write_metrics(const struct cairn_conf *c)
@@ -175,7 +203,7 @@ static void write_metrics(const struct cairn_conf *c)
 	char err[512];
 	if (cairn_state_load_runs(c->state_dir, &v, &n, err, sizeof(err)) < 0 ||
 	    cairn_metrics_write(c->metrics_dir, v, n, err, sizeof(err)) < 0)
-		log_line(NULL, err);
+		agent_log(LOG_ERR, "%s", err);
 	else
 		free(v);
 }
@@ -200,17 +228,17 @@ static bool run_job(const struct cairn_conf *c, const struct cairn_conf_job *j)
 	free_inputs(&in);
 	char serr[512];
 	if (cairn_state_mark_job(c->state_dir, j->name, start, serr, sizeof(serr)) < 0)
-		log_line(NULL, serr);
+		agent_log(LOG_ERR, "%s", serr);
 	bool ok = rc == 0;
 	int64_t next = next_run(j, (int64_t)time(NULL));
 	for (size_t i = 0; i < n; i++) {
 		ok &= runs[i].ok;
 		runs[i].next_run_ns = next * 1000000000LL;
 		if (cairn_state_record_run(c->state_dir, &runs[i], serr, sizeof(serr)) < 0)
-			log_line(NULL, serr);
+			agent_log(LOG_ERR, "%s", serr);
 	}
 	if (rc < 0) {
-		fprintf(stderr, "cairn-agent: job %s: %s\n", j->name, err);
+		agent_log(LOG_ERR, "job %s: %s", j->name, err);
 		/* a job that could not start is a run record too: status shows it */
 		struct cairn_run_record r = { .start_ns = start, .end_ns = now_ns(),
 					      .next_run_ns = next * 1000000000LL };
@@ -237,11 +265,11 @@ static void run_gc(const struct cairn_conf *c, const struct cairn_conf_job *j)
 		struct cairn_gc_opts o = { .max_unused_pct = 5 };
 		struct cairn_gc_result res;
 		if ((rc = cairn_gc(r, &o, &res)) == 0)
-			fprintf(stderr, "cairn-agent: job %s: gc deleted %zu packs\n", j->name,
+			agent_log(LOG_INFO, "job %s: gc deleted %zu packs", j->name,
 				res.packs_deleted);
 	}
 	if (rc < 0)
-		fprintf(stderr, "cairn-agent: job %s: gc: %s\n", j->name, r ? cairn_repo_error(r) : err);
+		agent_log(LOG_ERR, "job %s: gc: %s", j->name, r ? cairn_repo_error(r) : err);
 	if (r)
 		cairn_repo_close(r);
 }
@@ -263,18 +291,23 @@ static void plan(const struct cairn_conf *c, struct schedule *s)
 	int64_t now = (int64_t)time(NULL);
 	for (size_t i = 0; i < c->njobs; i++) {
 		const struct cairn_conf_job *j = &c->jobs[i];
-		int64_t last_ns = 0, due;
-		char err[512];
+		int64_t last_ns = 0, at, missed;
+		char err[512], when[40];
 		if (cairn_state_job_last(c->state_dir, j->name, &last_ns, err, sizeof(err)) < 0)
-			log_line(NULL, err);
-		if (cairn_calendar_due(&j->calendar, last_ns / 1000000000LL, now, &due)) {
-			fprintf(stderr, "cairn-agent: job %s: missed its run at %lld, running now\n",
-				j->name, (long long)due);
-			s[i].job_at = now;
-		} else {
-			s[i].job_at = next_run(j, now);
-			if (s[i].job_at)
-				s[i].job_at += cairn_calendar_delay(j->randomized_delay_s, random_u64());
+			agent_log(LOG_ERR, "%s", err);
+		s[i].job_at = 0;
+		if (cairn_calendar_plan(&j->calendar, last_ns / 1000000000LL, now,
+					j->randomized_delay_s, random_u64(), &at, &missed) == 0) {
+			s[i].job_at = at;
+			format_time_utc(at * 1000000000LL, when, sizeof(when));
+			if (missed) {
+				char was[40];
+				format_time_utc(missed * 1000000000LL, was, sizeof(was));
+				agent_log(LOG_NOTICE, "job %s: missed its run at %s, running at %s", j->name,
+					  was, when);
+			} else {
+				agent_log(LOG_DEBUG, "job %s: next run at %s", j->name, when);
+			}
 		}
 		int64_t g;
 		s[i].gc_at = j->gc_schedule && cairn_calendar_next(&j->gc_calendar, now, &g) == 0 ? g : 0;
@@ -313,20 +346,21 @@ static int serve_forever(struct cairn_conf *c, const char *path)
 		return cli_error("at most 256 jobs");
 	signal(SIGHUP, on_hup);
 	plan(c, s);
-	fprintf(stderr, "cairn-agent: running %zu job(s) from %s\n", c->njobs, path);
+	agent_log(LOG_INFO, "running %zu job(s) from %s", c->njobs, path);
 	while (!cli_interrupted) {
 		if (reload) {
 			reload = 0;
 			struct cairn_conf fresh;
 			char err[512] = "";
 			if (cairn_conf_load(path, &fresh, err, sizeof(err)) < 0) {
-				fprintf(stderr, "cairn-agent: reload refused, old configuration kept: %s\n", err);
+				agent_log(LOG_ERR, "reload refused, old configuration kept: %s", err);
 			} else {
 				cairn_conf_free(c);
 				*c = fresh;
 				memset(s, 0, sizeof(s));
 				plan(c, s);
-				fprintf(stderr, "cairn-agent: configuration reloaded (%zu jobs)\n", c->njobs);
+				agent_log_setup(c->log_level);
+				agent_log(LOG_INFO, "configuration reloaded (%zu jobs)", c->njobs);
 			}
 		}
 		int64_t now = (int64_t)time(NULL);
@@ -346,7 +380,7 @@ static int serve_forever(struct cairn_conf *c, const char *path)
 		}
 		sleep(1);
 	}
-	fprintf(stderr, "cairn-agent: stopped\n");
+	agent_log(LOG_INFO, "stopped");
 	return EXIT_OK;
 }
 
@@ -358,6 +392,7 @@ static int run(const struct cli *cl, const struct agent_args *a)
 	if (rc >= 0)
 		return rc;
 	cli_catch_signals();
+	agent_log_setup(c.log_level);
 	if (a->check)
 		rc = check_config(cl, &c);
 	else if (a->run_job) {

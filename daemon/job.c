@@ -26,9 +26,10 @@ struct job_run {
 	pthread_mutex_t lock; /* next, log */
 };
 
-static void logf_(const struct cairn_job_spec *j, const char *vm, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void logf_(const struct cairn_job_spec *j, const char *vm, const char *fmt, ...)
+static void logf_(const struct cairn_job_spec *j, int priority, const char *vm, const char *fmt,
+		  ...) __attribute__((format(printf, 4, 5)));
+static void logf_(const struct cairn_job_spec *j, int priority, const char *vm, const char *fmt,
+		  ...)
 {
 	if (!j->log)
 		return;
@@ -41,7 +42,7 @@ static void logf_(const struct cairn_job_spec *j, const char *vm, const char *fm
 		snprintf(line, sizeof(line), "job %s vm %s: %s", j->name, vm, msg);
 	else
 		snprintf(line, sizeof(line), "job %s: %s", j->name, msg);
-	j->log(j->log_opaque, line);
+	j->log(j->log_opaque, priority, line);
 }
 
 static int run_hook(const struct cairn_job_spec *j, const char *hook, const char *result,
@@ -124,6 +125,19 @@ static int lock_vm(const struct cairn_job_spec *j, const char *vm)
 	return fd;
 }
 
+struct vm_notice {
+	const struct cairn_job_spec *j;
+	const char *vm;
+};
+
+/* The backup's own notices (why a disk was read in full, a foreign
+ * checkpoint left alone...) belong in the job's log too. */
+static void on_backup_notice(void *opaque, const char *line)
+{
+	const struct vm_notice *n = opaque;
+	logf_(n->j, LOG_NOTICE, n->vm, "%s", line);
+}
+
 static void backup_vm(struct job_run *x, size_t i)
 {
 	const struct cairn_job_spec *j = x->j;
@@ -131,6 +145,7 @@ static void backup_vm(struct job_run *x, size_t i)
 	snprintf(rec->job, sizeof(rec->job), "%s", j->name);
 	snprintf(rec->vm, sizeof(rec->vm), "%s", x->vms[i]);
 	rec->start_ns = now_ns();
+	struct vm_notice notice = { j, x->vms[i] };
 	int fd = lock_vm(j, x->vms[i]);
 	if (fd < 0) {
 		snprintf(rec->message, sizeof(rec->message),
@@ -138,16 +153,17 @@ static void backup_vm(struct job_run *x, size_t i)
 				      : "cannot take the VM's lock: %s",
 			 strerror(-fd));
 		rec->end_ns = now_ns();
-		logf_(j, x->vms[i], "%s", rec->message);
+		logf_(j, LOG_WARNING, x->vms[i], "%s", rec->message);
 		return;
 	}
 	struct cairn_domain_opts o = { .uri = j->uri, .domain = x->vms[i], .quiesce = j->quiesce,
 				       .scratch_dir = j->scratch_dir,
 				       .backup = { .name = x->vms[i], .cancel = j->cancel,
-						   .writer = x->w } };
+						   .writer = x->w, .notice = on_backup_notice,
+						   .notice_opaque = &notice } };
 	struct cairn_backup_result res;
 	char err[512] = "";
-	logf_(j, x->vms[i], "backup started");
+	logf_(j, LOG_INFO, x->vms[i], "backup started");
 	int rc = cairn_backup_domain(x->r, &o, &res, err, sizeof(err));
 	close(fd);
 	rec->end_ns = now_ns();
@@ -160,7 +176,7 @@ static void backup_vm(struct job_run *x, size_t i)
 	} else {
 		snprintf(rec->message, sizeof(rec->message), "%s", err);
 	}
-	logf_(j, x->vms[i], "%s (%.1fs)", rc == 0 ? rec->message : err,
+	logf_(j, rc == 0 ? LOG_INFO : LOG_ERR, x->vms[i], "%s (%.1fs)", rc == 0 ? rec->message : err,
 	      (double)(rec->end_ns - rec->start_ns) / 1e9);
 }
 
@@ -213,7 +229,7 @@ static void fail_all(struct job_run *x, const char *what, const char *why)
 			 at ? "; " : "", what, why);
 		rec->ok = false;
 	}
-	logf_(x->j, NULL, "%s: %s", what, why);
+	logf_(x->j, LOG_ERR, NULL, "%s: %s", what, why);
 }
 
 static void apply_keep(struct job_run *x, struct cairn_repo *r, const struct cairn_keep_policy *p,
@@ -244,7 +260,7 @@ static void replicate_to(struct job_run *x, const struct cairn_job_target *t)
 	if (rc < 0)
 		fail_all(x, what, err);
 	else {
-		logf_(x->j, NULL, "replicated %zu snapshots to %s", res.snapshots_copied, t->url);
+		logf_(x->j, LOG_INFO, NULL, "replicated %zu snapshots to %s", res.snapshots_copied, t->url);
 		if (t->has_keep)
 			apply_keep(x, dst, &t->keep, t->url);
 	}
@@ -279,11 +295,11 @@ int cairn_job_run(const struct cairn_job_spec *j, struct cairn_run_record **runs
 	if (rc == 0 && !(x.runs = calloc(x.nvms, sizeof(*x.runs))))
 		rc = set_err(err, errlen, -ENOMEM, "out of memory");
 	if (rc == 0 && j->pre_hook && (rc = run_hook(j, j->pre_hook, NULL, err, errlen)) < 0)
-		logf_(j, NULL, "pre-hook: %s", err);
+		logf_(j, LOG_ERR, NULL, "pre-hook: %s", err);
 	if (rc == 0)
 		rc = open_repo(&x, err, errlen);
 	if (rc == 0) {
-		logf_(j, NULL, "backing up %zu VM(s) into %s", x.nvms, j->repo_url);
+		logf_(j, LOG_INFO, NULL, "backing up %zu VM(s) into %s", x.nvms, j->repo_url);
 		rc = backup_all(&x, err, errlen);
 	}
 	if (rc == 0 && j->has_keep && !(j->cancel && *j->cancel))

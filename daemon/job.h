@@ -14,9 +14,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <syslog.h> /* LOG_ERR ... LOG_DEBUG, the priorities of log lines */
+
 #include "agent/agent.h"
 #include "repo/retention.h"
 #include "state.h"
+
+/* One log line of a job at a syslog priority (LOG_ERR, LOG_WARNING,
+ * LOG_NOTICE, LOG_INFO or LOG_DEBUG). */
+typedef void (*cairn_job_log_fn)(void *opaque, int priority, const char *line);
 
 struct cairn_job_target {
 	const char *url;
@@ -47,7 +53,7 @@ struct cairn_job_spec {
 	const char *pre_hook, *post_hook; /* sh -c, with CAIRN_JOB set */
 	const char *run_dir; /* per-VM locks; NULL: /run/cairn */
 	const volatile int *cancel;
-	cairn_report_fn log; /* one line per event, "job J vm V: ..." */
+	cairn_job_log_fn log; /* one line per event, "job J vm V: ..." */
 	void *log_opaque;
 };
 

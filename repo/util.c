@@ -205,3 +205,27 @@ int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 	}
 	return 0;
 }
+
+int read_secret_file(const char *path, char **out, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return set_err(err, errlen, -errno, "cannot read password file %s: %s", path,
+			       strerror(errno));
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n = getline(&line, &cap, f);
+	int e = n < 0 && ferror(f) ? -errno : 0;
+	fclose(f);
+	if (n <= 0 || line[0] == '\n' || line[0] == '\r') {
+		if (line)
+			explicit_bzero(line, cap);
+		free(line);
+		return e ? set_err(err, errlen, e, "cannot read password file %s: %s", path,
+				   strerror(-e))
+			 : set_err(err, errlen, -ENODATA, "password file %s is empty", path);
+	}
+	line[strcspn(line, "\r\n")] = '\0';
+	*out = line;
+	return 0;
+}

@@ -95,6 +95,10 @@ int set_err(char *err, size_t len, int rc, const char *fmt, ...)
 int pread_full(int fd, void *buf, size_t len, uint64_t off);
 int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 
+/* The first line of a secret file (a password), without its line end, in
+ * *out (the caller wipes and frees it). -ENODATA when the file is empty;
+ * err names the file and the cause, never the content. */
+int read_secret_file(const char *path, char **out, char *err, size_t errlen);
 
 
 /* Runs argv (no shell), capturing stdout into out (may be NULL) and the

@@ -75,22 +75,10 @@ static char *read_password(void)
 		const char *env = getenv("CAIRN_PASSWORD");
 		return env ? strdup(env) : NULL;
 	}
-	FILE *f = fopen(st.password_file, "re");
-	if (!f) {
-		nbdkit_error("cannot read password file %s: %m", st.password_file);
-		return NULL;
-	}
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n = getline(&line, &cap, f);
-	fclose(f);
-	if (n <= 0) {
-		free(line);
-		nbdkit_error("password file %s is empty", st.password_file);
-		return NULL;
-	}
-	line[strcspn(line, "\r\n")] = '\0';
-	return line;
+	char *pw = NULL, err[512];
+	if (read_secret_file(st.password_file, &pw, err, sizeof(err)) < 0)
+		nbdkit_error("%s", err);
+	return pw;
 }
 
 static int pick_disk(void)

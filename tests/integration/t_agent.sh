@@ -139,9 +139,13 @@ repository = local
 webhook = http://127.0.0.1:$port/hook
 EOF2
 rc=0
-"$CAIRN" agent --config "$T/cairn.conf" --run-job broken 2>"$T/broken.log" || rc=$?
+# under systemd (JOURNAL_STREAM set), every line carries its syslog priority
+JOURNAL_STREAM=8:4242 "$CAIRN" agent --config "$T/cairn.conf" --run-job broken 2>"$T/broken.log" || rc=$?
 assert_eq "$rc" 1 "exit code of a job with a failed VM"
-grep -q "job broken vm $C: .*missing.qcow2" "$T/broken.log" || die "no failure line: $(cat "$T/broken.log")"
+grep -q "^<3>cairn-agent: job broken vm $C: .*missing.qcow2" "$T/broken.log" ||
+    die "no failure line at priority 3: $(cat "$T/broken.log")"
+grep -q "^<6>cairn-agent: job broken vm $A: backup started" "$T/broken.log" ||
+    die "no info line at priority 6: $(cat "$T/broken.log")"
 wait "$hook" || true
 [ -s "$T/hook.json" ] || die "the webhook got nothing"
 assert_eq "$(json 'j["ok"]' <"$T/hook.json")" false "summary ok"
@@ -157,6 +161,7 @@ cat >"$T/term.conf" <<EOF2
 [global]
 state-dir = $STATE
 run-dir = $T/run
+log-level = error
 [repository fresh]
 url = $T/fresh
 password-file = $T/pw
@@ -173,6 +178,7 @@ sleep 0.5
 kill -TERM "$run"
 wait "$run" && die "the interrupted job reported success"
 grep -q "job second vm $B: .*interrupted" "$T/term.log" || die "not interrupted mid-backup: $(cat "$T/term.log")"
+grep -q "backup started" "$T/term.log" && die "log-level = error printed an info line: $(cat "$T/term.log")"
 [[ $(virsh domjobinfo "$B") == *"Job type:"*None* ]] || die "a libvirt job is still running"
 assert_eq "$(virsh checkpoint-list "$B" --name | sort)" "$ckpts" "checkpoints after SIGTERM"
 cairn_q check "$T/fresh"
