@@ -38,6 +38,17 @@
 #define STALL_TIME_S 60L
 #define BACKOFF_FIRST_MS 250
 #define BACKOFF_MAX_MS 8000
+#define PACE_BURST_NS 50000000LL /* what a limited transfer may run ahead */
+
+/* One rate limit shared by every connection: a virtual clock (GCRA) that
+ * each byte moves on by 1/limit seconds; whoever gets ahead of real time
+ * sleeps. curl's own limit is per connection. (The same scheme as
+ * s3_http.c's; one shared pacer for both is a later clean-up.) */
+struct pacer {
+	pthread_mutex_t mu;
+	uint64_t limit; /* bytes/s; 0: none */
+	int64_t tat_ns; /* when the bytes accounted so far may have passed */
+};
 
 struct sftp_backend {
 	struct cairn_backend base;
@@ -51,7 +62,7 @@ struct sftp_backend {
 	char *identity, *public_key; /* public_key may be NULL */
 	char *known_hosts;
 	unsigned max, retries;
-	curl_off_t limit_up, limit_down; /* per connection; 0: none */
+	struct pacer up, down;
 	pthread_mutex_t mu; /* idle, nidle, busy */
 	pthread_cond_t freed;
 	CURL **idle;
@@ -155,7 +166,9 @@ struct hostkey {
 };
 
 struct xfer {
+	struct sftp_backend *s;
 	const struct request *rq;
+	curl_off_t up_seen, down_seen; /* bytes already paced */
 	size_t sent, received;
 	bool overflow;
 	struct hostkey hk;
@@ -169,6 +182,39 @@ struct outcome {
 	curl_off_t length;
 	bool overflow;
 };
+
+static void pace(struct pacer *p, curl_off_t bytes)
+{
+	if (!p->limit || bytes <= 0)
+		return;
+	int64_t now = mono_ns(), wait;
+	pthread_mutex_lock(&p->mu);
+	if (p->tat_ns < now)
+		p->tat_ns = now;
+	p->tat_ns += (int64_t)((double)bytes * 1e9 / (double)p->limit);
+	wait = p->tat_ns - now - PACE_BURST_NS;
+	pthread_mutex_unlock(&p->mu);
+	if (wait > 0) {
+		struct timespec ts = { .tv_sec = (time_t)(wait / 1000000000),
+				       .tv_nsec = (long)(wait % 1000000000) };
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+}
+
+/* Sleeping in curl's progress callback holds the transfer back. */
+static int on_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	(void)dltotal;
+	(void)ultotal;
+	struct xfer *x = opaque;
+	pace(&x->s->up, ulnow - x->up_seen);
+	pace(&x->s->down, dlnow - x->down_seen);
+	x->up_seen = MAX(x->up_seen, ulnow);
+	x->down_seen = MAX(x->down_seen, dlnow);
+	return 0;
+}
 
 static size_t on_read(char *p, size_t size, size_t n, void *opaque)
 {
@@ -297,10 +343,16 @@ static int setup(struct sftp_backend *s, CURL *h, struct xfer *x, const char *ur
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
 	SET(CURLOPT_WRITEFUNCTION, on_write);
 	SET(CURLOPT_WRITEDATA, x);
-	if (s->limit_up)
-		SET(CURLOPT_MAX_SEND_SPEED_LARGE, s->limit_up);
-	if (s->limit_down)
-		SET(CURLOPT_MAX_RECV_SPEED_LARGE, s->limit_down);
+	if (s->up.limit || s->down.limit) {
+		SET(CURLOPT_NOPROGRESS, 0L);
+		SET(CURLOPT_XFERINFOFUNCTION, on_progress);
+		SET(CURLOPT_XFERINFODATA, x);
+	}
+	/* no single connection bursts past the whole limit either */
+	if (s->up.limit)
+		SET(CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)s->up.limit);
+	if (s->down.limit)
+		SET(CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)s->down.limit);
 	if (rq->nobody)
 		SET(CURLOPT_NOBODY, 1L);
 	if (rq->quote)
@@ -331,7 +383,7 @@ static int perform(struct sftp_backend *s, const struct request *rq, const char 
 	CURL *h = pool_get(s);
 	if (!h)
 		return -ENOMEM;
-	struct xfer x = { .rq = rq };
+	struct xfer x = { .s = s, .rq = rq };
 	memset(o, 0, sizeof(*o));
 	if (rq->out_buf)
 		rq->out_buf->len = 0;
@@ -350,6 +402,7 @@ static int perform(struct sftp_backend *s, const struct request *rq, const char 
 	curl_easy_setopt(h, CURLOPT_QUOTE, NULL);
 	curl_easy_setopt(h, CURLOPT_POSTQUOTE, NULL);
 	curl_easy_setopt(h, CURLOPT_SSH_KEYDATA, NULL);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, NULL);
 	pool_put(s, h);
 	return rc;
 }
@@ -451,6 +504,11 @@ static int describe(const struct sftp_backend *s, const struct request *rq, cons
 		    *o->errbuf ? o->errbuf : curl_easy_strerror(o->e), after);
 }
 
+static void object_where(const struct sftp_backend *s, const char *name, char *out, size_t len)
+{
+	snprintf(out, len, "%s%s%s", s->base.location, name ? "/" : "", name ? name : "");
+}
+
 /* Performs rq, retrying dropped connections with backoff. 0; -ENOENT
  * with no reason kept when the object or directory does not exist (an
  * ordinary answer); else a negative errno with the reason kept. */
@@ -459,8 +517,9 @@ static int run(struct sftp_backend *s, const struct request *rq, struct outcome 
 	_cleanup_free_ char *url = request_url(s, rq);
 	if (!url)
 		return fail(s, -ENOMEM, "%s: out of memory", rq->verb);
-	/* messages name the object, not the login directory's expansion */
-	const char *where = url;
+	/* messages name the object in the repository URL's own words */
+	char where[600];
+	object_where(s, rq->name, where, sizeof(where));
 	unsigned tries = 0;
 	int rc;
 	for (;;) {
@@ -632,9 +691,12 @@ static int sftp_get_range(struct cairn_backend *b, const char *name, uint64_t of
 			      .range_off = off, .range_len = len, .out = out, .out_cap = len };
 	struct outcome o;
 	int rc = run(s, &rq, &o);
-	if (rc == 0 && o.received != len)
-		return fail(s, -EIO, "download %s%s: short read (%zu of %zu bytes at %llu)",
-			    s->url_base, name, o.received, len, (unsigned long long)off);
+	if (rc == 0 && o.received != len) {
+		char where[600];
+		object_where(s, name, where, sizeof(where));
+		return fail(s, -EIO, "download %s: short read (%zu of %zu bytes at %llu)", where,
+			    o.received, len, (unsigned long long)off);
+	}
 	return rc;
 }
 
@@ -691,8 +753,8 @@ static int list_dir(struct sftp_backend *s, const char *dir, bool fanout, cairn_
 		uint64_t size;
 		const char *name;
 		if (!parse_entry(line, &type, &size, &name)) {
-			rc = fail(s, -EIO, "list %s%s/: cannot read the listing line '%.80s'",
-				  s->url_base, dir, line);
+			rc = fail(s, -EIO, "list %s/%s/: cannot read the listing line '%.80s'",
+				  s->base.location, dir, line);
 			break;
 		}
 		if (name[0] == '.')
@@ -734,7 +796,9 @@ static int sftp_remove(struct cairn_backend *b, const char *name)
 	int st = sftp_stat_name(s, name, &size);
 	if (st == -ENOENT)
 		return -ENOENT;
-	return fail(s, rc, "remove %s%s: %s", s->url_base, name, o.errbuf);
+	char where[600];
+	object_where(s, name, where, sizeof(where));
+	return fail(s, rc, "remove %s: %s", where, o.errbuf);
 }
 
 static void sftp_free(struct cairn_backend *b)
@@ -744,6 +808,8 @@ static void sftp_free(struct cairn_backend *b)
 		curl_easy_cleanup(s->idle[i]);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->freed);
+	pthread_mutex_destroy(&s->up.mu);
+	pthread_mutex_destroy(&s->down.mu);
 	free(s->idle);
 	free(s->url_base);
 	free(s->home_url);
@@ -981,11 +1047,12 @@ int cairn_backend_sftp_open(const char *url, bool create, const struct cairn_bac
 	}
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->freed, NULL);
+	pthread_mutex_init(&s->up.mu, NULL);
+	pthread_mutex_init(&s->down.mu, NULL);
 	s->base.ops = &sftp_ops;
 	s->max = o->connections ? o->connections : DEFAULT_CONNECTIONS;
-	/* curl limits each connection; together they stay within the limit */
-	s->limit_up = o->limit_upload ? (curl_off_t)MAX(o->limit_upload / s->max, 1) : 0;
-	s->limit_down = o->limit_download ? (curl_off_t)MAX(o->limit_download / s->max, 1) : 0;
+	s->up.limit = o->limit_upload;
+	s->down.limit = o->limit_download;
 	s->idle = calloc(s->max, sizeof(*s->idle));
 	s->base.location = strdup(url);
 	rc = s->idle && s->base.location ? 0 : -ENOMEM;

@@ -2,6 +2,7 @@
  * malformed form is refused here, before any connection is tried. */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,9 +46,24 @@ static bool bad_path_char(char c)
 	       c == '\\';
 }
 
+/* The URL as a message may show it: a password before '@' becomes ***. */
+static void shown(const char *url, char *out, size_t len)
+{
+	const char *auth = url + 5 + (strncmp(url + 5, "//", 2) ? 0 : 2);
+	size_t an = strcspn(auth, "/");
+	const char *at = memchr(auth, '@', an);
+	const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+	if (strncmp(url, "sftp:", 5) || !colon)
+		snprintf(out, len, "%s", url);
+	else
+		snprintf(out, len, "%.*s***%s", (int)(colon + 1 - url), url, at);
+}
+
 static int fail(char *err, size_t errlen, const char *url, const char *why)
 {
-	return set_err(err, errlen, -EINVAL, "%s: %s (write %s)", url, why, FORMS);
+	char safe[512];
+	shown(url, safe, sizeof(safe));
+	return set_err(err, errlen, -EINVAL, "%s: %s (write %s)", safe, why, FORMS);
 }
 
 /* [USER@] at s; *end is past the '@' (or s when there is no user). */

@@ -89,7 +89,7 @@ sshd_start() {
 # _sshd_descendants PID — every process below PID (sessions fork twice)
 _sshd_descendants() {
 	local c
-	for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+	for c in $(ps -o pid= --ppid "$1" 2>/dev/null || true); do
 		echo "$c"
 		_sshd_descendants "$c"
 	done

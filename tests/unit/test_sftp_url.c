@@ -81,6 +81,16 @@ static void check_bad(const char *url, const char *why)
 	sftp_url_free(&u);
 }
 
+/* A password in the URL is refused without being repeated. */
+static void check_secret(const char *url, const char *redacted)
+{
+	struct sftp_url u;
+	char err[512] = "";
+	assert_int_equal(sftp_url_parse(url, &u, err, sizeof(err)), -EINVAL);
+	if (strstr(err, "secret") || !strstr(err, redacted) || !strstr(err, "password"))
+		fail_msg("%s: message '%s'", url, err);
+}
+
 static void test_refused(void **state)
 {
 	(void)state;
@@ -88,8 +98,8 @@ static void test_refused(void **state)
 	check_bad("sftp:host", "no ':' between the host and the path");
 	check_bad("sftp:host:", "no directory");
 	check_bad("sftp:@host:/r", "user name before '@' is empty");
-	check_bad("sftp:u:secret@host:/r", "password");
-	check_bad("sftp://u:secret@host//r", "password");
+	check_secret("sftp:u:secret@host:/r", "sftp:u:***@host:/r");
+	check_secret("sftp://u:secret@host//r", "sftp://u:***@host//r");
 	check_bad("sftp://host", "no directory");
 	check_bad("sftp://host/", "no directory");
 	check_bad("sftp://host:0//r", "port");
