@@ -1,15 +1,18 @@
 #!/bin/bash
 # The agent daemon with real libvirtd and QEMU guests: --check-config; a job
 # scheduled every minute backs up two guests, applies retention, replicates
-# to a second repository, and status and the metrics file show it; SIGHUP
+# to a second repository and to S3 (a Ceph RGW, credentials from the
+# repository's s3-credentials-file), and status and the metrics file show it; SIGHUP
 # with a changed configuration takes effect (and a broken one is refused);
 # a job whose VM cannot be read fails for that VM only, and the webhook
 # (a listener on loopback) receives the failure summary; SIGTERM during a
 # backup leaves no libvirt job, no new checkpoint and a clean repository.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/vm.sh"
+. "$(dirname "$0")/rgw.sh"
 
 why=$(vm_available) || { echo "SKIP: $why"; exit 0; }
+why=$(rgw_available) || { echo "SKIP: $why"; exit 0; }
 vm_start_libvirtd || { echo "SKIP: libvirtd does not start on this machine"; exit 0; }
 D=$(mktemp -d /var/tmp/cairn-t_agent.XXXXXX)
 chmod 0777 "$D"
@@ -34,6 +37,14 @@ R2=$T/offsite
 echo "$CAIRN_PASSWORD" >"$T/pw"
 cairn_q init "$R"
 cairn_q init "$R2" --replica-of "$R"
+rgw_start
+R3=$CAIRN_TEST_S3_URL/agent
+cairn_q init "$R3" --replica-of "$R"
+# the agent gets its keys from the file only, not from the environment
+printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' \
+	"$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$T/aws"
+S3_ID=$AWS_ACCESS_KEY_ID S3_SECRET=$AWS_SECRET_ACCESS_KEY
+unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 STATE=$T/state
 METRICS=$T/metrics
 mkdir -p "$METRICS"
@@ -53,12 +64,19 @@ url = $R2
 password-file = $T/pw
 keep-last = 1
 
+[repository cloud]
+url = $R3
+password-file = $T/pw
+s3-credentials-file = $T/aws
+connections = 2
+keep-last = 1
+
 [job minutely]
 domains = cairn-t-agent-a-* $B
 schedule = minutely
 repository = local
 keep-last = 2
-replicate-to = offsite
+replicate-to = offsite cloud
 $1
 EOF2
 }
@@ -69,7 +87,7 @@ cairn_q agent --config "$T/cairn.conf" --check-config
 grep -q "job minutely: next run" "$T/last.out" || die "no next run shown"
 conf "paralel = 2"
 expect_fail 1 "$CAIRN" agent --config "$T/cairn.conf" --check-config
-assert_msg_matches "cairn.conf:21: unknown key 'paralel' .*did you mean 'parallel'"
+assert_msg_matches "cairn.conf:28: unknown key 'paralel' .*did you mean 'parallel'"
 
 step "the daemon runs the minutely job for both guests"
 conf ""
@@ -88,6 +106,9 @@ assert_eq "$(json 'all(r["ok"] for r in j)' <"$T/last.out")" true "runs ok"
 grep -q "cairn_backup_last_success{job=\"minutely\",vm=\"$A\"} 1" "$METRICS/cairn.prom" ||
 	die "metrics missing: $(cat "$METRICS/cairn.prom")"
 assert_eq "$(snap_count "$R2")" 2 "snapshots replicated (keep-last 1 per VM there)"
+AWS_ACCESS_KEY_ID=$S3_ID AWS_SECRET_ACCESS_KEY=$S3_SECRET cairn_q check "$R3" --read-data
+assert_eq "$(AWS_ACCESS_KEY_ID=$S3_ID AWS_SECRET_ACCESS_KEY=$S3_SECRET snap_count "$R3")" 2 \
+	"snapshots replicated to S3 (keep-last 1 per VM there)"
 grep -q "job minutely vm $A: snapshot" "$T/agent.log" || die "no per-VM log line"
 
 step "SIGHUP: a broken file is refused, a fixed one is taken"
