@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -23,6 +24,49 @@ static int gc_option(void *ctx, int opt, const char *arg)
 		return -1;
 	}
 	return cli_usage("gc: unexpected option");
+}
+
+static void print_immutable(const struct cairn_gc_result *r)
+{
+	char until[40], floor[40];
+	format_time_utc(r->locked_until * 1000000000LL, until, sizeof(until));
+	format_time_utc(r->retention_floor * 1000000000LL, floor, sizeof(floor));
+	if (r->manifests_removed)
+		printf("removed %zu forgotten snapshot manifests whose lock had ended\n",
+		       r->manifests_removed);
+	if (r->packs_locked || r->manifests_locked)
+		printf("kept %zu condemned packs and %zu forgotten manifests locked by S3 Object "
+		       "Lock%s%s; a later gc deletes them\n",
+		       r->packs_locked, r->manifests_locked, r->locked_until ? " until " : "",
+		       r->locked_until ? until : "");
+	if (r->retention_extended)
+		printf("extended the retention of %zu objects to %s\n", r->retention_extended,
+		       floor);
+	else if (r->retention_floor)
+		printf("every object in use is locked until at least %s\n", floor);
+}
+
+/* CAIRN_TEST_NOW (Unix seconds or RFC 3339 UTC) shifts gc's idea of now,
+ * so tests can reach the end of a retention period; never set it in
+ * production. */
+static int test_now(int64_t *out)
+{
+	const char *v = getenv("CAIRN_TEST_NOW");
+	*out = 0;
+	if (!v || !*v)
+		return 0;
+	char *end;
+	long long n = strtoll(v, &end, 10);
+	struct tm tm = { 0 };
+	if (end != v && !*end && n > 0) {
+		*out = n;
+		return 0;
+	}
+	end = strptime(v, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (!end || *end)
+		return cli_usage("CAIRN_TEST_NOW=%s: give Unix seconds or YYYY-MM-DDTHH:MM:SSZ", v);
+	*out = (int64_t)timegm(&tm);
+	return 0;
 }
 
 static void print_text(const struct cairn_gc_opts *o, const struct cairn_gc_result *r)
@@ -48,6 +92,7 @@ static void print_text(const struct cairn_gc_opts *o, const struct cairn_gc_resu
 		       "deletes them",
 		       r->lists_waiting);
 	printf("\n");
+	print_immutable(r);
 }
 
 int cmd_gc(int argc, char **argv)
@@ -65,6 +110,8 @@ int cmd_gc(int argc, char **argv)
 		return rc;
 	if (nargs != 1)
 		return cli_usage("usage: cairn %s", USAGE);
+	if ((rc = test_now(&o.now_s)) != 0)
+		return rc;
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
 	if ((rc = cli_open_locked(&c, argv[1], CLI_GC, &r)) != EXIT_OK)
 		return rc;
@@ -73,8 +120,8 @@ int cmd_gc(int argc, char **argv)
 	if ((rc = cairn_gc(r, &o, &res)) < 0)
 		return cli_fail(rc, cairn_repo_error(r));
 	cli_print_warnings(r);
-	if (c.json)
-		json_print(json_pack(
+	if (c.json) {
+		json_t *j = json_pack(
 			"{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
 			"dry_run", o.dry_run, "snapshots", (json_int_t)res.snapshots, "packs",
 			(json_int_t)res.packs, "bytes", (json_int_t)res.bytes, "live_bytes",
@@ -85,8 +132,17 @@ int cmd_gc(int argc, char **argv)
 			(json_int_t)res.packs_deleted, "packs_kept", (json_int_t)res.packs_kept,
 			"bytes_freed", (json_int_t)res.bytes_freed, "lists_waiting",
 			(json_int_t)res.lists_waiting, "repacked_bytes",
-			(json_int_t)res.repacked_bytes));
-	else if (!c.quiet)
+			(json_int_t)res.repacked_bytes);
+		if (j && cairn_repo_immutable_days(r))
+			json_object_update_new(j, json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "packs_locked",
+				     (json_int_t)res.packs_locked, "manifests_locked",
+				     (json_int_t)res.manifests_locked, "manifests_removed",
+				     (json_int_t)res.manifests_removed, "locked_until",
+				     (json_int_t)res.locked_until, "retention_extended",
+				     (json_int_t)res.retention_extended, "retention_floor",
+				     (json_int_t)res.retention_floor));
+		json_print(j);
+	} else if (!c.quiet)
 		print_text(&o, &res);
 	return EXIT_OK;
 }

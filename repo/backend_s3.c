@@ -43,6 +43,13 @@ static void format_iso(int64_t t, char *out, size_t len)
 	strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+static int64_t lock_until(const struct s3_backend *s)
+{
+	return time(NULL) + (int64_t)s->lock_days * 86400;
+}
+
+static int s3_retain(struct cairn_backend *b, const char *name, int64_t until_s);
+
 /* The retention headers of a new object: NULL-terminated in hdr, or NULL
  * when name is not locked. COMPLIANCE, not GOVERNANCE: anyone with
  * s3:BypassGovernanceRetention (often any admin key) may delete a
@@ -53,7 +60,7 @@ static const char *const *lock_headers(const struct s3_backend *s, const char *n
 	if (!s->lock_days || !cairn_locked_name(name))
 		return NULL;
 	char when[40];
-	format_iso(time(NULL) + (int64_t)s->lock_days * 86400, when, sizeof(when));
+	format_iso(lock_until(s), when, sizeof(when));
 	snprintf(until, 96, "x-amz-object-lock-retain-until-date: %s", when);
 	hdr[0] = "x-amz-object-lock-mode: COMPLIANCE";
 	hdr[1] = until;
@@ -139,6 +146,10 @@ static int s3_put_multipart(struct s3_backend *s, const char *name, const uint8_
 					  .body = done.p, .body_len = done.len, .out_buf = &answer };
 		rc = s3_request(s->client, &fin, &rs);
 	}
+	/* Ceph RGW 16 ignores the retention headers of the initiation: set
+	 * it on the completed object too (the same date is no change) */
+	if (rc == 0 && start.headers)
+		rc = s3_retain(&s->base, name, lock_until(s));
 	if (rc < 0 && q) {
 		/* parts of an unfinished upload are stored (and billed) until
 		 * aborted; the first failure stays the reported one */

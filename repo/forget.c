@@ -16,6 +16,35 @@ static void object_name(const char *dir, const cairn_id *id, char *out, size_t l
 	snprintf(out, len, "%s/%s", dir, hex);
 }
 
+static int put_marker(struct cairn_repo *r, const char *name)
+{
+	char when[40], host[256] = "";
+	format_time_utc(now_ns(), when, sizeof(when));
+	gethostname(host, sizeof(host) - 1);
+	json_t *j = json_pack("{s:i, s:s, s:s}", "version", 1, "time", when, "host", host);
+	_cleanup_free_ char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (!text)
+		return repo_err(r, -ENOMEM, "out of memory");
+	int rc = r->be->ops->put(r->be, name, text, strlen(text));
+	return rc < 0 ? repo_err(r, rc, "cannot write %s: %s", name, strerror(-rc)) : 0;
+}
+
+/* An immutable repository refuses to delete a manifest still under
+ * retention. Nothing irreversible happens: forgotten/<id> tells gc not to
+ * extend the manifest's retention and to delete it once that ends; until
+ * then the snapshot stays listed and restorable. */
+static int forget_later(struct cairn_repo *r, const cairn_id *id, const char *manifest, int why)
+{
+	char name[128];
+	const char *reason = cairn_backend_error(r->be, why);
+	object_name("forgotten", id, name, sizeof(name));
+	int rc = put_marker(r, name);
+	if (rc == 0)
+		repo_warn(r, "%s; gc removes it when the lock ends", reason ? reason : manifest);
+	return rc;
+}
+
 int cairn_snapshot_forget(struct cairn_repo *r, const cairn_id *id)
 {
 	char name[128];
@@ -28,6 +57,8 @@ int cairn_snapshot_forget(struct cairn_repo *r, const cairn_id *id)
 		return repo_err(r, -EPERM, "snapshot %.12s is protected; unprotect it first",
 				name + strlen("snapshots/"));
 	rc = r->be->ops->remove(r->be, name);
+	if (rc == -EPERM)
+		return forget_later(r, id, name, rc);
 	/* two forgets racing for the same snapshot both succeed */
 	if (rc < 0 && rc != -ENOENT)
 		return repo_err(r, rc, "cannot remove %s: %s", name, strerror(-rc));
@@ -38,7 +69,7 @@ int cairn_snapshot_forget(struct cairn_repo *r, const cairn_id *id)
  * the (content-addressed) manifest. */
 int cairn_snapshot_protect(struct cairn_repo *r, const cairn_id *id, bool on)
 {
-	char name[128], when[40], host[256] = "";
+	char name[128];
 	object_name("protected", id, name, sizeof(name));
 	if (!on) {
 		int rc = r->be->ops->remove(r->be, name);
@@ -46,15 +77,7 @@ int cairn_snapshot_protect(struct cairn_repo *r, const cairn_id *id, bool on)
 			       ? repo_err(r, rc, "cannot remove %s: %s", name, strerror(-rc))
 			       : 0;
 	}
-	format_time_utc(now_ns(), when, sizeof(when));
-	gethostname(host, sizeof(host) - 1);
-	json_t *j = json_pack("{s:i, s:s, s:s}", "version", 1, "time", when, "host", host);
-	_cleanup_free_ char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	if (!text)
-		return repo_err(r, -ENOMEM, "out of memory");
-	int rc = r->be->ops->put(r->be, name, text, strlen(text));
-	return rc < 0 ? repo_err(r, rc, "cannot write %s: %s", name, strerror(-rc)) : 0;
+	return put_marker(r, name);
 }
 
 int cairn_snapshot_is_protected(struct cairn_repo *r, const cairn_id *id, bool *out)

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -25,6 +26,24 @@
 static int cmp_id(const void *a, const void *b)
 {
 	return memcmp(a, b, sizeof(cairn_id));
+}
+
+/* ---- immutable repositories (docs/design.md section 20) ---- */
+
+static bool immutable(const struct cairn_repo *r)
+{
+	return r->immutable_days && r->be->ops->retention && r->be->ops->retain;
+}
+
+static int64_t days_s(const struct cairn_repo *r)
+{
+	return (int64_t)r->immutable_days * 86400;
+}
+
+static void note_locked(struct cairn_gc_result *res, int64_t until)
+{
+	if (until > res->locked_until)
+		res->locked_until = until;
 }
 
 /* ---- condemned lists ---- */
@@ -128,10 +147,21 @@ struct pack_group {
 	bool condemn, repack, in_list;
 };
 
+/* The packs one index file lists. */
+struct file_packs {
+	cairn_id *v;
+	size_t n, cap;
+};
+
 struct ixsnap {
 	struct name_list files;
 	struct pack_group *g;
 	size_t ng, cap;
+	/* immutable repositories: per file (parallel to files), so that a pack
+	 * is deleted only once no index file lists it */
+	bool per_file;
+	struct file_packs *fp;
+	size_t cur; /* the file being walked */
 };
 
 static int collect_group(void *opaque, const cairn_id *pack, struct idx_entry *e, size_t n)
@@ -139,6 +169,12 @@ static int collect_group(void *opaque, const cairn_id *pack, struct idx_entry *e
 	struct ixsnap *x = opaque;
 	if (array_grow(&x->g, &x->cap, x->ng, sizeof(*x->g)) < 0)
 		return -ENOMEM;
+	if (x->per_file) {
+		struct file_packs *f = &x->fp[x->cur];
+		if (array_grow(&f->v, &f->cap, f->n, sizeof(*f->v)) < 0)
+			return -ENOMEM;
+		f->v[f->n++] = *pack;
+	}
 	struct pack_group *g = &x->g[x->ng];
 	memset(g, 0, sizeof(*g));
 	g->pack = *pack;
@@ -155,6 +191,9 @@ static void ixsnap_free(struct ixsnap *x)
 	for (size_t i = 0; i < x->ng; i++)
 		free(x->g[i].e);
 	free(x->g);
+	for (size_t i = 0; x->fp && i < x->files.n; i++)
+		free(x->fp[i].v);
+	free(x->fp);
 	name_list_free(&x->files);
 	memset(x, 0, sizeof(*x));
 }
@@ -180,12 +219,16 @@ static void dedupe_groups(struct ixsnap *x)
 	x->ng = out;
 }
 
-static int ixsnap_load(struct cairn_repo *r, struct ixsnap *x)
+static int ixsnap_load(struct cairn_repo *r, struct ixsnap *x, bool per_file)
 {
 	memset(x, 0, sizeof(*x));
 	int rc = list_names(r, "index", &x->files);
 	struct buf raw = { 0 }, plain = { 0 };
+	x->per_file = per_file;
+	if (rc == 0 && per_file && !(x->fp = calloc(x->files.n + 1, sizeof(*x->fp))))
+		rc = repo_err(r, -ENOMEM, "out of memory");
 	for (size_t i = 0; rc == 0 && i < x->files.n; i++) {
+		x->cur = i;
 		rc = get_hashed(r, "index", x->files.v[i], &raw);
 		if (rc == 0)
 			rc = envelope_open(r, ENV_INDEX, raw.p, raw.len, &plain);
@@ -570,7 +613,7 @@ static int write_condemned(struct gc_run *g)
 
 static int phase1(struct gc_run *g)
 {
-	int rc = ixsnap_load(g->r, &g->x);
+	int rc = ixsnap_load(g->r, &g->x, false);
 	if (rc == 0)
 		rc = build_canon(g);
 	if (rc == 0 && (rc = idx_table_init(&g->refs, 4096)) < 0)
@@ -610,6 +653,9 @@ struct phase2 {
 	size_t ndoomed, doomed_cap;
 	struct ixsnap x;
 	struct idx_table refs, safe;
+	int64_t now; /* Unix seconds, for retention */
+	cairn_id *locked; /* doomed packs under retention: kept, lists stay */
+	size_t nlocked, locked_cap;
 };
 
 /* True when every lock the list waits for is gone. */
@@ -680,14 +726,43 @@ static bool doomed(const struct phase2 *p, const cairn_id *pack)
 	return p->ndoomed && bsearch(pack, p->doomed, p->ndoomed, sizeof(cairn_id), cmp_id);
 }
 
-static void spare(struct phase2 *p, const cairn_id *pack)
+static bool undoom(struct phase2 *p, const cairn_id *pack)
 {
 	cairn_id *at = bsearch(pack, p->doomed, p->ndoomed, sizeof(cairn_id), cmp_id);
 	if (!at)
-		return;
+		return false;
 	memmove(at, at + 1, (size_t)(p->doomed + p->ndoomed - at - 1) * sizeof(cairn_id));
 	p->ndoomed--;
-	p->res->packs_kept++;
+	return true;
+}
+
+static void spare(struct phase2 *p, const cairn_id *pack)
+{
+	if (undoom(p, pack))
+		p->res->packs_kept++;
+}
+
+/* A doomed pack whose retention has not ended (or that an index file under
+ * retention still lists): it stays, and so does its list, for a later gc. */
+static int spare_locked(struct phase2 *p, const cairn_id *pack, int64_t until)
+{
+	if (!undoom(p, pack))
+		return 0;
+	if (array_grow(&p->locked, &p->locked_cap, p->nlocked, sizeof(*p->locked)) < 0)
+		return repo_err(p->r, -ENOMEM, "out of memory");
+	p->locked[p->nlocked++] = *pack;
+	p->res->packs_locked++;
+	note_locked(p->res, until);
+	return 0;
+}
+
+static bool list_has_locked(const struct phase2 *p, const struct final_list *fl)
+{
+	for (size_t i = 0; i < fl->n; i++)
+		for (size_t j = 0; j < p->nlocked; j++)
+			if (!cmp_id(&fl->packs[i], &p->locked[j]))
+				return true;
+	return false;
 }
 
 /* Blobs with a copy outside the doomed packs. */
@@ -720,6 +795,24 @@ static int rescue(struct phase2 *p, const cairn_id *pack, struct idx_entry *e, s
 	return rc;
 }
 
+/* A pack gc keeps after all was condemned, so its retention was not
+ * extended with the others: it is now. */
+static int extend_one(struct cairn_repo *r, const char *dir, const cairn_id *id, int64_t until)
+{
+	char hex[65], name[128];
+	hex_encode(id->b, CAIRN_ID_LEN, hex);
+	if (!strcmp(dir, "data"))
+		snprintf(name, sizeof(name), "data/%.2s/%s", hex, hex);
+	else
+		snprintf(name, sizeof(name), "%s/%s", dir, hex);
+	int rc = r->be->ops->retain(r->be, name, until);
+	const char *why = cairn_backend_error(r->be, rc);
+	return rc < 0 && rc != -ENOENT
+		       ? repo_err(r, rc, "cannot extend the retention of %s: %s", name,
+				  why ? why : strerror(-rc))
+		       : 0;
+}
+
 static int rescue_all(struct phase2 *p)
 {
 	int rc = 0;
@@ -749,6 +842,8 @@ static int rescue_all(struct phase2 *p)
 		rc = rescue(p, &list[i], e, ne, grp != NULL, &kept);
 		if (rc == 0 && kept)
 			spare(p, &list[i]);
+		if (rc == 0 && kept && immutable(p->r))
+			rc = extend_one(p->r, "data", &list[i], p->now + days_s(p->r));
 	}
 	free(list);
 	return rc;
@@ -788,6 +883,122 @@ static int consolidate(struct phase2 *p)
 	return rc;
 }
 
+/* Doomed packs still under retention stay; so do those an index file
+ * under retention lists (an index file is written after its packs, so its
+ * lock usually ends later): a pack goes only once no index file lists it. */
+static int keep_locked(struct phase2 *p)
+{
+	_cleanup_free_ cairn_id *list = malloc((p->ndoomed + 1) * sizeof(cairn_id));
+	if (!list)
+		return repo_err(p->r, -ENOMEM, "out of memory");
+	size_t n = p->ndoomed;
+	memcpy(list, p->doomed, n * sizeof(cairn_id));
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		char hex[65], name[128];
+		int64_t until = 0;
+		hex_encode(list[i].b, CAIRN_ID_LEN, hex);
+		snprintf(name, sizeof(name), "data/%.2s/%s", hex, hex);
+		rc = p->r->be->ops->retention(p->r->be, name, &until);
+		if (rc == -ENOENT)
+			rc = 0;
+		else if (rc < 0)
+			rc = repo_err(p->r, rc, "cannot read the retention of %s: %s", name,
+				      strerror(-rc));
+		else if (until > p->now)
+			rc = spare_locked(p, &list[i], until);
+	}
+	for (size_t f = 0; rc == 0 && f < p->x.files.n; f++) {
+		const struct file_packs *fp = &p->x.fp[f];
+		bool lists_doomed = false;
+		for (size_t k = 0; k < fp->n && !lists_doomed; k++)
+			lists_doomed = doomed(p, &fp->v[k]);
+		if (!lists_doomed)
+			continue;
+		char name[128];
+		int64_t until = 0;
+		snprintf(name, sizeof(name), "index/%s", p->x.files.v[f]);
+		rc = p->r->be->ops->retention(p->r->be, name, &until);
+		if (rc == -ENOENT || (rc == 0 && until <= p->now)) {
+			rc = 0;
+			continue;
+		}
+		if (rc < 0)
+			rc = repo_err(p->r, rc, "cannot read the retention of %s: %s", name,
+				      strerror(-rc));
+		for (size_t k = 0; rc == 0 && k < fp->n; k++)
+			if (doomed(p, &fp->v[k]))
+				rc = spare_locked(p, &fp->v[k], until);
+	}
+	return rc;
+}
+
+/* Only the index files that list a pack about to go are rewritten (each
+ * rewrite of an immutable repository's index is stored for the retention
+ * period); a file the store refuses to delete keeps its packs too. */
+static int write_groups(struct cairn_repo *r, struct pack_group **gs, size_t n)
+{
+	cairn_id packs[INDEX_PACKS_PER_FILE];
+	struct idx_entry *entries[INDEX_PACKS_PER_FILE];
+	size_t counts[INDEX_PACKS_PER_FILE];
+	int rc = 0;
+	for (size_t at = 0; rc == 0 && at < n; at += INDEX_PACKS_PER_FILE) {
+		size_t k = MIN(n - at, (size_t)INDEX_PACKS_PER_FILE);
+		for (size_t i = 0; i < k; i++) {
+			packs[i] = gs[at + i]->pack;
+			entries[i] = gs[at + i]->e;
+			counts[i] = gs[at + i]->n;
+		}
+		struct buf plain = { 0 };
+		cairn_id id;
+		rc = index_encode(r, packs, entries, counts, k, &plain);
+		if (rc == 0)
+			rc = index_write(r, &plain, &id);
+		buf_free(&plain);
+	}
+	return rc;
+}
+
+static int consolidate_immutable(struct phase2 *p)
+{
+	size_t nfiles = p->x.files.n, n = 0;
+	_cleanup_free_ bool *rewrite = calloc(nfiles + 1, sizeof(bool));
+	_cleanup_free_ struct pack_group **keep = calloc(p->x.ng + 1, sizeof(*keep));
+	if (!rewrite || !keep)
+		return repo_err(p->r, -ENOMEM, "out of memory");
+	for (size_t f = 0; f < nfiles; f++)
+		for (size_t k = 0; k < p->x.fp[f].n && !rewrite[f]; k++)
+			rewrite[f] = doomed(p, &p->x.fp[f].v[k]);
+	for (size_t i = 0; i < p->x.ng; i++)
+		p->x.g[i].in_list = false; /* here: already in the new index */
+	for (size_t f = 0; f < nfiles; f++)
+		for (size_t k = 0; rewrite[f] && k < p->x.fp[f].n; k++) {
+			struct pack_group *g = find_group(&p->x, &p->x.fp[f].v[k]);
+			if (g && !g->in_list && !doomed(p, &g->pack)) {
+				g->in_list = true;
+				keep[n++] = g;
+			}
+		}
+	int rc = write_groups(p->r, keep, n);
+	for (size_t f = 0; rc == 0 && f < nfiles; f++) {
+		if (!rewrite[f])
+			continue;
+		char name[128];
+		snprintf(name, sizeof(name), "index/%s", p->x.files.v[f]);
+		int drc = p->r->be->ops->remove(p->r->be, name);
+		if (drc == -EPERM) {
+			const char *why = cairn_backend_error(p->r->be, drc);
+			repo_warn(p->r, "%s; its packs are kept for a later gc", why ? why : name);
+			for (size_t k = 0; rc == 0 && k < p->x.fp[f].n; k++)
+				if (doomed(p, &p->x.fp[f].v[k]))
+					rc = spare_locked(p, &p->x.fp[f].v[k], 0);
+		} else if (drc < 0 && drc != -ENOENT) {
+			rc = repo_err(p->r, drc, "cannot remove %s: %s", name, strerror(-drc));
+		}
+	}
+	return rc;
+}
+
 static int delete_doomed(struct phase2 *p)
 {
 	for (size_t i = 0; i < p->ndoomed; i++) {
@@ -798,6 +1009,16 @@ static int delete_doomed(struct phase2 *p)
 		if (p->r->be->ops->stat(p->r->be, name, &size) < 0)
 			continue;
 		int rc = p->r->be->ops->remove(p->r->be, name);
+		if (rc == -EPERM) {
+			/* our clock and the store's disagree: the store wins */
+			const char *why = cairn_backend_error(p->r->be, rc);
+			repo_warn(p->r, "%s; kept for a later gc", why ? why : name);
+			cairn_id id = p->doomed[i];
+			if ((rc = spare_locked(p, &id, 0)) < 0)
+				return rc;
+			i--;
+			continue;
+		}
 		if (rc < 0 && rc != -ENOENT)
 			return repo_err(p->r, rc, "cannot remove %s: %s", name, strerror(-rc));
 		p->res->packs_deleted++;
@@ -805,6 +1026,8 @@ static int delete_doomed(struct phase2 *p)
 	}
 	for (size_t i = 0; i < p->nlists; i++) {
 		char name[160];
+		if (list_has_locked(p, &p->lists[i]))
+			continue;
 		snprintf(name, sizeof(name), GC_DIR "/%s" WAIT_SUFFIX, p->lists[i].base);
 		p->r->be->ops->remove(p->r->be, name);
 		snprintf(name, sizeof(name), GC_DIR "/%s", p->lists[i].base);
@@ -821,19 +1044,20 @@ static void phase2_free(struct phase2 *p)
 	}
 	free(p->lists);
 	free(p->doomed);
+	free(p->locked);
 	ixsnap_free(&p->x);
 	idx_table_free(&p->refs);
 	idx_table_free(&p->safe);
 }
 
-static int phase2(struct cairn_repo *r, struct cairn_gc_result *res)
+static int phase2(struct cairn_repo *r, struct cairn_gc_result *res, int64_t now)
 {
-	struct phase2 p = { .r = r, .res = res };
+	struct phase2 p = { .r = r, .res = res, .now = now };
 	size_t nsnap;
 	int rc = collect_final(&p);
 	if (rc == 0 && p.nlists) {
 		/* what the repository looks like now, backups since phase 1 included */
-		rc = ixsnap_load(r, &p.x);
+		rc = ixsnap_load(r, &p.x, immutable(r));
 		if (rc == 0 && (rc = idx_table_init(&p.refs, 4096)) < 0)
 			rc = repo_err(r, rc, "out of memory");
 		if (rc == 0)
@@ -844,8 +1068,10 @@ static int phase2(struct cairn_repo *r, struct cairn_gc_result *res)
 			rc = build_safe(&p);
 		if (rc == 0)
 			rc = rescue_all(&p);
+		if (rc == 0 && immutable(r))
+			rc = keep_locked(&p);
 		if (rc == 0)
-			rc = consolidate(&p);
+			rc = immutable(r) ? consolidate_immutable(&p) : consolidate(&p);
 		if (rc == 0)
 			rc = delete_doomed(&p);
 		if (rc == 0)
@@ -858,7 +1084,13 @@ static int phase2(struct cairn_repo *r, struct cairn_gc_result *res)
 int cairn_gc(struct cairn_repo *r, const struct cairn_gc_opts *o, struct cairn_gc_result *res)
 {
 	memset(res, 0, sizeof(*res));
-	int rc = cairn_repo_load_index(r);
+	int64_t now = o->now_s ? o->now_s : time(NULL);
+	int rc = 0;
+	/* first, so that what those manifests alone used is garbage now */
+	if (immutable(r) && !o->dry_run)
+		rc = immutable_forget_due(r, now, res);
+	if (rc == 0)
+		rc = cairn_repo_load_index(r);
 	if (rc < 0)
 		return rc;
 	struct gc_run g = { .r = r, .o = o, .res = res };
@@ -871,7 +1103,9 @@ int cairn_gc(struct cairn_repo *r, const struct cairn_gc_opts *o, struct cairn_g
 	if (rc == 0 && !o->dry_run) {
 		/* the lists just written (and older ones) are loaded for phase 2 */
 		if ((rc = gc_load_condemned(r)) == 0)
-			rc = phase2(r, res);
+			rc = phase2(r, res, now);
+		if (rc == 0 && immutable(r))
+			rc = immutable_extend(r, now, res);
 	}
 	return rc;
 }

@@ -190,6 +190,13 @@ int lock_gone(struct cairn_repo *r, const char *name, bool *gone);
 int gc_load_condemned(struct cairn_repo *r);
 bool gc_pack_condemned(const struct cairn_repo *r, const cairn_id *pack);
 
+/* immutable.c: gc's work in an immutable repository (docs/design.md
+ * section 20); now in Unix seconds. Deletes the forgotten manifests whose
+ * retention has ended; extends the retention of every needed object when
+ * less than half of it is left. */
+int immutable_forget_due(struct cairn_repo *r, int64_t now, struct cairn_gc_result *res);
+int immutable_extend(struct cairn_repo *r, int64_t now, struct cairn_gc_result *res);
+
 /* objects named by the hash of their content */
 int put_hashed(struct cairn_repo *r, const char *dir, const struct buf *data,
 	       cairn_id *id);
