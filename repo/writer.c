@@ -1,16 +1,21 @@
 /* The writer: thread-safe deduplicating storage of blobs into packs.
  *
  * Callers encode blobs on their own threads and append them to the current
- * pack; full packs go to one I/O thread, which writes them and then the
- * index files that describe them (docs/design.md section 1, write order),
- * so compression never waits for storage. */
+ * pack; full packs go to IO_THREADS I/O threads, which write them and then
+ * the index files that describe them (docs/design.md section 1, write
+ * order: an index file names only packs already written), so compression
+ * never waits for storage. Several threads because a remote backend takes
+ * a round trip or more per pack: one PUT at a time would leave the
+ * connections of an S3 bucket idle while compression waits; a local disk
+ * keeps up with one thread, and the others then stay idle. */
 #include <errno.h>
 
 #include "internal.h"
 
 #define INDEX_FLUSH_PACKS 64
 #define INDEX_FLUSH_NS (10ll * 1000000000)
-#define QUEUED_PACKS 2 /* full packs waiting for the I/O thread */
+#define QUEUED_PACKS 2 /* full packs waiting for an I/O thread */
+#define IO_THREADS 4 /* packs written at once: the default --connections */
 
 struct written_pack {
 	cairn_id id;
@@ -25,21 +30,24 @@ struct cairn_writer {
 	struct pack_builder cur;
 	struct pack_builder queue[QUEUED_PACKS];
 	size_t queued;
-	bool io_busy, stop;
+	unsigned writing; /* I/O threads busy with a pack (and its index) */
+	bool stop;
 	/* blobs in r->idx as pending but not yet in cur: a flush waits for
 	 * them, since another thread's snapshot may already reference them */
 	size_t encoding;
 	bool clean; /* every entry this writer put in r->idx is in a written pack */
 	int io_err;
-	pthread_t io;
+	pthread_t io[IO_THREADS];
+	unsigned nio;
 	/* packs written but not yet in an index file */
 	struct written_pack *pending;
 	size_t npending, pending_cap;
 	int64_t last_index_ns;
 };
 
-/* Writes one index file for every pending pack. Called on the I/O thread
- * with w->lock held; drops it while writing. */
+/* Writes one index file for every pending pack. Called on an I/O thread
+ * with w->lock held; drops it while writing (another thread may then write
+ * another index file for packs registered meanwhile). */
 static int flush_index_locked(struct cairn_writer *w)
 {
 	if (!w->npending)
@@ -114,7 +122,9 @@ static void *io_main(void *arg)
 		struct pack_builder pb = w->queue[0];
 		memmove(&w->queue[0], &w->queue[1], (w->queued - 1) * sizeof(pb));
 		w->queued--;
-		w->io_busy = true;
+		w->writing++;
+		/* a thread waiting for room in the queue may go on */
+		pthread_cond_broadcast(&w->changed);
 		pthread_mutex_unlock(&w->lock);
 
 		cairn_id id;
@@ -128,7 +138,7 @@ static void *io_main(void *arg)
 		if (rc < 0 && !w->io_err)
 			w->io_err = rc;
 		pack_builder_free(&pb);
-		w->io_busy = false;
+		w->writing--;
 		pthread_cond_broadcast(&w->changed);
 	}
 	pthread_mutex_unlock(&w->lock);
@@ -150,7 +160,10 @@ int cairn_writer_new(struct cairn_repo *r, struct cairn_writer **out)
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->changed, NULL);
 	w->last_index_ns = mono_ns();
-	if (pthread_create(&w->io, NULL, io_main, w)) {
+	for (; w->nio < IO_THREADS; w->nio++)
+		if (pthread_create(&w->io[w->nio], NULL, io_main, w))
+			break;
+	if (!w->nio) {
 		pthread_cond_destroy(&w->changed);
 		pthread_mutex_destroy(&w->lock);
 		free(w);
@@ -160,16 +173,18 @@ int cairn_writer_new(struct cairn_repo *r, struct cairn_writer **out)
 	return 0;
 }
 
-/* Hands the current pack to the I/O thread, waiting for room. Called with
- * w->lock held. */
-static int queue_current_locked(struct cairn_writer *w)
+/* Hands the current pack to the I/O threads, waiting for room; only_full:
+ * unless it is under the pack size. Called with w->lock held. */
+static int queue_current_locked(struct cairn_writer *w, bool only_full)
 {
 	while (w->queued == QUEUED_PACKS && !w->io_err)
 		pthread_cond_wait(&w->changed, &w->lock);
 	if (w->io_err)
 		return w->io_err;
-	/* another thread may have queued it while this one waited */
-	if (w->cur.n == 0)
+	/* another thread may have queued it while this one waited, and others
+	 * begun a new one: that one is not full yet, and queueing it would
+	 * make a small pack (one more PUT on S3 for little data) */
+	if (w->cur.n == 0 || (only_full && w->cur.data.len < w->r->pack_size))
 		return 0;
 	w->queue[w->queued++] = w->cur;
 	memset(&w->cur, 0, sizeof(w->cur));
@@ -232,7 +247,7 @@ int cairn_writer_put(struct cairn_writer *w, enum cairn_blob_type type,
 	if (--w->encoding == 0)
 		pthread_cond_broadcast(&w->changed);
 	if (rc == 0 && w->cur.data.len >= r->pack_size)
-		rc = queue_current_locked(w);
+		rc = queue_current_locked(w, true);
 	pthread_mutex_unlock(&w->lock);
 	if (rc < 0)
 		return rc;
@@ -250,8 +265,8 @@ int cairn_writer_flush(struct cairn_writer *w)
 	while (w->encoding && !w->io_err)
 		pthread_cond_wait(&w->changed, &w->lock);
 	if (w->cur.n)
-		rc = queue_current_locked(w);
-	while (rc == 0 && (w->queued || w->io_busy) && !w->io_err)
+		rc = queue_current_locked(w, false);
+	while (rc == 0 && (w->queued || w->writing) && !w->io_err)
 		pthread_cond_wait(&w->changed, &w->lock);
 	if (rc == 0)
 		rc = w->io_err;
@@ -274,7 +289,8 @@ void cairn_writer_free(struct cairn_writer *w)
 		w->io_err = -ECANCELED;
 	pthread_cond_broadcast(&w->changed);
 	pthread_mutex_unlock(&w->lock);
-	pthread_join(w->io, NULL);
+	for (unsigned i = 0; i < w->nio; i++)
+		pthread_join(w->io[i], NULL);
 	if (!w->clean) {
 		/* the table holds ids of blobs that were never written: drop
 		 * it so the next reader loads the truth from disk */
