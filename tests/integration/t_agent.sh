@@ -204,4 +204,34 @@ grep -q "backup started" "$T/term.log" && die "log-level = error printed an info
 assert_eq "$(virsh checkpoint-list "$B" --name | sort)" "$ckpts" "checkpoints after SIGTERM"
 cairn_q check "$T/fresh"
 assert_eq "$(snap_count "$T/fresh")" 0 "snapshots written by the interrupted job"
+
+step "catch-up: a daily job that last ran two days ago runs as soon as the agent starts"
+cat >"$T/catchup.conf" <<EOF2
+[global]
+state-dir = $STATE
+run-dir = $T/run
+[repository local]
+url = $R
+password-file = $T/pw
+[job nightly]
+domains = $A
+schedule = daily
+randomized-delay = 2s
+repository = local
+EOF2
+mkdir -p "$STATE/jobs"
+python3 -c 'import json, sys, time; json.dump({"version": 1, "job": "nightly", "last_run": "two days ago", "last_run_ns": int((time.time() - 2 * 86400) * 1e9)}, open(sys.argv[1], "w"))' \
+	"$STATE/jobs/nightly.json"
+"$CAIRN" agent --config "$T/catchup.conf" --foreground 2>"$T/catchup.log" &
+agent=$!
+BG_PIDS+=("$agent")
+for i in $(seq 1 90); do
+	compgen -G "$STATE/runs/nightly/*.json" >/dev/null && break
+	sleep 1
+done
+compgen -G "$STATE/runs/nightly/*.json" >/dev/null || die "the missed run did not happen: $(cat "$T/catchup.log")"
+grep -q "job nightly: missed its run at .*, running at" "$T/catchup.log" ||
+	die "the catch-up was not announced: $(cat "$T/catchup.log")"
+kill -TERM "$agent"
+wait "$agent" || die "the agent did not stop cleanly after SIGTERM"
 pass
