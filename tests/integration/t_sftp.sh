@@ -160,9 +160,17 @@ expect_fail 1 "$CAIRN" init "$U/new" --sftp-known-hosts "$T/empty_known_hosts"
 assert_msg_matches "127\.0\.0\.1:$SSHD_PORT"
 grep -qF "$fp" <<<"$FAIL_MSG" || die "the refusal does not show the fingerprint $fp"
 assert_msg_matches "ssh-keyscan -p $SSHD_PORT 127.0.0.1"
-expect_fail 1 env CAIRN_SFTP_KNOWN_HOSTS="$T/no-such-file" "$CAIRN" snapshots "$U/enc"
+expect_fail 1 env CAIRN_SFTP_KNOWN_HOSTS="$T/new_known_hosts" "$CAIRN" snapshots "$U/enc"
 grep -qF "$fp" <<<"$FAIL_MSG" || die "the refusal does not show the fingerprint $fp"
 assert_eq "$(find "$D" | sort | md5sum)" "$before" "server tree after refused connections"
+# the command the message gives accepts the key; a hashed known_hosts works too
+accept=$(grep -o 'ssh-keyscan -p [0-9]* 127.0.0.1 >> [^,]*' <<<"$FAIL_MSG")
+[ -n "$accept" ] || die "no ssh-keyscan command in: $FAIL_MSG"
+eval "$accept" 2>/dev/null
+cairn_q snapshots "$U/enc" --sftp-known-hosts "$T/new_known_hosts"
+ssh-keygen -q -H -f "$T/new_known_hosts" >/dev/null 2>&1
+grep -q '^|1|' "$T/new_known_hosts" || die "known_hosts not hashed"
+cairn_q snapshots "$U/enc" --sftp-known-hosts "$T/new_known_hosts"
 
 step "changed host key: refused as a mismatch"
 ssh-keygen -q -t ed25519 -N '' -f "$T/other_host"
