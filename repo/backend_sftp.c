@@ -23,7 +23,6 @@
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "backend.h"
@@ -626,13 +625,15 @@ static int put_existing(struct sftp_backend *s, const char *name, const char *tm
 		rc = run_quotes(s, "rename", q, &o);
 	if (rc == 0)
 		return 0;
+	if (rc == -ENOENT)
+		rc = fail(s, -EIO, "rename %s/%s: %s", s->base.location, tmp, o.errbuf);
 	curl_slist_free_all(q);
 	q = NULL;
 	if (quote_add(s, &q, "*rm", tmp, NULL) == 0) {
 		struct outcome ignored;
 		run_quotes(s, "remove", q, &ignored);
 	}
-	return rc == -ENOENT ? -EIO : rc;
+	return rc;
 }
 
 static int sftp_put(struct cairn_backend *b, const char *name, const void *data, size_t len)
@@ -660,13 +661,18 @@ static int sftp_put(struct cairn_backend *b, const char *name, const void *data,
 		return 0;
 	if (o.e == CURLE_QUOTE_ERROR)
 		return put_existing(s, name, tmp);
+	if (rc == -ENOENT) { /* a directory that could not be made */
+		char where[600];
+		object_where(s, tmp, where, sizeof(where));
+		rc = fail(s, -EIO, "upload %s: %s", where, *o.errbuf ? o.errbuf : "no such directory");
+	}
 	/* a half-written temporary file is ignored by readers; try to drop it */
 	_cleanup_(slist_freep) struct curl_slist *q = NULL;
 	if (quote_add(s, &q, "*rm", tmp, NULL) == 0) {
 		struct outcome ignored; /* the upload's failure stays the reported one */
 		run_quotes(s, "remove", q, &ignored);
 	}
-	return rc == -ENOENT ? -EIO : rc;
+	return rc;
 }
 
 static int sftp_get(struct cairn_backend *b, const char *name, struct buf *out)
