@@ -207,7 +207,12 @@ int immutable_extend(struct cairn_repo *r, int64_t now, struct cairn_gc_result *
 	/* what the sweep misses (written meanwhile) was locked at its write,
 	 * by the store's clock, for the full period */
 	int64_t floor_new = MIN(w.until, (int64_t)time(NULL) + days_s(r));
-	static const char *const dirs[] = { "data", "index", "snapshots", "keys", "verifications" };
+	/* Not index/: its files only repeat the packs' own directories
+	 * (cairn repair index rebuilds them, and gc re-indexes a referenced
+	 * pack that no index lists), and one that names a condemned pack must
+	 * run out before the pack can go. Not verifications/ either: records
+	 * of recovery tests, not backups. */
+	static const char *const dirs[] = { "data", "snapshots", "keys" };
 	if ((rc = gc_load_condemned(r)) == 0)
 		rc = list_names(r, FORGOTTEN_DIR, &w.forgotten);
 	for (size_t i = 0; rc == 0 && i < ARRAY_SIZE(dirs); i++)

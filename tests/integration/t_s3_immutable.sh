@@ -38,6 +38,11 @@ keys() {
 	rgw_curl "$B?list-type=2&max-keys=1000&prefix=$(urlq "repo/$1")" |
 		python3 -c 'import re,sys; print("\n".join(re.findall(r"<Key>([^<]*)</Key>", sys.stdin.read())))'
 }
+# has_key PREFIX NAME — a current key under repo/PREFIX contains NAME
+has_key() {
+	keys "$1" >"$T/keys.lst"
+	grep -q -- "$2" "$T/keys.lst"
+}
 # versions KEY — "V id" per version, "M id" per delete marker
 versions() {
 	rgw_curl "$B?prefix=$(urlq "$1")&versions=" | python3 -c '
@@ -127,24 +132,43 @@ step "gc keeps a condemned pack under retention, deletes one whose retention end
 cairn_q init "$T/L" --encryption none
 mkimg_raw "$T/c.raw" 1M dense seed-c
 mkimg_raw "$T/d.raw" 1M dense seed-d
-cairn_q backup "$T/L" --image "$T/c.raw" --name c
-o1=$(basename "$(list_packs "$T/L")")
-cairn_q backup "$T/L" --image "$T/d.raw" --name d
-o2=$(basename "$(list_packs "$T/L" | grep -v "$o1")")
+mkimg_raw "$T/e.raw" 1M dense seed-e
+# one_pack IMAGE — backs IMAGE up into L; prints "PACK INDEX" (the new ones)
+one_pack() {
+	local p0 i0
+	p0=$(list_packs "$T/L") i0=$(find "$T/L/index" -type f | sort)
+	cairn_q backup "$T/L" --image "$1" --name x
+	echo "$(basename "$(comm -13 <(echo "$p0") <(list_packs "$T/L"))")" \
+		"$(basename "$(comm -13 <(echo "$i0") <(find "$T/L/index" -type f | sort))")"
+}
+read -r o1 i1 < <(one_pack "$T/c.raw")
+read -r o2 i2 < <(one_pack "$T/d.raw")
+read -r o3 i3 < <(one_pack "$T/e.raw")
+# o1: an orphan (no index file) under retention; o2: an orphan whose
+# retention ends in 3 s; o3: a pack whose retention ends but whose index
+# file stays locked (o2 comes with its index file i2, which runs out too)
 put_locked "repo/data/${o1:0:2}/$o1" "$T/L/data/${o1:0:2}/$o1" $DAY
 put_locked "repo/data/${o2:0:2}/$o2" "$T/L/data/${o2:0:2}/$o2" 3
+put_locked "repo/index/$i2" "$T/L/index/$i2" 3
+put_locked "repo/data/${o3:0:2}/$o3" "$T/L/data/${o3:0:2}/$o3" 3
+put_locked "repo/index/$i3" "$T/L/index/$i3" $DAY
 sleep 4
 cairn gc "$U" --max-unused 0 | tee "$T/gc.out"
-grep -q "kept 1 condemned packs and 2 forgotten manifests locked by S3 Object Lock until" "$T/gc.out" ||
+grep -q "kept 2 condemned packs and 2 forgotten manifests locked by S3 Object Lock until" "$T/gc.out" ||
 	die "gc does not say what it kept"
-keys data/ | grep -q "$o1" || die "gc deleted a pack under retention"
-keys data/ | grep -q "$o2" && die "gc kept a pack whose retention had ended"
-[ -z "$(versions "repo/data/${o2:0:2}/$o2")" ] || die "the deleted pack left versions: $(versions "repo/data/${o2:0:2}/$o2")"
-[ "$(keys gc/ | grep -vc '\.wait$')" -eq 1 ] || die "the condemned list of the locked pack is gone"
+has_key data/ "$o1" || die "gc deleted a pack under retention"
+has_key data/ "$o3" || die "gc deleted a pack that a locked index file lists"
+has_key index/ "$i3" || die "a locked index file vanished"
+has_key data/ "$o2" && die "gc kept a pack whose retention had ended"
+has_key index/ "$i2" && die "gc kept the index file of a deleted pack"
+for k in "data/${o2:0:2}/$o2" "index/$i2"; do
+	[ -z "$(versions "repo/$k")" ] || die "deleted $k left versions: $(versions "repo/$k")"
+done
+[ "$(keys gc/ | grep -vc '\.wait$')" -eq 1 ] || die "the condemned list of the locked packs is gone"
 cairn_q check "$U" --read-data
 
 step "gc extends the retention of what is in use, not of what is condemned or forgotten"
-p1=$(keys data/ | grep -v "$o1" | head -n1)
+p1=$(keys data/ | grep -v "$o1" | sed -n 1p)
 p_until=$(head_until "$p1")
 m_until=$(head_until "repo/snapshots/$ida1")
 o1_until=$(head_until "repo/data/${o1:0:2}/$o1")
@@ -167,7 +191,10 @@ grep -q "^cairn: warning: snapshots/$ida1: locked until .* by S3 Object Lock; ke
 	die "no clear message for the manifest"
 grep -q "^cairn: warning: data/${o1:0:2}/$o1: locked until .* by S3 Object Lock; kept for a later gc$" "$T/gc2.err" ||
 	die "no clear message for the pack"
-keys data/ | grep -q "$o1" || die "the locked pack vanished"
+grep -q "^cairn: warning: index/$i3: locked until .* by S3 Object Lock; its packs are kept for a later gc$" "$T/gc2.err" ||
+	die "no clear message for the index file"
+has_key data/ "$o1" || die "the locked pack vanished"
+has_key data/ "$o3" || die "a pack a locked index file lists vanished"
 [ -z "$(versions "repo/snapshots/$ida1" | grep '^M' || true)" ] || die "a delete marker hides a manifest"
 assert_eq "$(snap_count "$U")" 4 "snapshots after the refused deletes"
 
@@ -180,7 +207,7 @@ grep -q AccessDenied "$T/del.xml" || die "403 without AccessDenied: $(cat "$T/de
 
 step "a delete marker hides a pack; deleting the marker brings it back"
 rgw_curl -f -X DELETE "$B/$p2" >/dev/null
-keys data/ | grep -q "$p2" && die "the hidden pack is still listed"
+has_key data/ "$p2" && die "the hidden pack is still listed"
 expect_fail 3 "$CAIRN" check "$U"
 marker=$(versions "$p2" | awk '$1 == "M" {print $2}')
 rgw_curl -f -X DELETE "$B/$p2?versionId=$marker" >/dev/null
@@ -190,7 +217,7 @@ step "an overwritten pack is found by check; deleting the attacker's version und
 head -c 100000 /dev/urandom >"$T/junk"
 rgw_curl -f -X PUT -T "$T/junk" "$B/$p2" >/dev/null
 expect_fail 3 "$CAIRN" check "$U" --read-data
-junk=$(versions "$p2" | awk '$1 == "V"' | head -n1 | cut -d' ' -f2)
+junk=$(versions "$p2" | awk '$1 == "V"' | sed -n 1p | cut -d' ' -f2)
 rgw_curl -f -X DELETE "$B/$p2?versionId=$junk" >/dev/null
 [ "$(rgw_curl -f "$B/$p2" | cmp - <(rgw_curl -f "$B/$p2?versionId=$vid") && echo same)" = same ] ||
 	die "the original pack version is not current again"
