@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "replicate.h"
+#include "transcode.h"
 #include "repo/pipeline.h"
 #include "repo/replica.h"
 
@@ -65,6 +66,11 @@ static bool id_wanted(const struct cairn_replicate_opts *o, const cairn_id *id)
 		if (!strncmp(hex, o->snapshots[i], strlen(o->snapshots[i])))
 			return true;
 	return false;
+}
+
+static bool snapshot_wanted(const struct cairn_replicate_opts *o, const struct cairn_snapshot *s)
+{
+	return name_wanted(o, s->name) && id_wanted(o, &s->id);
 }
 
 /* The snapshots of src that dst lacks, oldest first; one listing of dst's
@@ -359,9 +365,7 @@ int cairn_replicate(struct cairn_repo *src, struct cairn_repo *dst,
 {
 	memset(res, 0, sizeof(*res));
 	if (!cairn_repo_is_replica_of(src, dst))
-		return set_err(err, errlen, -EINVAL,
-			       "the destination does not share the source's keys and chunk size; "
-			       "create it with cairn init DST --replica-of SRC");
+		return replicate_transcode(src, dst, o, snapshot_wanted, res, err, errlen);
 	struct job j = { .src = src, .dst = dst, .o = o, .res = res, .err = err,
 			 .errlen = errlen, .bufs_lock = PTHREAD_MUTEX_INITIALIZER };
 	struct cairn_snapshot **v = NULL;

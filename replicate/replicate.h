@@ -5,8 +5,9 @@
  * consistent (at worst with packs that no snapshot uses yet) and the next
  * run resumes without sending again what arrived. Only snapshots listed
  * when the run starts are copied: a backup writing into src meanwhile adds
- * nothing half-done. src and dst must share keys and chunk parameters
- * (cairn init DST --replica-of SRC): objects are copied byte for byte.
+ * nothing half-done. When dst shares src's keys and chunk parameters
+ * (cairn init DST --replica-of SRC) objects are copied byte for byte;
+ * otherwise every snapshot is read and stored again (transcode.h).
  *
  * Returns 0 or a negative errno with a one-line reason in err. */
 #ifndef CAIRN_REPLICATE_H
