@@ -119,13 +119,15 @@ static void free_inputs(struct job_inputs *in)
 		free(in->target_passwords[i]);
 }
 
-/* A [repository]'s s3-credentials-file, connections and limit-* keys. */
+/* A [repository]'s s3-credentials-file, sftp-*, connections and limit-* keys. */
 static struct cairn_backend_opts backend_of(const struct cairn_conf_repo *r)
 {
 	return (struct cairn_backend_opts){ .connections = r->connections,
 					    .limit_upload = r->limit_upload,
 					    .limit_download = r->limit_download,
-					    .credentials_file = r->s3_credentials_file };
+					    .credentials_file = r->s3_credentials_file,
+					    .identity_file = r->sftp_identity,
+					    .known_hosts_file = r->sftp_known_hosts };
 }
 
 static int build_spec(const struct cairn_conf *c, const struct cairn_conf_job *j,

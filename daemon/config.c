@@ -24,6 +24,7 @@ enum section { SEC_NONE, SEC_GLOBAL, SEC_REPO, SEC_JOB };
 static const char *const global_keys[] = { "state-dir", "metrics-dir", "run-dir", "connect",
 					    "log-level", NULL };
 static const char *const repo_keys[] = { "url", "password-file", "s3-credentials-file",
+					 "sftp-identity", "sftp-known-hosts",
 					 "connections", "limit-upload", "limit-download",
 					 "keep-last", "keep-hourly", "keep-daily", "keep-weekly",
 					 "keep-monthly", "keep-yearly", "keep-within",
@@ -337,7 +338,8 @@ static int repo_key(struct loader *l, const char *key, const char *value)
 {
 	struct cairn_conf_repo *r = l->repo;
 	if (!strcmp(key, "url")) {
-		if (value[0] != '/' && !strstr(value, "://") && strncmp(value, "s3:", 3))
+		if (value[0] != '/' && !strstr(value, "://") && strncmp(value, "s3:", 3) &&
+		    strncmp(value, "sftp:", 5))
 			return fail(l, "url = %s: give an absolute path or a URL", value);
 		return set_str(l, &r->url, value);
 	}
@@ -345,6 +347,10 @@ static int repo_key(struct loader *l, const char *key, const char *value)
 		return set_path(l, key, &r->password_file, value);
 	if (!strcmp(key, "s3-credentials-file"))
 		return set_path(l, key, &r->s3_credentials_file, value);
+	if (!strcmp(key, "sftp-identity"))
+		return set_path(l, key, &r->sftp_identity, value);
+	if (!strcmp(key, "sftp-known-hosts"))
+		return set_path(l, key, &r->sftp_known_hosts, value);
 	if (!strcmp(key, "connections"))
 		return parse_uint(l, key, value, 1, 64, &r->connections);
 	if (!strcmp(key, "limit-upload"))
@@ -655,6 +661,8 @@ static void free_repo(struct cairn_conf_repo *r)
 	free(r->url);
 	free(r->password_file);
 	free(r->s3_credentials_file);
+	free(r->sftp_identity);
+	free(r->sftp_known_hosts);
 	free_list(&r->keep_tags);
 }
 

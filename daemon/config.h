@@ -3,6 +3,7 @@
  *
  *   [global]            state-dir, metrics-dir, run-dir, connect, log-level
  *   [repository NAME]   url, password-file, s3-credentials-file,
+ *                       sftp-identity, sftp-known-hosts,
  *                       connections, limit-upload, limit-download,
  *                       keep-* (the retention used when NAME is a
  *                       replication target)
@@ -68,6 +69,7 @@ struct cairn_conf_repo {
 	char *name, *url;
 	char *password_file; /* NULL: unencrypted repository */
 	char *s3_credentials_file; /* NULL: none */
+	char *sftp_identity, *sftp_known_hosts; /* NULL: the backend's defaults */
 	unsigned connections; /* 1..64; 0: not set */
 	uint64_t limit_upload, limit_download; /* bytes per second; 0: no limit */
 	bool has_keep; /* some keep-* key was given */

@@ -56,7 +56,9 @@ static const char *full =
 	"keep-tag = legal\n"
 	"\n"
 	"[repository cold]\n"
-	"url = /mnt/cold\n"
+	"url = sftp:backup@vault.example.com:/srv/cairn\n"
+	"sftp-identity = /etc/cairn/id_ed25519\n"
+	"sftp-known-hosts = /etc/cairn/known_hosts\n"
 	"keep-within = 1y\n"
 	"\n"
 	"[job nightly]\n"
@@ -123,6 +125,10 @@ static void test_every_key(void **state)
 	assert_int_equal(o->keep.ntags, 1);
 	assert_string_equal(o->keep.tags[0], "legal");
 	const struct cairn_conf_repo *cold = cairn_conf_repo(&c, "cold");
+	assert_string_equal(cold->url, "sftp:backup@vault.example.com:/srv/cairn");
+	assert_string_equal(cold->sftp_identity, "/etc/cairn/id_ed25519");
+	assert_string_equal(cold->sftp_known_hosts, "/etc/cairn/known_hosts");
+	assert_null(o->sftp_identity);
 	assert_true(cold->keep.has_within);
 	assert_int_equal(cold->keep.within.years, 1);
 	assert_null(cairn_conf_repo(&c, "nope"));
@@ -130,7 +136,7 @@ static void test_every_key(void **state)
 	assert_int_equal(c.njobs, 2);
 	const struct cairn_conf_job *j = cairn_conf_job(&c, "nightly");
 	assert_ptr_equal(j, &c.jobs[0]);
-	assert_int_equal(j->line, 28);
+	assert_int_equal(j->line, 30);
 	assert_int_equal(j->domains.n, 3);
 	assert_string_equal(j->domains.v[0], "web*");
 	assert_string_equal(j->domains.v[2], "app02");
