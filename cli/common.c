@@ -91,22 +91,10 @@ int cli_fail(int rc, const char *msg)
 
 static char *read_password_file(const char *path)
 {
-	FILE *f = fopen(path, "re");
-	if (!f) {
-		cli_error("cannot read password file %s: %s", path, strerror(errno));
-		return NULL;
-	}
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n = getline(&line, &cap, f);
-	fclose(f);
-	if (n <= 0) {
-		free(line);
-		cli_error("password file %s is empty", path);
-		return NULL;
-	}
-	line[strcspn(line, "\r\n")] = '\0';
-	return line;
+	char *pw = NULL, err[512];
+	if (read_secret_file(path, &pw, err, sizeof(err)) < 0)
+		cli_error("%s", err);
+	return pw;
 }
 
 static char *prompt(const char *question)
