@@ -15,7 +15,7 @@ APT_BUILD := build-essential pkg-config libzstd-dev libssl-dev libxxhash-dev \
 APT_RUN := qemu-utils nbdkit libnbd-bin e2fsprogs python3 openssl util-linux \
 	libvirt-daemon-system libvirt-clients qemu-system-x86 linux-image-amd64 \
 	busybox-static cpio xz-utils qemu-guest-agent ceph-mon ceph-osd radosgw ceph-common curl openssh-server
-APT_BENCH := restic borgbackup zstd time openssl virtnbdbackup
+APT_BENCH := restic borgbackup zstd time openssl virtnbdbackup rclone
 DEPS_STAMP := .deps-ok
 
 REPO_SRC := $(wildcard repo/*.c)

@@ -16,7 +16,9 @@
 #   BENCH_IMAGES_ONLY  1: only build (or check) the images, then stop
 #   BENCH_ONLY         vm: only the running-VM section (replaced in an existing
 #                      OUTPUT.md, the rest kept); disk: only the image benchmark;
-#                      lifecycle: only gc/check (tests/bench/lifecycle.sh)
+#                      lifecycle: only gc/check (tests/bench/lifecycle.sh);
+#                      replicate: only replication and backup to a Ceph RGW
+#                      (tests/bench/replicate.sh)
 #                      [all]; see tests/bench/vm.sh for its own variables
 #
 # Quick smoke test:
@@ -475,9 +477,10 @@ write_report() {
 
 main() {
     ONLY=${BENCH_ONLY:-}
-    case $ONLY in ''|vm|disk|lifecycle) ;; *) die "BENCH_ONLY must be vm, disk or lifecycle, not '$ONLY'" ;; esac
+    case $ONLY in ''|vm|disk|lifecycle|replicate) ;; *) die "BENCH_ONLY must be vm, disk, lifecycle or replicate, not '$ONLY'" ;; esac
     [ "$ONLY" = vm ] && TOOLS=cairn
     [ "$ONLY" = lifecycle ] && TOOLS="cairn restic"
+    [ "$ONLY" = replicate ] && TOOLS="cairn restic"
     check_tools
     [ "$(id -u)" = 0 ] || log "warning: not root; reading /usr may skip some files"
     if has_tool cairn; then CAIRN=$(realpath "$CAIRN"); else CHUNK_SIZES=""; fi
@@ -499,6 +502,14 @@ main() {
         lifecycle_splice "$OUT_MD"
         sed -n '/^<!-- lifecycle-bench begin -->/,/^<!-- lifecycle-bench end -->/p' "$OUT_MD"
         log "lifecycle section written to $OUT_MD"
+        return 0
+    fi
+    if [ "$ONLY" = replicate ]; then
+        . "$BENCH_HERE/replicate.sh"
+        replicate_bench_main
+        replicate_splice "$OUT_MD"
+        sed -n '/^<!-- replicate-bench begin -->/,/^<!-- replicate-bench end -->/p' "$OUT_MD"
+        log "replication section written to $OUT_MD"
         return 0
     fi
     local n t
@@ -531,6 +542,15 @@ main() {
         . "$BENCH_HERE/lifecycle.sh"
         lifecycle_bench_main
         lifecycle_splice "$OUT_MD"
+    fi
+    if has_tool restic && [ -z "$ONLY" ]; then
+        if command -v radosgw >/dev/null; then
+            . "$BENCH_HERE/replicate.sh"
+            replicate_bench_main
+            replicate_splice "$OUT_MD"
+        else
+            log "no radosgw (apt-get install ceph-mon ceph-osd radosgw ceph-common): replication section skipped"
+        fi
     fi
     echo
     sed -n '/^## Results/,$p' "$OUT_MD"
