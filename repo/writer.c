@@ -16,6 +16,7 @@
 #define INDEX_FLUSH_NS (10ll * 1000000000)
 #define QUEUED_PACKS 2 /* full packs waiting for an I/O thread */
 #define IO_THREADS 4 /* packs written at once: the default --connections */
+#define SPARE_PACKS 4 /* buffers of written packs kept for the next ones */
 
 struct written_pack {
 	cairn_id id;
@@ -43,7 +44,22 @@ struct cairn_writer {
 	struct written_pack *pending;
 	size_t npending, pending_cap;
 	int64_t last_index_ns;
+	struct buf spare[SPARE_PACKS];
+	size_t nspare;
 };
+
+/* Keeps a written pack's buffer for a next pack: a new buffer of pack size
+ * comes fresh from mmap, and the kernel zeroes every page of it on first
+ * touch (about a CPU-second per 2 GiB stored). Called with w->lock held. */
+static void recycle_locked(struct cairn_writer *w, struct pack_builder *pb)
+{
+	if (pb->data.p && w->nspare < SPARE_PACKS) {
+		w->spare[w->nspare] = pb->data;
+		w->spare[w->nspare++].len = 0;
+		pb->data = (struct buf){ 0 };
+	}
+	pack_builder_free(pb);
+}
 
 /* Writes one index file for every pending pack. Called on an I/O thread
  * with w->lock held; drops it while writing (another thread may then write
@@ -137,7 +153,7 @@ static void *io_main(void *arg)
 			rc = flush_index_locked(w);
 		if (rc < 0 && !w->io_err)
 			w->io_err = rc;
-		pack_builder_free(&pb);
+		recycle_locked(w, &pb);
 		w->writing--;
 		pthread_cond_broadcast(&w->changed);
 	}
@@ -242,6 +258,8 @@ int cairn_writer_put(struct cairn_writer *w, enum cairn_blob_type type,
 
 	pthread_mutex_lock(&w->lock);
 	w->cur.size_hint = r->pack_size;
+	if (!w->cur.data.p && w->nspare)
+		w->cur.data = w->spare[--w->nspare];
 	rc = pack_builder_add(&w->cur, &e, sc->a.p);
 	scratch_put(r, sc);
 	if (--w->encoding == 0)
@@ -305,6 +323,8 @@ void cairn_writer_free(struct cairn_writer *w)
 	for (size_t i = 0; i < w->npending; i++)
 		free(w->pending[i].entries);
 	free(w->pending);
+	for (size_t i = 0; i < w->nspare; i++)
+		buf_free(&w->spare[i]);
 	pthread_cond_destroy(&w->changed);
 	pthread_mutex_destroy(&w->lock);
 	free(w);
