@@ -262,21 +262,63 @@ static int mark_id(struct cairn_repo *r, struct idx_table *refs, const cairn_id 
 	return rc < 0 ? repo_err(r, rc, "out of memory") : 0;
 }
 
-/* Every blob a manifest references: chunk-map pages and chunks. */
-static int mark_all(struct cairn_repo *r, struct idx_table *refs, size_t *nsnap)
-{
+/* A listing's manifests, read before the index: a manifest is written
+ * after the index files it needs, so every one listed here has its blobs
+ * in the index loaded afterwards (the other order misses the index files
+ * of a backup that ends in between). */
+struct manifests {
 	struct cairn_snapshot **v;
-	size_t n, warnings = cairn_repo_warning_count(r);
-	int rc = cairn_snapshot_list(r, &v, &n);
-	if (rc < 0)
-		return rc;
-	if (cairn_repo_warning_count(r) > warnings)
-		rc = repo_err(r, -EBADMSG, "%s: a manifest is unreadable, so gc cannot know what "
-					   "it references; fix that first (cairn check)",
-			      cairn_repo_warning(r, cairn_repo_warning_count(r) - 1));
-	for (size_t i = 0; rc == 0 && i < n; i++)
-		for (size_t d = 0; rc == 0 && d < v[i]->ndisks; d++) {
-			struct cairn_disk *disk = &v[i]->disks[d];
+	size_t n;
+};
+
+static void manifests_free(struct manifests *m)
+{
+	if (m->v)
+		cairn_snapshot_list_free(m->v, m->n);
+	m->v = NULL;
+	m->n = 0;
+}
+
+/* Forgets the warnings from index `from` on. */
+static void drop_warnings(struct cairn_repo *r, size_t from)
+{
+	pthread_mutex_lock(&r->lock);
+	while (r->nwarnings > from)
+		free(r->warnings[--r->nwarnings]);
+	pthread_mutex_unlock(&r->lock);
+}
+
+#define LIST_ATTEMPTS 3
+
+/* A manifest that cannot be read stops gc: it cannot know what that
+ * snapshot references. But one that a concurrent forget removed between
+ * the listing and its read is no damage: a new listing no longer has it. */
+static int list_manifests(struct cairn_repo *r, struct manifests *m)
+{
+	int rc = 0;
+	for (unsigned attempt = 1; rc == 0 && attempt <= LIST_ATTEMPTS; attempt++) {
+		size_t warnings = cairn_repo_warning_count(r);
+		if ((rc = cairn_snapshot_list(r, &m->v, &m->n)) < 0)
+			return rc;
+		if (cairn_repo_warning_count(r) == warnings)
+			return 0;
+		if (attempt == LIST_ATTEMPTS)
+			break;
+		drop_warnings(r, warnings);
+		manifests_free(m);
+	}
+	return repo_err(r, -EBADMSG, "%s: a manifest is unreadable, so gc cannot know what "
+				     "it references; fix that first (cairn check)",
+			cairn_repo_warning(r, cairn_repo_warning_count(r) - 1));
+}
+
+/* Every blob a manifest references: chunk-map pages and chunks. */
+static int mark_all(struct cairn_repo *r, struct idx_table *refs, const struct manifests *m)
+{
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < m->n; i++)
+		for (size_t d = 0; rc == 0 && d < m->v[i]->ndisks; d++) {
+			struct cairn_disk *disk = &m->v[i]->disks[d];
 			for (size_t p = 0; rc == 0 && p < disk->npages; p++)
 				rc = mark_id(r, refs, &disk->pages[p]);
 			if (rc == 0)
@@ -284,8 +326,6 @@ static int mark_all(struct cairn_repo *r, struct idx_table *refs, size_t *nsnap)
 			for (uint64_t c = 0; rc == 0 && c < disk->nchunks; c++)
 				rc = mark_id(r, refs, &disk->map[c]);
 		}
-	*nsnap = n;
-	cairn_snapshot_list_free(v, n);
 	return rc;
 }
 
@@ -613,13 +653,20 @@ static int write_condemned(struct gc_run *g)
 
 static int phase1(struct gc_run *g)
 {
-	int rc = ixsnap_load(g->r, &g->x, false);
+	struct manifests m = { 0 };
+	int rc = list_manifests(g->r, &m);
+	if (rc == 0)
+		rc = cairn_repo_load_index(g->r);
+	if (rc == 0)
+		rc = ixsnap_load(g->r, &g->x, false);
 	if (rc == 0)
 		rc = build_canon(g);
 	if (rc == 0 && (rc = idx_table_init(&g->refs, 4096)) < 0)
 		rc = repo_err(g->r, rc, "out of memory");
 	if (rc == 0)
-		rc = mark_all(g->r, &g->refs, &g->res->snapshots);
+		rc = mark_all(g->r, &g->refs, &m);
+	g->res->snapshots = m.n;
+	manifests_free(&m);
 	if (rc == 0)
 		rc = check_refs_indexed(g);
 	if (rc == 0) {
@@ -1053,17 +1100,20 @@ static void phase2_free(struct phase2 *p)
 static int phase2(struct cairn_repo *r, struct cairn_gc_result *res, int64_t now)
 {
 	struct phase2 p = { .r = r, .res = res, .now = now };
-	size_t nsnap;
+	struct manifests m = { 0 };
 	int rc = collect_final(&p);
 	if (rc == 0 && p.nlists) {
-		/* what the repository looks like now, backups since phase 1 included */
-		rc = ixsnap_load(r, &p.x, immutable(r));
+		/* what the repository looks like now, backups since phase 1
+		 * included: manifests first (list_manifests) */
+		rc = list_manifests(r, &m);
+		if (rc == 0)
+			rc = ixsnap_load(r, &p.x, immutable(r));
 		if (rc == 0 && (rc = idx_table_init(&p.refs, 4096)) < 0)
 			rc = repo_err(r, rc, "out of memory");
 		if (rc == 0)
 			rc = cairn_repo_load_index(r);
 		if (rc == 0)
-			rc = mark_all(r, &p.refs, &nsnap);
+			rc = mark_all(r, &p.refs, &m);
 		if (rc == 0)
 			rc = build_safe(&p);
 		if (rc == 0)
@@ -1077,6 +1127,7 @@ static int phase2(struct cairn_repo *r, struct cairn_gc_result *res, int64_t now
 		if (rc == 0)
 			rc = damage_prune(r);
 	}
+	manifests_free(&m);
 	phase2_free(&p);
 	return rc;
 }
@@ -1089,8 +1140,6 @@ int cairn_gc(struct cairn_repo *r, const struct cairn_gc_opts *o, struct cairn_g
 	/* first, so that what those manifests alone used is garbage now */
 	if (immutable(r) && !o->dry_run)
 		rc = immutable_forget_due(r, now, res);
-	if (rc == 0)
-		rc = cairn_repo_load_index(r);
 	if (rc < 0)
 		return rc;
 	struct gc_run g = { .r = r, .o = o, .res = res };
