@@ -278,46 +278,120 @@ static int s3_remove_plain(struct s3_backend *s, const char *name)
 	return s3_request(s->client, &rq, &rs);
 }
 
-/* In a versioned (Object Lock) bucket a DELETE without a version only
- * adds a delete marker: the bytes stay, invisible to listings. So the
- * current version itself is deleted, which the server refuses while its
- * retention holds. */
-static int s3_remove_version(struct s3_backend *s, const char *name)
+static int version_query(const char *version_id, const char *extra, char **q)
 {
-	struct s3_request head = { .method = "HEAD", .key = name };
-	struct s3_response hs;
-	int rc = s3_request(s->client, &head, &hs);
-	if (rc < 0)
-		return rc;
-	if (!hs.version_id[0] || !strcmp(hs.version_id, "null"))
-		return s3_remove_plain(s, name);
 	struct buf enc = { 0 };
-	_cleanup_free_ char *q = NULL;
-	if ((rc = s3_uri_encode(hs.version_id, false, &enc)) == 0 &&
-	    asprintf(&q, "versionId=%s", (char *)enc.p) < 0)
-		q = NULL, rc = -ENOMEM;
+	int rc = s3_uri_encode(version_id, false, &enc);
+	if (rc == 0 && asprintf(q, "%sversionId=%s", extra, (char *)enc.p) < 0)
+		*q = NULL, rc = -ENOMEM;
 	buf_free(&enc);
+	return rc;
+}
+
+/* One version; the store refuses while its retention holds. */
+static int delete_version(struct s3_backend *s, const char *name, const char *version_id)
+{
+	_cleanup_free_ char *q = NULL;
+	int rc = version_query(version_id, "", &q);
 	if (rc < 0)
 		return rc;
 	struct s3_request rq = { .method = "DELETE", .key = name, .query = q };
 	struct s3_response rs;
-	rc = s3_request(s->client, &rq, &rs);
-	int64_t until = s3_parse_time(hs.retain_until);
-	if (rc == -EACCES && until > 0) {
-		char when[40];
-		format_iso(until, when, sizeof(when));
-		s3_client_clear_error();
-		return s3_client_fail(s->client, -EPERM, "%s: locked until %s by S3 Object Lock",
-				      name, when);
-	}
+	if ((rc = s3_request(s->client, &rq, &rs)) != -EACCES)
+		return rc;
+	struct s3_request head = { .method = "HEAD", .key = name, .query = q };
+	struct s3_response hs;
+	int64_t until = s3_request(s->client, &head, &hs) == 0 ? s3_parse_time(hs.retain_until) : -1;
+	if (until <= 0)
+		return rc;
+	char when[40];
+	format_iso(until, when, sizeof(when));
+	s3_client_clear_error();
+	return s3_client_fail(s->client, -EPERM, "%s: locked until %s by S3 Object Lock", name,
+			      when);
+}
+
+struct versions {
+	const char *key; /* PREFIX + name */
+	char **ids;
+	size_t n, cap;
+};
+
+static int collect_version(void *opaque, const char *key, const char *version_id)
+{
+	struct versions *v = opaque;
+	if (strcmp(key, v->key))
+		return 0; /* another key with the same beginning */
+	if (array_grow(&v->ids, &v->cap, v->n, sizeof(*v->ids)) < 0 ||
+	    !(v->ids[v->n] = strdup(version_id)))
+		return -ENOMEM;
+	v->n++;
+	return 0;
+}
+
+static void versions_free(struct versions *v)
+{
+	for (size_t i = 0; i < v->n; i++)
+		free(v->ids[i]);
+	free(v->ids);
+	v->ids = NULL;
+	v->n = v->cap = 0;
+}
+
+/* The versions of one key (a page's worth), newest first. */
+static int list_versions(struct s3_backend *s, const char *name, struct versions *v,
+			 bool *more)
+{
+	_cleanup_free_ char *key = NULL, *q = NULL;
+	struct buf enc = { 0 }, page = { 0 };
+	int rc = asprintf(&key, "%s%s", s->prefix, name) < 0 ? (key = NULL, -ENOMEM) : 0;
+	if (rc == 0)
+		rc = s3_uri_encode(key, false, &enc);
+	if (rc == 0 && asprintf(&q, "prefix=%s&versions=", (char *)enc.p) < 0)
+		q = NULL, rc = -ENOMEM;
+	buf_free(&enc);
+	struct s3_request rq = { .method = "GET", .query = q, .out_buf = &page };
+	struct s3_response rs;
+	if (rc == 0)
+		rc = s3_request(s->client, &rq, &rs);
+	v->key = key;
+	if (rc == 0 && (rc = s3_xml_versions(page.p, page.len, collect_version, v, more)) == -EBADMSG)
+		rc = s3_client_fail(s->client, -EIO, "listing the versions of %s: the server's "
+				    "answer is not a ListObjectVersions result", name);
+	v->key = NULL;
+	buf_free(&page);
 	return rc;
+}
+
+#define MAX_VERSION_PAGES 16
+
+/* In a versioned (Object Lock) bucket a DELETE without a version only
+ * adds a delete marker: the bytes stay, hidden from listings, and cairn
+ * would think them gone. And deleting only the current version brings the
+ * one before back (a lock rewritten by its heartbeat would reappear). So
+ * every version of the name goes, newest first, and the first one the
+ * store refuses (under retention) stops it: nothing older is touched. */
+static int s3_remove_versions(struct s3_backend *s, const char *name)
+{
+	int rc = 0;
+	bool more = true, any = false;
+	for (unsigned page = 0; rc == 0 && more && page < MAX_VERSION_PAGES; page++) {
+		struct versions v = { 0 };
+		rc = list_versions(s, name, &v, &more);
+		for (size_t i = 0; rc == 0 && i < v.n; i++)
+			rc = delete_version(s, name, v.ids[i]);
+		any |= v.n > 0;
+		more &= v.n > 0;
+		versions_free(&v);
+	}
+	return rc == 0 && !any ? -ENOENT : rc;
 }
 
 static int s3_remove(struct cairn_backend *b, const char *name)
 {
 	struct s3_backend *s = to_s3(b);
 	s3_client_clear_error();
-	return s->lock_days ? s3_remove_version(s, name) : s3_remove_plain(s, name);
+	return s->lock_days ? s3_remove_versions(s, name) : s3_remove_plain(s, name);
 }
 
 static int s3_set_immutable(struct cairn_backend *b, unsigned days, bool check, char *err,

@@ -117,6 +117,12 @@ int s3_xml_list(const void *body, size_t len, s3_key_fn fn, void *opaque, char *
 		size_t *keys);
 /* InitiateMultipartUploadResult: the UploadId (malloc'ed). */
 int s3_xml_upload_id(const void *body, size_t len, char **id);
+/* ListObjectVersions: fn(opaque, key, version id) per version and per
+ * delete marker, newest first for each key; *truncated when there are
+ * more. */
+typedef int (*s3_version_fn)(void *opaque, const char *key, const char *version_id);
+int s3_xml_versions(const void *body, size_t len, s3_version_fn fn, void *opaque,
+		    bool *truncated);
 /* ObjectLockConfiguration: *enabled when ObjectLockEnabled is "Enabled". */
 int s3_xml_object_lock(const void *body, size_t len, bool *enabled);
 

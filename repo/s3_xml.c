@@ -123,3 +123,29 @@ int s3_xml_object_lock(const void *body, size_t len, bool *enabled)
 	*enabled = !strcmp(v, "Enabled");
 	return 0;
 }
+
+int s3_xml_versions(const void *body, size_t len, s3_version_fn fn, void *opaque,
+		    bool *truncated)
+{
+	_cleanup_(xml_docp) xmlDoc *d = parse(body, len);
+	xmlNode *root = d ? xmlDocGetRootElement(d) : NULL;
+	*truncated = false;
+	if (!root || !is(root, "ListVersionsResult"))
+		return -EBADMSG;
+	for (xmlNode *c = root->children; c; c = c->next) {
+		if (!is(c, "Version") && !is(c, "DeleteMarker"))
+			continue;
+		char key[1100], vid[256];
+		text_of(c, "Key", key, sizeof(key));
+		text_of(c, "VersionId", vid, sizeof(vid));
+		if (!*key || !*vid)
+			return -EBADMSG;
+		int rc = fn(opaque, key, vid);
+		if (rc)
+			return rc;
+	}
+	char t[8];
+	text_of(root, "IsTruncated", t, sizeof(t));
+	*truncated = !strcmp(t, "true");
+	return 0;
+}

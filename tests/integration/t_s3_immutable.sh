@@ -114,6 +114,19 @@ rgw_curl -f -X PUT --data-binary '{}' "$B/repo/locks/probe" >/dev/null
 [ "$(head_until repo/locks/probe)" = none ] || die "a lock object is locked"
 rgw_curl -f -X DELETE "$B/repo/locks/probe" >/dev/null
 
+step "a stale lock rewritten by its heartbeat goes with all its versions"
+lk=$(head -c 32 /dev/urandom | sha256sum | cut -c1-64)
+for t in 2026-01-01T00:00:00Z 2026-01-01T00:05:00Z; do
+	printf '{"host":"%s","pid":999999999,"time":"2026-01-01T00:00:00Z","heartbeat":"%s","exclusive":false}' \
+		"$(hostname)" "$t" >"$T/lock"
+	rgw_curl -f -X PUT -T "$T/lock" "$B/repo/locks/$lk" >/dev/null
+done
+assert_eq "$(versions "repo/locks/$lk" | wc -l)" 2 "versions of the planted lock"
+cairn_q gc "$U"
+grep -q "removed stale lock of pid 999999999" "$T/last.err" || die "the stale lock was not removed: $(cat "$T/last.err")"
+[ -z "$(versions "repo/locks/$lk")" ] || die "versions of a removed lock are left: $(versions "repo/locks/$lk")"
+[ -z "$(keys locks/)" ] || die "locks left: $(keys locks/)"
+
 step "forget of a locked snapshot marks it; gc keeps its manifest and says until when"
 cairn_q forget "$U" --name a --keep-last 1
 grep -q "cairn: warning: snapshots/$ida1: locked until .* by S3 Object Lock; gc removes it when the lock ends" "$T/last.err" ||
