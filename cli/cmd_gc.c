@@ -91,6 +91,8 @@ static void print_text(const struct cairn_gc_opts *o, const struct cairn_gc_resu
 		printf("; %zu condemned lists wait for backups that were running, next gc "
 		       "deletes them",
 		       r->lists_waiting);
+	if (r->temps_removed)
+		printf("; removed %zu temporary objects left by crashed writers", r->temps_removed);
 	printf("\n");
 	print_immutable(r);
 }
@@ -133,6 +135,8 @@ int cmd_gc(int argc, char **argv)
 			"bytes_freed", (json_int_t)res.bytes_freed, "lists_waiting",
 			(json_int_t)res.lists_waiting, "repacked_bytes",
 			(json_int_t)res.repacked_bytes);
+		if (j)
+			json_object_set_new(j, "temps_removed", json_integer((json_int_t)res.temps_removed));
 		if (j && cairn_repo_immutable_days(r))
 			json_object_update_new(j, json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "packs_locked",
 				     (json_int_t)res.packs_locked, "manifests_locked",

@@ -48,6 +48,11 @@ struct cairn_backend_ops {
 	int (*retention)(struct cairn_backend *b, const char *name, int64_t *until_s);
 	/* Extends name's retention to until_s; a longer one stays. */
 	int (*retain)(struct cairn_backend *b, const char *name, int64_t until_s);
+	/* Optional: removes what put()s that never finished left behind
+	 * (temporary names of a writer that crashed) when it is older than
+	 * max_age_s, so that no put still running can own it; *removed counts
+	 * what went. NULL where a failed put leaves nothing. */
+	int (*sweep)(struct cairn_backend *b, int64_t max_age_s, size_t *removed);
 };
 
 /* The objects an immutable repository locks: backup data and metadata.

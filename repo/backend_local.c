@@ -7,6 +7,7 @@
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <time.h>
 
 struct local_backend {
 	struct cairn_backend base;
@@ -204,6 +205,50 @@ static int local_remove(struct cairn_backend *b, const char *name)
 	return fsync_dir_at(l->dirfd, dir);
 }
 
+static bool stale_temp(int dirfd, const char *name, int64_t before_s)
+{
+	struct stat st;
+	return !strncmp(name, ".tmp-", 5) && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       S_ISREG(st.st_mode) && st.st_mtime < before_s;
+}
+
+/* Removes the stale temp files of one directory, and with depth > 0 of its
+ * subdirectories (data/ fans out into 256). */
+static int sweep_dir(int dirfd, const char *dir, int depth, int64_t before_s, size_t *removed)
+{
+	int fd = openat(dirfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	int rc = 0;
+	bool gone = false;
+	struct dirent *de;
+	while (rc == 0 && (de = readdir(d))) {
+		if (de->d_name[0] == '.' && stale_temp(fd, de->d_name, before_s)) {
+			if (unlinkat(fd, de->d_name, 0) < 0 && errno != ENOENT)
+				rc = -errno;
+			else
+				gone = true, (*removed)++;
+		} else if (depth > 0 && de->d_type == DT_DIR && de->d_name[0] != '.') {
+			rc = sweep_dir(fd, de->d_name, depth - 1, before_s, removed);
+		}
+	}
+	if (rc == 0 && gone && fsync(fd) < 0)
+		rc = -errno;
+	closedir(d);
+	return rc;
+}
+
+static int local_sweep(struct cairn_backend *b, int64_t max_age_s, size_t *removed)
+{
+	*removed = 0;
+	return sweep_dir(to_local(b)->dirfd, ".", 2, (int64_t)time(NULL) - max_age_s, removed);
+}
+
 static void local_free(struct cairn_backend *b)
 {
 	struct local_backend *l = to_local(b);
@@ -221,6 +266,7 @@ static const struct cairn_backend_ops local_ops = {
 	.list = local_list,
 	.remove = local_remove,
 	.free = local_free,
+	.sweep = local_sweep,
 };
 
 static const char *const top_dirs[] = { "data", "index", "snapshots", "keys", "locks" };

@@ -1132,6 +1132,21 @@ static int phase2(struct cairn_repo *r, struct cairn_gc_result *res, int64_t now
 	return rc;
 }
 
+/* A writer that died in the middle of a put leaves its temporary object
+ * behind (under a name no listing shows). A day is far longer than any put
+ * takes, so nothing older can still be being written. */
+#define TEMP_MAX_AGE_S (24 * 3600)
+
+static int sweep_temps(struct cairn_repo *r, struct cairn_gc_result *res)
+{
+	if (!r->be->ops->sweep)
+		return 0;
+	int rc = r->be->ops->sweep(r->be, TEMP_MAX_AGE_S, &res->temps_removed);
+	return rc < 0 ? repo_err(r, rc, "cannot remove the temporary objects of crashed writers: %s",
+				 strerror(-rc))
+		      : 0;
+}
+
 int cairn_gc(struct cairn_repo *r, const struct cairn_gc_opts *o, struct cairn_gc_result *res)
 {
 	memset(res, 0, sizeof(*res));
@@ -1155,6 +1170,8 @@ int cairn_gc(struct cairn_repo *r, const struct cairn_gc_opts *o, struct cairn_g
 			rc = phase2(r, res, now);
 		if (rc == 0 && immutable(r))
 			rc = immutable_extend(r, now, res);
+		if (rc == 0)
+			rc = sweep_temps(r, res);
 	}
 	return rc;
 }

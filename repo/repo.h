@@ -220,6 +220,7 @@ struct cairn_gc_result {
 	int64_t locked_until;
 	size_t retention_extended;
 	int64_t retention_floor; /* every needed object is locked until at least this */
+	size_t temps_removed; /* leftovers of writers that crashed mid-put */
 };
 int cairn_gc(struct cairn_repo *r, const struct cairn_gc_opts *o, struct cairn_gc_result *res);
 

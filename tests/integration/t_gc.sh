@@ -99,4 +99,18 @@ cairn_q gc "$R"
 cairn_q check "$R" --read-data
 restore_check "$R" latest "$T/keep.raw" --name keep
 restore_check "$R" latest "$T/r6.raw" --name r6
+
+step "temporary files of writers that crashed mid-put: gc removes those older than a day"
+pack=$(list_packs "$R" | head -1)
+cp "$pack" "$(dirname "$pack")/.tmp-0123456789abcdef"
+echo partial >"$R/.tmp-00000000000000aa"
+echo partial >"$R/index/.tmp-00000000000000bb"
+touch -d '2 days ago' "$(dirname "$pack")/.tmp-0123456789abcdef" "$R/.tmp-00000000000000aa"
+cairn_q gc "$R"
+grep -q "removed 2 temporary objects left by crashed writers" "$T/last.out" ||
+	die "gc did not report the stale temporary files: $(cat "$T/last.out")"
+assert_file_absent "$(dirname "$pack")/.tmp-0123456789abcdef"
+assert_file_absent "$R/.tmp-00000000000000aa"
+[ -f "$R/index/.tmp-00000000000000bb" ] || die "gc removed a temporary file that a running writer may own"
+cairn_q check "$R"
 pass
