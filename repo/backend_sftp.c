@@ -706,9 +706,42 @@ static int sftp_get_range(struct cairn_backend *b, const char *name, uint64_t of
 	return rc;
 }
 
+/* The modification time of an ls -l line, from its MONTH DAY TIME|YEAR
+ * fields (sftp-server's strftime "%b %e %H:%M", or "%b %e  %Y" past six
+ * months), read as UTC: the server's time zone is unknown, so callers
+ * allow a day of slack. A TIME without a year is in the last twelve
+ * months. 0 when the fields do not parse. */
+static int64_t entry_time(const char *mon, const char *day, const char *t, int64_t now)
+{
+	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	const char *m = strlen(mon) == 3 ? strstr(months, mon) : NULL;
+	struct tm tm = { .tm_mday = atoi(day) };
+	if (!m || (m - months) % 3 || tm.tm_mday < 1 || tm.tm_mday > 31)
+		return 0;
+	tm.tm_mon = (int)((m - months) / 3);
+	if (strchr(t, ':')) {
+		struct tm today;
+		time_t nt = (time_t)now;
+		gmtime_r(&nt, &today);
+		tm.tm_year = today.tm_year;
+		if (sscanf(t, "%d:%d", &tm.tm_hour, &tm.tm_min) != 2)
+			return 0;
+		int64_t at = (int64_t)timegm(&tm);
+		if (at > now + 86400) { /* that date this year is ahead: last year's */
+			tm.tm_year--;
+			at = (int64_t)timegm(&tm);
+		}
+		return at;
+	}
+	tm.tm_year = atoi(t) - 1900;
+	return tm.tm_year > 70 ? (int64_t)timegm(&tm) : 0;
+}
+
 /* One line of a listing as OpenSSH's sftp-server writes it (ls -l):
- * MODE LINKS OWNER GROUP SIZE MONTH DAY TIME|YEAR NAME. */
-static bool parse_entry(char *line, char *type, uint64_t *size, const char **name)
+ * MODE LINKS OWNER GROUP SIZE MONTH DAY TIME|YEAR NAME. *mtime (may be
+ * NULL) from entry_time(). */
+static bool parse_entry(char *line, char *type, uint64_t *size, const char **name,
+			int64_t *mtime)
 {
 	char *f[8], *p = line;
 	for (int i = 0; i < 8; i++) {
@@ -730,6 +763,8 @@ static bool parse_entry(char *line, char *type, uint64_t *size, const char **nam
 	*type = f[0][0];
 	*size = v;
 	*name = p;
+	if (mtime)
+		*mtime = entry_time(f[5], f[6], f[7], (int64_t)time(NULL));
 	return true;
 }
 
@@ -758,7 +793,7 @@ static int list_dir(struct sftp_backend *s, const char *dir, bool fanout, cairn_
 		char type;
 		uint64_t size;
 		const char *name;
-		if (!parse_entry(line, &type, &size, &name)) {
+		if (!parse_entry(line, &type, &size, &name, NULL)) {
 			rc = fail(s, -EIO, "list %s/%s/: cannot read the listing line '%.80s'",
 				  s->base.location, dir, line);
 			break;
@@ -830,6 +865,50 @@ static void sftp_free(struct cairn_backend *b)
 	free(s);
 }
 
+/* Removes the stale ".tmp-" uploads of one directory and, with depth > 0,
+ * of its subdirectories. */
+static int sweep_dir(struct cairn_backend *b, const char *dir, int depth, int64_t before_s,
+		     size_t *removed)
+{
+	struct sftp_backend *s = to_sftp(b);
+	struct buf text = { 0 };
+	int rc = list_raw(s, dir, &text);
+	if (rc == -ENOENT) {
+		buf_free(&text);
+		return 0;
+	}
+	char *save = NULL;
+	for (char *line = rc == 0 ? strtok_r((char *)text.p, "\r\n", &save) : NULL;
+	     rc == 0 && line; line = strtok_r(NULL, "\r\n", &save)) {
+		char type, path[600];
+		uint64_t size;
+		int64_t mtime;
+		const char *name;
+		if (!parse_entry(line, &type, &size, &name, &mtime) ||
+		    (name[0] == '.' && strncmp(name, ".tmp-", 5)))
+			continue;
+		if (snprintf(path, sizeof(path), "%s%s%s", strcmp(dir, ".") ? dir : "",
+			     strcmp(dir, ".") ? "/" : "", name) >= (int)sizeof(path))
+			continue;
+		if (type == '-' && name[0] == '.' && mtime && mtime < before_s) {
+			if ((rc = sftp_remove(b, path)) == 0 || rc == -ENOENT)
+				rc = 0, (*removed)++;
+		} else if (type == 'd' && depth > 0 && name[0] != '.') {
+			rc = sweep_dir(b, path, depth - 1, before_s, removed);
+		}
+	}
+	buf_free(&text);
+	return rc;
+}
+
+/* A day more than asked: listing times are read as UTC (entry_time). */
+static int sftp_sweep(struct cairn_backend *b, int64_t max_age_s, size_t *removed)
+{
+	clear_error();
+	*removed = 0;
+	return sweep_dir(b, ".", 2, (int64_t)time(NULL) - max_age_s - 86400, removed);
+}
+
 static const struct cairn_backend_ops sftp_ops = {
 	.put = sftp_put,
 	.get = sftp_get,
@@ -839,6 +918,7 @@ static const struct cairn_backend_ops sftp_ops = {
 	.remove = sftp_remove,
 	.free = sftp_free,
 	.error = sftp_error,
+	.sweep = sftp_sweep,
 };
 
 static void sftp_backend_freep(struct sftp_backend **s)

@@ -105,8 +105,19 @@ cairn_q backup "$U/enc" --image "$T/b2.raw" --name b
 cairn_q forget "$U/enc" --name a --keep-last 1
 cairn_q forget "$U/enc" --name b --keep-last 1
 assert_eq "$(snap_count "$U/enc")" 4 "snapshots after forget"
+# what a writer that died mid-upload leaves: gc removes it once days old
+stale=$(dirname "$(find "$D/enc/data" -type f | head -1)")/.tmp-00000000000000aa
+echo partial >"$stale"
+echo partial >"$D/enc/.tmp-00000000000000bb"
+echo partial >"$D/enc/index/.tmp-00000000000000cc"
+touch -d '3 days ago' "$stale" "$D/enc/.tmp-00000000000000bb"
 cairn_q gc "$U/enc" --max-unused 0
 grep -Eq "deleted [1-9][0-9]* packs" "$T/last.out" || die "gc deleted no pack: $(cat "$T/last.out")"
+grep -q "removed 2 temporary objects" "$T/last.out" || die "gc kept stale uploads: $(cat "$T/last.out")"
+assert_file_absent "$stale"
+assert_file_absent "$D/enc/.tmp-00000000000000bb"
+[ -f "$D/enc/index/.tmp-00000000000000cc" ] || die "gc removed an upload that may still be running"
+rm -f "$D/enc/index/.tmp-00000000000000cc"
 gone=$(comm -23 <(echo "$b1packs") <(find "$D/enc/data" -type f | sort))
 [ -n "$gone" ] || die "no pack of the forgotten b1 left the server"
 cairn_q check "$U/enc" --read-data
