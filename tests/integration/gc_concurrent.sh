@@ -2,7 +2,7 @@
 # gc beside running backups, shared by t_gc_concurrent.sh (local) and
 # t_gc_concurrent_s3.sh (Ceph RGW). Source after lib.sh.
 #
-#   gc_concurrent REPO ROUNDS LIST_GC
+#   gc_concurrent REPO ROUNDS LIST_GC [IMAGE_MIB]
 #
 # Each round three backups of different images (each changed since the
 # last round) run at once with a forget and a gc started at random
@@ -12,15 +12,15 @@
 # a command that prints the names under the repository's gc/.
 
 gc_concurrent() {
-	local R=$1 rounds=$2 list_gc=$3 round v k p id pids
+	local R=$1 rounds=$2 list_gc=$3 mib=${4:-12} round v k p id pids
 	cairn_q init "$R" --chunk-size 64K
-	for v in a b c; do mkimg_raw "$T/$v.raw" 12M dense "$v-0"; done
+	for v in a b c; do mkimg_raw "$T/$v.raw" "${mib}M" dense "$v-0"; done
 	for round in $(seq 1 "$rounds"); do
 		step "round $round"
 		for v in a b c; do
 			cp "$T/$v.raw" "$T/$v-$round.raw"
 			# a few scattered changes, and some chunks shared with other rounds
-			for k in 1 2 3; do write_at "$T/$v-$round.raw" $(((RANDOM % 180) * 65536)) "$v-$round-$k" 65536; done
+			for k in 1 2 3; do write_at "$T/$v-$round.raw" $(((RANDOM % (mib * 16 - 1)) * 65536)) "$v-$round-$k" 65536; done
 			cp "$T/$v-$round.raw" "$T/$v.raw"
 		done
 		pids=()
