@@ -73,6 +73,10 @@ static inline bool cairn_locked_name(const char *name)
 struct cairn_backend {
 	const struct cairn_backend_ops *ops;
 	char *location; /* for messages */
+	/* put() over an existing name leaves a moment in which the name is
+	 * absent (SFTP cannot rename over a file): a lock that a heartbeat
+	 * is rewriting may look gone for that moment */
+	bool replace_gap;
 };
 
 /* Opens the backend named by url (backend.c: a local path,

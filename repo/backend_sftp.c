@@ -1136,6 +1136,7 @@ int cairn_backend_sftp_open(const char *url, bool create, const struct cairn_bac
 	pthread_mutex_init(&s->up.mu, NULL);
 	pthread_mutex_init(&s->down.mu, NULL);
 	s->base.ops = &sftp_ops;
+	s->base.replace_gap = true;
 	s->max = o->connections ? o->connections : DEFAULT_CONNECTIONS;
 	s->up.limit = o->limit_upload;
 	s->down.limit = o->limit_download;
