@@ -11,6 +11,7 @@
 #   - the gateway stopped in the middle of a replication: one clear line, no
 #     snapshot in the destination, the next run resumes without resending
 #     what arrived, check --read-data passes, restores are identical;
+#   - a backup straight to S3 cuts full packs (one PUT per 16 MiB);
 #   - wrong secret, missing bucket, a pack deleted behind cairn's back.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/rgw.sh"
@@ -36,7 +37,7 @@ s3_keys() {
 	done
 }
 
-# log_mark / puts_since MARK — requests that change objects, from the
+# log_mark / writes_since MARK PREFIX — requests that change objects, from the
 # gateway's access log (beast: "PUT /bucket/key HTTP/1.1" status ...)
 log_mark() { sleep 1; wc -l <"$RGW_LOG"; }
 writes_since() {
@@ -171,6 +172,16 @@ assert_eq "$(snap_count "$U/big")" 2 "snapshots after the next run"
 cairn_q check "$U/big" --read-data
 restore_check "$U/big" latest "$T/big.raw" --name big
 restore_check "$U/big" latest "$T/b.raw" --name small
+
+step "a backup straight to S3 sends full packs: one PUT per 16 MiB"
+cairn_q init "$U/direct" --encryption none
+mark=$(log_mark)
+cairn_q backup "$U/direct" --image "$T/big.raw" --connections 4
+puts=$(writes_since "$mark" direct/data/ | wc -l)
+packs=$(s3_keys direct/data/ | wc -l)
+echo "  $puts pack PUTs for 320 MiB of incompressible data, $packs packs"
+assert_eq "$puts" "$packs" "pack PUTs (one each, none retried)"
+[ "$puts" -le 21 ] || die "$puts packs for 320 MiB: packs are cut short"
 rm -f "$T/big.raw"
 
 step "wrong secret, missing bucket: one line naming the URL and the cause"
