@@ -66,9 +66,12 @@ static void print_summary(const struct cli *c, const struct replicate_args *a,
 		       r->snapshots_to_copy, r->snapshots_present, need);
 		return;
 	}
-	printf("copied %zu snapshots (%zu already there), %zu packs, %s in %.1fs (%s/s)%s\n",
-	       r->snapshots_copied, r->snapshots_present, r->packs_copied, copied, secs, rate,
-	       a->o.verify ? ", every copy read back and verified" : "");
+	char resumed[64] = "";
+	if (r->packs_present) /* an interrupted run sent them; only indexed now */
+		snprintf(resumed, sizeof(resumed), " (%zu more were already there)", r->packs_present);
+	printf("copied %zu snapshots (%zu already there), %zu packs%s, %s in %.1fs (%s/s)%s\n",
+	       r->snapshots_copied, r->snapshots_present, r->packs_copied, resumed, copied, secs,
+	       rate, a->o.verify ? ", every copy read back and verified" : "");
 }
 
 static int run(const struct cli *c, struct replicate_args *a, char **argv)
