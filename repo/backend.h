@@ -53,6 +53,11 @@ struct cairn_backend_ops {
 	 * max_age_s, so that no put still running can own it; *removed counts
 	 * what went. NULL where a failed put leaves nothing. */
 	int (*sweep)(struct cairn_backend *b, int64_t max_age_s, size_t *removed);
+	/* Optional: removes the n objects in as few requests as the store
+	 * takes (S3 DeleteObjects, 1000 names a request); done[i] is set for
+	 * each one that is gone (or was absent). 0, or the first error (and
+	 * some done[] stay false). NULL or -ENOTSUP: use remove() per name. */
+	int (*remove_many)(struct cairn_backend *b, const char *const *names, size_t n, bool *done);
 };
 
 /* The objects an immutable repository locks: backup data and metadata.

@@ -394,6 +394,98 @@ static int s3_remove(struct cairn_backend *b, const char *name)
 	return s->lock_days ? s3_remove_versions(s, name) : s3_remove_plain(s, name);
 }
 
+#define DELETE_BATCH 1000 /* the most keys one DeleteObjects takes */
+
+struct delete_batch {
+	struct s3_backend *s;
+	const char *const *names;
+	bool *done;
+	size_t n;
+	int rc;
+};
+
+static int delete_failed(void *opaque, const char *key, const char *code, const char *message)
+{
+	struct delete_batch *d = opaque;
+	size_t plen = strlen(d->s->prefix);
+	for (size_t i = 0; i < d->n; i++)
+		if (!strncmp(key, d->s->prefix, plen) && !strcmp(key + plen, d->names[i]))
+			d->done[i] = !strcmp(code, "NoSuchKey");
+	if (strcmp(code, "NoSuchKey") && d->rc == 0) {
+		char url[1200];
+		s3_client_url(d->s->client, key + (strncmp(key, d->s->prefix, plen) ? 0 : plen), url,
+			      sizeof(url));
+		d->rc = s3_client_fail(d->s->client, code[0] == 'A' ? -EACCES : -EIO,
+				       "delete %s: %s (%s)", url, code, message);
+	}
+	return 0;
+}
+
+static int append_xml_text(struct buf *b, const char *t)
+{
+	int rc = 0;
+	for (; rc == 0 && *t; t++) {
+		const char *e = *t == '&' ? "&amp;" : *t == '<' ? "&lt;" : *t == '>' ? "&gt;" : NULL;
+		rc = e ? buf_append(b, e, strlen(e)) : buf_append(b, t, 1);
+	}
+	return rc;
+}
+
+/* One DeleteObjects request for up to DELETE_BATCH names, quiet: the
+ * answer lists only the keys that failed. */
+static int delete_batch(struct s3_backend *s, const char *const *names, size_t n, bool *done)
+{
+	struct buf body = { 0 }, answer = { 0 };
+	int rc = buf_append(&body, "<Delete><Quiet>true</Quiet>", 27);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		rc = buf_append(&body, "<Object><Key>", 13);
+		if (rc == 0)
+			rc = append_xml_text(&body, s->prefix);
+		if (rc == 0)
+			rc = append_xml_text(&body, names[i]);
+		if (rc == 0)
+			rc = buf_append(&body, "</Key></Object>", 15);
+	}
+	if (rc == 0)
+		rc = buf_append(&body, "</Delete>", 9);
+	if (rc < 0) {
+		buf_free(&body);
+		return rc;
+	}
+	struct s3_request rq = { .method = "POST", .query = "delete=", .body = body.p,
+				 .body_len = body.len, .out_buf = &answer };
+	struct s3_response rs;
+	rc = s3_request(s->client, &rq, &rs);
+	buf_free(&body);
+	if (rc == 0) {
+		for (size_t i = 0; i < n; i++)
+			done[i] = true;
+		struct delete_batch d = { .s = s, .names = names, .done = done, .n = n };
+		rc = s3_xml_delete_errors(answer.p, answer.len, delete_failed, &d);
+		if (rc == -EBADMSG)
+			rc = s3_client_fail(s->client, -EIO, "%s: the answer to DeleteObjects "
+					    "cannot be read", s->base.location);
+		else if (rc == 0)
+			rc = d.rc;
+	}
+	buf_free(&answer);
+	return rc;
+}
+
+static int s3_remove_many(struct cairn_backend *b, const char *const *names, size_t n, bool *done)
+{
+	struct s3_backend *s = to_s3(b);
+	if (s->lock_days)
+		return -ENOTSUP; /* versions are deleted one by one (s3_remove_versions) */
+	s3_client_clear_error();
+	memset(done, 0, n * sizeof(*done));
+	int rc = 0;
+	for (size_t at = 0; rc == 0 && at < n; at += DELETE_BATCH)
+		rc = delete_batch(s, names + at, n - at < DELETE_BATCH ? n - at : DELETE_BATCH,
+				  done + at);
+	return rc;
+}
+
 static int s3_set_immutable(struct cairn_backend *b, unsigned days, bool check, char *err,
 			    size_t errlen)
 {
@@ -491,6 +583,7 @@ static const struct cairn_backend_ops s3_ops = {
 	.set_immutable = s3_set_immutable,
 	.retention = s3_retention,
 	.retain = s3_retain,
+	.remove_many = s3_remove_many,
 };
 
 static void s3_backend_freep(struct s3_backend **s)

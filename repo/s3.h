@@ -121,6 +121,10 @@ int s3_xml_upload_id(const void *body, size_t len, char **id);
  * delete marker, newest first for each key; *truncated when there are
  * more. */
 typedef int (*s3_version_fn)(void *opaque, const char *key, const char *version_id);
+/* A DeleteObjects answer (quiet mode: only the keys that failed). */
+typedef int (*s3_delete_error_fn)(void *opaque, const char *key, const char *code,
+				  const char *message);
+int s3_xml_delete_errors(const void *body, size_t len, s3_delete_error_fn fn, void *opaque);
 int s3_xml_versions(const void *body, size_t len, s3_version_fn fn, void *opaque,
 		    bool *truncated);
 /* ObjectLockConfiguration: *enabled when ObjectLockEnabled is "Enabled". */

@@ -149,3 +149,26 @@ int s3_xml_versions(const void *body, size_t len, s3_version_fn fn, void *opaque
 	*truncated = !strcmp(t, "true");
 	return 0;
 }
+
+int s3_xml_delete_errors(const void *body, size_t len, s3_delete_error_fn fn, void *opaque)
+{
+	if (!len)
+		return 0; /* some stores answer a quiet delete that went well with nothing */
+	_cleanup_(xml_docp) xmlDoc *d = parse(body, len);
+	xmlNode *root = d ? xmlDocGetRootElement(d) : NULL;
+	if (!root || !is(root, "DeleteResult"))
+		return -EBADMSG;
+	for (xmlNode *c = root->children; c; c = c->next) {
+		if (!is(c, "Error"))
+			continue;
+		char key[1100], code[64], msg[256];
+		text_of(c, "Key", key, sizeof(key));
+		text_of(c, "Code", code, sizeof(code));
+		text_of(c, "Message", msg, sizeof(msg));
+		msg[strcspn(msg, "\r\n")] = '\0';
+		int rc = fn(opaque, key, code, msg);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
