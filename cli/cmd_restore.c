@@ -275,7 +275,7 @@ static int restore_one(const struct cli *c, struct cairn_repo *r,
 		char size[32];
 		format_bytes(res.bytes, size, sizeof(size));
 		printf("restored disk %s (%s) to %s, %s verified, %.1fs\n", t->d->name, size,
-		       t->path, t->d->has_digest ? "whole-disk digest and chunk ids" : "chunk ids",
+		       t->path, t->d->has_digest ? "whole-disk digest and chunks" : "chunks",
 		       secs);
 	}
 	return -1;

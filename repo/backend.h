@@ -82,6 +82,9 @@ struct cairn_backend {
 	 * absent (SFTP cannot rename over a file): a lock that a heartbeat
 	 * is rewriting may look gone for that moment */
 	bool replace_gap;
+	/* requests it runs at once (remote stores: the --connections pool);
+	 * 0 for a local directory */
+	unsigned connections;
 };
 
 /* Opens the backend named by url (backend.c: a local path,

@@ -741,6 +741,8 @@ int cairn_backend_s3_open(const char *location, const struct s3_url *u, bool cre
 	if (rc == 0 && (rc = s3_client_new(&co, &s->client)) < 0)
 		set_err(err, errlen, rc, "%s: cannot set up the S3 client: %s", location, strerror(-rc));
 	if (rc == 0)
+		s->base.connections = s3_client_connections(s->client);
+	if (rc == 0)
 		rc = probe(s, location, u->bucket, create, &cr, err, errlen);
 	s3_creds_free(&cr);
 	if (rc < 0)

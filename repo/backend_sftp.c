@@ -1138,6 +1138,7 @@ int cairn_backend_sftp_open(const char *url, bool create, const struct cairn_bac
 	s->base.ops = &sftp_ops;
 	s->base.replace_gap = true;
 	s->max = o->connections ? o->connections : DEFAULT_CONNECTIONS;
+	s->base.connections = s->max;
 	s->up.limit = o->limit_upload;
 	s->down.limit = o->limit_download;
 	s->idle = calloc(s->max, sizeof(*s->idle));

@@ -139,7 +139,7 @@ static int verify_pack_data(struct cairn_repo *r, const struct pack_file *pf,
 				break;
 			}
 		}
-		if (blob_decode(r, sc, &ents[i], data.p + ents[i].offset, plain) < 0) {
+		if (blob_decode(r, sc, &ents[i], data.p + ents[i].offset, plain, true) < 0) {
 			if (!v->problem[0]) {
 				char bh[65];
 				hex_encode(ents[i].id.b, CAIRN_ID_LEN, bh);
@@ -361,7 +361,7 @@ int cairn_repo_check(struct cairn_repo *r, const struct cairn_check_opts *o)
 	if ((rc = list_packs(r, &packs)) < 0)
 		return rc;
 	c.packs = &packs;
-	unsigned workers = o->threads > 0 ? (unsigned)o->threads : cairn_default_workers();
+	unsigned workers = o->threads > 0 ? (unsigned)o->threads : cairn_repo_read_workers(r);
 	unsigned slots = workers * 2;
 	c.verdicts = calloc(slots, sizeof(*c.verdicts));
 	c.pack_bad = calloc(r->idx.npacks + 1, sizeof(bool));

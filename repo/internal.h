@@ -132,9 +132,12 @@ int blob_encode(const struct cairn_repo *r, struct scratch *sc,
 		enum cairn_blob_type type, const cairn_id *id, const void *in,
 		size_t len, uint8_t *flags);
 /* Decodes stored bytes to plaintext of exactly raw_len bytes and checks
- * the id. Uses sc->b. */
+ * the id: by hashing the plaintext again, or, with rehash false in an
+ * encrypted repository, by the AES-GCM tag alone (its AAD holds the id, so
+ * only a holder of the key can have sealed these bytes for this id). Uses
+ * sc->b. */
 int blob_decode(const struct cairn_repo *r, struct scratch *sc,
-		const struct idx_entry *e, const uint8_t *in, uint8_t *out);
+		const struct idx_entry *e, const uint8_t *in, uint8_t *out, bool rehash);
 
 /* envelope.c: section 8. */
 int envelope_seal(const struct cairn_repo *r, enum envelope_kind kind,

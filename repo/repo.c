@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "internal.h"
+#include "pipeline.h"
 #include "keys.h"
 
 static bool valid_chunk_size(uint64_t s)
@@ -224,6 +225,12 @@ void cairn_repo_close(struct cairn_repo *r)
 const char *cairn_repo_error(const struct cairn_repo *r) { return r->err; }
 bool cairn_repo_encrypted(const struct cairn_repo *r) { return r->encrypted; }
 uint32_t cairn_repo_chunk_size(const struct cairn_repo *r) { return r->chunk_size; }
+
+unsigned cairn_repo_read_workers(const struct cairn_repo *r)
+{
+	unsigned cpus = cairn_default_workers();
+	return r->be->connections > cpus ? r->be->connections : cpus;
+}
 const char *cairn_repo_id(const struct cairn_repo *r) { return r->id; }
 unsigned cairn_repo_immutable_days(const struct cairn_repo *r) { return r->immutable_days; }
 size_t cairn_repo_warning_count(const struct cairn_repo *r) { return r->nwarnings; }
@@ -261,8 +268,8 @@ int cairn_repo_blob_info(const struct cairn_repo *r, const cairn_id *id,
 	return 0;
 }
 
-int cairn_repo_read_blob(struct cairn_repo *r, const cairn_id *id, void *buf,
-			 size_t cap)
+static int read_blob(struct cairn_repo *r, const cairn_id *id, void *buf, size_t cap,
+		     bool rehash)
 {
 	char hex[65], name[128];
 	struct idx_entry ent;
@@ -286,7 +293,7 @@ int cairn_repo_read_blob(struct cairn_repo *r, const cairn_id *id, void *buf,
 		return repo_err(r, -ENOMEM, "out of memory");
 	}
 	int rc = r->be->ops->get_range(r->be, name, e->offset, e->stored_len, sc->a.p);
-	int drc = rc == 0 ? blob_decode(r, sc, e, sc->a.p, buf) : 0;
+	int drc = rc == 0 ? blob_decode(r, sc, e, sc->a.p, buf, rehash) : 0;
 	scratch_put(r, sc);
 	if (rc == -EIO) /* short read */
 		return repo_err(r, -EBADMSG, "pack %s is truncated (blob %.16s)", name, hex);
@@ -301,4 +308,14 @@ int cairn_repo_read_blob(struct cairn_repo *r, const cairn_id *id, void *buf,
 				"blob %.16s in %s is damaged (authentication or hash mismatch)",
 				hex, name);
 	return (int)e->raw_len;
+}
+
+int cairn_repo_read_blob(struct cairn_repo *r, const cairn_id *id, void *buf, size_t cap)
+{
+	return read_blob(r, id, buf, cap, true);
+}
+
+int cairn_repo_read_chunk(struct cairn_repo *r, const cairn_id *id, void *buf, size_t cap)
+{
+	return read_blob(r, id, buf, cap, false);
 }

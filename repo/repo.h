@@ -83,6 +83,10 @@ DEFINE_CLEANUP(struct cairn_repo *, cairn_repo_close);
 const char *cairn_repo_error(const struct cairn_repo *r);
 bool cairn_repo_encrypted(const struct cairn_repo *r);
 uint32_t cairn_repo_chunk_size(const struct cairn_repo *r);
+/* Workers for reading many blobs (restore, check --read-data): one per CPU,
+ * or as many as the backend runs requests at once when that is more (a
+ * remote store's round trips, not the CPUs, are then what limits). */
+unsigned cairn_repo_read_workers(const struct cairn_repo *r);
 const char *cairn_repo_id(const struct cairn_repo *r);
 /* The retention of an immutable repository in days; 0 when it is not. */
 unsigned cairn_repo_immutable_days(const struct cairn_repo *r);
@@ -106,6 +110,11 @@ void cairn_repo_chunk_id(const struct cairn_repo *r, const void *data,
  * the plaintext length. Thread-safe once the index is loaded. */
 int cairn_repo_read_blob(struct cairn_repo *r, const cairn_id *id, void *buf,
 			 size_t cap);
+/* The same for restores, which check the whole-disk digest on top: in an
+ * encrypted repository the AES-GCM tag, whose AAD binds the id, is the
+ * check, and the plaintext is not hashed again (a fifth of a restore's
+ * CPU). check --read-data hashes everything (cairn_repo_read_blob). */
+int cairn_repo_read_chunk(struct cairn_repo *r, const cairn_id *id, void *buf, size_t cap);
 /* Finds a blob in the loaded index; 0 or -ENOENT. */
 struct cairn_blob_info {
 	uint32_t raw_len, stored_len;

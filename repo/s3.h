@@ -56,6 +56,8 @@ struct s3_client_opts {
 struct s3_client;
 int s3_client_new(const struct s3_client_opts *o, struct s3_client **out);
 void s3_client_free(struct s3_client *c);
+/* Requests the client runs at once. */
+unsigned s3_client_connections(const struct s3_client *c);
 DEFINE_CLEANUP(struct s3_client *, s3_client_free);
 
 struct s3_request {

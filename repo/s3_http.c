@@ -245,6 +245,11 @@ int s3_client_new(const struct s3_client_opts *o, struct s3_client **out)
 	return 0;
 }
 
+unsigned s3_client_connections(const struct s3_client *c)
+{
+	return c->max;
+}
+
 void s3_client_url(const struct s3_client *c, const char *key, char *out, size_t len)
 {
 	snprintf(out, len, "%s%s", key ? c->base : c->bucket_url, key ? key : "");

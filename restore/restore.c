@@ -53,7 +53,7 @@ static int work(void *ctx, uint64_t seq, unsigned slot)
 		return j->sink->needs_zeros
 			       ? j->sink->write(j->sink, j->zeros, len, seq * j->d->chunk_size)
 			       : 0;
-	int n = cairn_repo_read_blob(j->r, id, j->bufs[slot], j->d->chunk_size);
+	int n = cairn_repo_read_chunk(j->r, id, j->bufs[slot], j->d->chunk_size);
 	if (n < 0)
 		return set_err(j->err, j->errlen, n, "disk %s: %s", j->d->name,
 			       cairn_repo_error(j->r));
@@ -102,7 +102,7 @@ int cairn_restore_disk(struct cairn_repo *r, struct cairn_disk *d,
 	int rc = cairn_snapshot_load_map(r, d);
 	if (rc < 0)
 		return set_err(err, errlen, rc, "%s", cairn_repo_error(r));
-	unsigned workers = o->workers ? o->workers : cairn_default_workers();
+	unsigned workers = o->workers ? o->workers : cairn_repo_read_workers(r);
 	unsigned slots = workers * SLOTS_PER_WORKER;
 	struct restore_job j = { .r = r, .d = d, .o = o, .res = res, .err = err,
 				 .errlen = errlen };

@@ -39,13 +39,7 @@ rb_record() { echo "$1 $2" >>"$WORK/rp/results"; }
 rb_gateway_restart() {
 	[ -n "${RGW_DIR:-}" ] && rgw_stop
 	rgw_start >"$WORK/logs/rb-rgw.log" 2>&1 || { cat "$WORK/logs/rb-rgw.log" >&2; die "RGW did not start"; }
-	# beast writes a response's header and body separately; with Nagle on,
-	# the body waits for the client's delayed ACK: 40 ms per request on
-	# loopback, which no real S3 service costs (it would make every small
-	# request-bound step look 10x slower than it is)
-	sed -i 's/^rgw frontends = beast .*/& tcp_nodelay=1/' "$RGW_DIR/ceph.conf"
-	rgw_stop_gateway
-	rgw_start_gateway >>"$WORK/logs/rb-rgw.log" 2>&1 || die "RGW did not restart with tcp_nodelay=1"
+	# (rgw.sh starts beast with tcp_nodelay=1: see there)
 	RB_LOG=$RGW_DIR/log/client.rgw.log
 }
 
