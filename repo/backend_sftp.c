@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "backend.h"
+#include "curl_pool.h"
 #include "sftp.h"
 
 #define DEFAULT_CONNECTIONS 4
@@ -37,18 +38,6 @@
 #define STALL_TIME_S 60L
 #define BACKOFF_FIRST_MS 250
 #define BACKOFF_MAX_MS 8000
-#define PACE_BURST_NS 50000000LL /* what a limited transfer may run ahead */
-
-/* One rate limit shared by every connection: a virtual clock (GCRA) that
- * each byte moves on by 1/limit seconds; whoever gets ahead of real time
- * sleeps. curl's own limit is per connection. (The same scheme as
- * s3_http.c's; one shared pacer for both is a later clean-up.) */
-struct pacer {
-	pthread_mutex_t mu;
-	uint64_t limit; /* bytes/s; 0: none */
-	int64_t tat_ns; /* when the bytes accounted so far may have passed */
-};
-
 struct sftp_backend {
 	struct cairn_backend base;
 	char *url_base; /* "sftp://HOST:PORT/abs/dir/" or ".../~/rel/dir/" */
@@ -60,12 +49,8 @@ struct sftp_backend {
 	char *user;
 	char *identity, *public_key; /* public_key may be NULL */
 	char *known_hosts;
-	unsigned max, retries;
-	struct pacer up, down;
-	pthread_mutex_t mu; /* idle, nidle, busy */
-	pthread_cond_t freed;
-	CURL **idle;
-	size_t nidle, busy;
+	unsigned retries;
+	struct curl_pool pool; /* connections (SSH sessions) and rate limits */
 };
 
 static struct sftp_backend *to_sftp(struct cairn_backend *b)
@@ -107,36 +92,6 @@ static const char *sftp_error(struct cairn_backend *b, int rc)
 	return last_err.owner == to_sftp(b) && last_err.rc == rc ? last_err.msg : NULL;
 }
 
-/* ---- the connection pool ---- */
-
-static CURL *pool_get(struct sftp_backend *s)
-{
-	pthread_mutex_lock(&s->mu);
-	while (s->busy >= s->max)
-		pthread_cond_wait(&s->freed, &s->mu);
-	s->busy++;
-	CURL *h = s->nidle ? s->idle[--s->nidle] : NULL;
-	pthread_mutex_unlock(&s->mu);
-	if (h)
-		curl_easy_reset(h); /* keeps its SSH session */
-	else if (!(h = curl_easy_init())) {
-		pthread_mutex_lock(&s->mu);
-		s->busy--;
-		pthread_cond_signal(&s->freed);
-		pthread_mutex_unlock(&s->mu);
-	}
-	return h;
-}
-
-static void pool_put(struct sftp_backend *s, CURL *h)
-{
-	pthread_mutex_lock(&s->mu);
-	s->idle[s->nidle++] = h;
-	s->busy--;
-	pthread_cond_signal(&s->freed);
-	pthread_mutex_unlock(&s->mu);
-}
-
 /* ---- one request ---- */
 
 struct request {
@@ -167,7 +122,7 @@ struct hostkey {
 struct xfer {
 	struct sftp_backend *s;
 	const struct request *rq;
-	curl_off_t up_seen, down_seen; /* bytes already paced */
+	struct curl_paced paced;
 	size_t sent, received;
 	bool overflow;
 	struct hostkey hk;
@@ -181,39 +136,6 @@ struct outcome {
 	curl_off_t length;
 	bool overflow;
 };
-
-static void pace(struct pacer *p, curl_off_t bytes)
-{
-	if (!p->limit || bytes <= 0)
-		return;
-	int64_t now = mono_ns(), wait;
-	pthread_mutex_lock(&p->mu);
-	if (p->tat_ns < now)
-		p->tat_ns = now;
-	p->tat_ns += (int64_t)((double)bytes * 1e9 / (double)p->limit);
-	wait = p->tat_ns - now - PACE_BURST_NS;
-	pthread_mutex_unlock(&p->mu);
-	if (wait > 0) {
-		struct timespec ts = { .tv_sec = (time_t)(wait / 1000000000),
-				       .tv_nsec = (long)(wait % 1000000000) };
-		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-			;
-	}
-}
-
-/* Sleeping in curl's progress callback holds the transfer back. */
-static int on_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-		       curl_off_t ulnow)
-{
-	(void)dltotal;
-	(void)ultotal;
-	struct xfer *x = opaque;
-	pace(&x->s->up, ulnow - x->up_seen);
-	pace(&x->s->down, dlnow - x->down_seen);
-	x->up_seen = MAX(x->up_seen, ulnow);
-	x->down_seen = MAX(x->down_seen, dlnow);
-	return 0;
-}
 
 static size_t on_read(char *p, size_t size, size_t n, void *opaque)
 {
@@ -342,16 +264,7 @@ static int setup(struct sftp_backend *s, CURL *h, struct xfer *x, const char *ur
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
 	SET(CURLOPT_WRITEFUNCTION, on_write);
 	SET(CURLOPT_WRITEDATA, x);
-	if (s->up.limit || s->down.limit) {
-		SET(CURLOPT_NOPROGRESS, 0L);
-		SET(CURLOPT_XFERINFOFUNCTION, on_progress);
-		SET(CURLOPT_XFERINFODATA, x);
-	}
-	/* no single connection bursts past the whole limit either */
-	if (s->up.limit)
-		SET(CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)s->up.limit);
-	if (s->down.limit)
-		SET(CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)s->down.limit);
+	e = e ? e : curl_pool_pace(&s->pool, h, &x->paced);
 	if (rq->nobody)
 		SET(CURLOPT_NOBODY, 1L);
 	if (rq->quote)
@@ -379,7 +292,7 @@ static int setup(struct sftp_backend *s, CURL *h, struct xfer *x, const char *ur
 static int perform(struct sftp_backend *s, const struct request *rq, const char *url,
 		   struct outcome *o)
 {
-	CURL *h = pool_get(s);
+	CURL *h = curl_pool_get(&s->pool);
 	if (!h)
 		return -ENOMEM;
 	struct xfer x = { .s = s, .rq = rq };
@@ -402,7 +315,7 @@ static int perform(struct sftp_backend *s, const struct request *rq, const char 
 	curl_easy_setopt(h, CURLOPT_POSTQUOTE, NULL);
 	curl_easy_setopt(h, CURLOPT_SSH_KEYDATA, NULL);
 	curl_easy_setopt(h, CURLOPT_XFERINFODATA, NULL);
-	pool_put(s, h);
+	curl_pool_put(&s->pool, h);
 	return rc;
 }
 
@@ -845,13 +758,7 @@ static int sftp_remove(struct cairn_backend *b, const char *name)
 static void sftp_free(struct cairn_backend *b)
 {
 	struct sftp_backend *s = to_sftp(b);
-	for (size_t i = 0; i < s->nidle; i++)
-		curl_easy_cleanup(s->idle[i]);
-	pthread_mutex_destroy(&s->mu);
-	pthread_cond_destroy(&s->freed);
-	pthread_mutex_destroy(&s->up.mu);
-	pthread_mutex_destroy(&s->down.mu);
-	free(s->idle);
+	curl_pool_destroy(&s->pool);
 	free(s->url_base);
 	free(s->home_url);
 	free(s->path_base);
@@ -1131,19 +1038,13 @@ int cairn_backend_sftp_open(const char *url, bool create, const struct cairn_bac
 		sftp_url_free(&u);
 		return set_err(err, errlen, -ENOMEM, "out of memory");
 	}
-	pthread_mutex_init(&s->mu, NULL);
-	pthread_cond_init(&s->freed, NULL);
-	pthread_mutex_init(&s->up.mu, NULL);
-	pthread_mutex_init(&s->down.mu, NULL);
+	rc = curl_pool_init(&s->pool, o->connections ? o->connections : DEFAULT_CONNECTIONS,
+			    o->limit_upload, o->limit_download);
 	s->base.ops = &sftp_ops;
 	s->base.replace_gap = true;
-	s->max = o->connections ? o->connections : DEFAULT_CONNECTIONS;
-	s->base.connections = s->max;
-	s->up.limit = o->limit_upload;
-	s->down.limit = o->limit_download;
-	s->idle = calloc(s->max, sizeof(*s->idle));
+	s->base.connections = s->pool.max;
 	s->base.location = strdup(url);
-	rc = s->idle && s->base.location ? 0 : -ENOMEM;
+	rc = rc == 0 && s->base.location ? 0 : -ENOMEM;
 	if (rc == 0)
 		rc = login_name(&u, s);
 	if (rc == 0)

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "curl_pool.h"
 #include "s3.h"
 
 #define DEFAULT_CONNECTIONS 4
@@ -28,17 +29,6 @@
 #define BACKOFF_FIRST_MS 250
 #define BACKOFF_MAX_MS 15000
 #define ERROR_BODY_MAX (64u * 1024)
-#define PACE_BURST_NS 50000000LL /* what a limited transfer may run ahead */
-
-/* One rate limit shared by every connection of a client: a virtual clock
- * (GCRA) that each transferred byte advances by 1/limit seconds; whoever
- * gets ahead of real time sleeps. curl's own per-handle limits cannot
- * bound the sum over connections. */
-struct pacer {
-	pthread_mutex_t mu;
-	uint64_t limit; /* bytes/s; 0: none */
-	int64_t tat_ns; /* when the bytes accounted so far may have passed */
-};
 
 struct s3_client {
 	char *base; /* URL of the prefix, ends with '/' */
@@ -50,14 +40,10 @@ struct s3_client {
 	char *ca_bundle;
 	const char *cred_source; /* for messages */
 	char cred_source_buf[300];
-	unsigned max, retries;
-	struct pacer up, down;
+	unsigned retries;
+	struct curl_pool pool; /* connections and rate limits */
 	CURLSH *share;
 	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
-	pthread_mutex_t mu; /* idle, nidle, busy */
-	pthread_cond_t freed;
-	CURL **idle;
-	size_t nidle, busy;
 };
 
 /* ---- the calling thread's last failure (like errno) ---- */
@@ -154,17 +140,11 @@ static void free_secret(char *s)
 
 void s3_client_free(struct s3_client *c)
 {
-	for (size_t i = 0; i < c->nidle; i++)
-		curl_easy_cleanup(c->idle[i]);
+	curl_pool_destroy(&c->pool);
 	if (c->share)
 		curl_share_cleanup(c->share);
 	for (size_t i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_destroy(&c->share_locks[i]);
-	pthread_mutex_destroy(&c->mu);
-	pthread_cond_destroy(&c->freed);
-	pthread_mutex_destroy(&c->up.mu);
-	pthread_mutex_destroy(&c->down.mu);
-	free(c->idle);
 	free(c->base);
 	free(c->bucket_url);
 	free(c->bucket);
@@ -203,19 +183,13 @@ int s3_client_new(const struct s3_client_opts *o, struct s3_client **out)
 	struct s3_client *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->freed, NULL);
 	for (size_t i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&c->share_locks[i], NULL);
-	c->max = o->connections ? o->connections : DEFAULT_CONNECTIONS;
+	int pool_rc = curl_pool_init(&c->pool, o->connections ? o->connections : DEFAULT_CONNECTIONS,
+				     o->limit_upload, o->limit_download);
 	c->retries = o->retries;
-	pthread_mutex_init(&c->up.mu, NULL);
-	pthread_mutex_init(&c->down.mu, NULL);
-	c->up.limit = o->limit_upload;
-	c->down.limit = o->limit_download;
 	snprintf(c->cred_source_buf, sizeof(c->cred_source_buf), "%s", o->creds->source);
 	c->cred_source = c->cred_source_buf;
-	c->idle = calloc(c->max, sizeof(*c->idle));
 	c->bucket = strdup(o->url->bucket);
 	c->sigv4 = str_printf("aws:amz:%s:s3", o->region);
 	c->access_key = strdup(o->creds->access_key);
@@ -225,7 +199,7 @@ int s3_client_new(const struct s3_client_opts *o, struct s3_client **out)
 	if (o->ca_bundle)
 		c->ca_bundle = strdup(o->ca_bundle);
 	c->share = curl_share_init();
-	int rc = c->idle && c->bucket && c->sigv4 && c->access_key && c->secret_key &&
+	int rc = pool_rc == 0 && c->bucket && c->sigv4 && c->access_key && c->secret_key &&
 				 (c->token_header || !o->creds->session_token) &&
 				 (c->ca_bundle || !o->ca_bundle) && c->share
 			 ? make_urls(c, o->url, o->virtual_host)
@@ -247,7 +221,7 @@ int s3_client_new(const struct s3_client_opts *o, struct s3_client **out)
 
 unsigned s3_client_connections(const struct s3_client *c)
 {
-	return c->max;
+	return c->pool.max;
 }
 
 void s3_client_url(const struct s3_client *c, const char *key, char *out, size_t len)
@@ -255,42 +229,12 @@ void s3_client_url(const struct s3_client *c, const char *key, char *out, size_t
 	snprintf(out, len, "%s%s", key ? c->base : c->bucket_url, key ? key : "");
 }
 
-/* ---- the connection pool ---- */
-
-static CURL *pool_get(struct s3_client *c)
-{
-	pthread_mutex_lock(&c->mu);
-	while (c->busy >= c->max)
-		pthread_cond_wait(&c->freed, &c->mu);
-	c->busy++;
-	CURL *h = c->nidle ? c->idle[--c->nidle] : NULL;
-	pthread_mutex_unlock(&c->mu);
-	if (h)
-		curl_easy_reset(h); /* keeps its open connection */
-	else if (!(h = curl_easy_init())) {
-		pthread_mutex_lock(&c->mu);
-		c->busy--;
-		pthread_cond_signal(&c->freed);
-		pthread_mutex_unlock(&c->mu);
-	}
-	return h;
-}
-
-static void pool_put(struct s3_client *c, CURL *h)
-{
-	pthread_mutex_lock(&c->mu);
-	c->idle[c->nidle++] = h;
-	c->busy--;
-	pthread_cond_signal(&c->freed);
-	pthread_mutex_unlock(&c->mu);
-}
-
 /* ---- one transfer ---- */
 
 struct xfer {
 	struct s3_client *c;
 	CURL *h;
-	curl_off_t up_seen, down_seen; /* bytes already paced */
+	struct curl_paced paced;
 	const struct s3_request *rq;
 	size_t sent;
 	uint64_t skip; /* leading bytes to drop: a server that ignored Range */
@@ -298,39 +242,6 @@ struct xfer {
 	struct buf err_body;
 	bool overflow;
 };
-
-static void pace(struct pacer *p, curl_off_t bytes)
-{
-	if (!p->limit || bytes <= 0)
-		return;
-	int64_t now = mono_ns(), wait;
-	pthread_mutex_lock(&p->mu);
-	if (p->tat_ns < now)
-		p->tat_ns = now;
-	p->tat_ns += (int64_t)((double)bytes * 1e9 / (double)p->limit);
-	wait = p->tat_ns - now - PACE_BURST_NS;
-	pthread_mutex_unlock(&p->mu);
-	if (wait > 0) {
-		struct timespec ts = { .tv_sec = (time_t)(wait / 1000000000), .tv_nsec = (long)(wait % 1000000000) };
-		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-			;
-	}
-}
-
-/* curl reports progress often during a transfer: sleeping here holds the
- * transfer back, and TCP passes the back-pressure on. */
-static int on_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-		       curl_off_t ulnow)
-{
-	(void)dltotal;
-	(void)ultotal;
-	struct xfer *x = opaque;
-	pace(&x->c->up, ulnow - x->up_seen);
-	pace(&x->c->down, dlnow - x->down_seen);
-	x->up_seen = MAX(x->up_seen, ulnow);
-	x->down_seen = MAX(x->down_seen, dlnow);
-	return 0;
-}
 
 static size_t on_read(char *p, size_t size, size_t n, void *opaque)
 {
@@ -474,16 +385,7 @@ static int setup(struct s3_client *c, struct xfer *x, const char *url,
 	SET(CURLOPT_HEADERDATA, x);
 	if (c->ca_bundle)
 		SET(CURLOPT_CAINFO, c->ca_bundle);
-	if (c->up.limit || c->down.limit) {
-		SET(CURLOPT_NOPROGRESS, 0L);
-		SET(CURLOPT_XFERINFOFUNCTION, on_progress);
-		SET(CURLOPT_XFERINFODATA, x);
-	}
-	/* no single connection bursts past the whole limit either */
-	if (c->up.limit)
-		SET(CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)c->up.limit);
-	if (c->down.limit)
-		SET(CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)c->down.limit);
+	e = e ? e : curl_pool_pace(&c->pool, h, &x->paced);
 	if (!strcmp(rq->method, "HEAD")) {
 		SET(CURLOPT_NOBODY, 1L);
 	} else if (!strcmp(rq->method, "PUT")) {
@@ -650,7 +552,7 @@ static int perform(struct s3_client *c, const struct s3_request *rq, struct s3_r
 		   const char *url, struct curl_slist *headers, struct attempt *a)
 {
 	char errbuf[CURL_ERROR_SIZE] = "";
-	CURL *h = pool_get(c);
+	CURL *h = curl_pool_get(&c->pool);
 	if (!h)
 		return -ENOMEM;
 	struct xfer x = { .c = c, .h = h, .rq = rq, .rs = rs, .skip = rq->range_off };
@@ -675,7 +577,7 @@ static int perform(struct s3_client *c, const struct s3_request *rq, struct s3_r
 	/* the easy handle keeps pointers to these until the next reset */
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-	pool_put(c, h);
+	curl_pool_put(&c->pool, h);
 	buf_free(&x.err_body);
 	return rc;
 }
