@@ -112,7 +112,7 @@ check: $(DEPS_STAMP)
 	$(MAKE) unit
 	$(MAKE) asan
 	$(MAKE) integration
-	CAIRN=$(CURDIR)/build/asan/cairn ASAN_OPTIONS=detect_leaks=1 tests/integration/run.sh t_roundtrip_raw t_encryption t_corruption t_check t_multidisk
+	CAIRN=$(CURDIR)/build/asan/cairn ASAN_OPTIONS=detect_leaks=1 tests/integration/run.sh t_roundtrip_raw t_encryption t_corruption t_check t_multidisk t_forget t_gc t_replicate_rechunk t_sftp
 
 demo: $(DEPS_STAMP)
 	$(MAKE) all

@@ -80,12 +80,17 @@ static void end_group(struct report_ctx *x)
 {
 	if (!x->name[0])
 		return;
-	if (x->c->json)
+	if (x->c->json) {
+		/* "o" takes the arrays over */
 		json_array_append_new(x->out, json_pack("{s:s, s:o, s:o}", "name", x->name, "keep",
 							x->keep, "remove", x->remove));
-	else if (!x->c->quiet)
-		printf("  %zu kept, %zu %s\n", x->nkeep, x->nremove,
-		       x->a->dry_run ? "would be removed (dry run)" : "removed");
+	} else {
+		json_decref(x->keep);
+		json_decref(x->remove);
+		if (!x->c->quiet)
+			printf("  %zu kept, %zu %s\n", x->nkeep, x->nremove,
+			       x->a->dry_run ? "would be removed (dry run)" : "removed");
+	}
 	x->keep = x->remove = NULL;
 	x->nkeep = x->nremove = 0;
 	x->name[0] = '\0';

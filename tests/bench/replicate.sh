@@ -203,7 +203,7 @@ replicate_report() {
 	echo
 	echo "S3 requests of the backup to RGW, from the gateway's access log: ${RB[s3_backup_puts]} PUT/POST in all, ${RB[s3_backup_pack_puts]} of them packs, for $(mib "${RB[pack_bytes]}") MiB of unique compressed data: **$puts_per_gib PUTs per GiB** (target < 100). Packs are 16 MiB and sent with one PUT each (multipart from 64 MiB); the rest are index files, the manifest and the lock."
 	echo
-	echo "The restore from RGW made ${RB[s3_restore_gets]} GETs of pack ranges: one ranged GET per chunk, from one worker per core ($(nproc) here) whatever \`--connections\` says, so a restore from a store with a longer round trip than loopback's is bound by its latency: more requests in flight and neighbouring chunks of a pack read with one GET would help there."
+	echo "The restore from RGW made ${RB[s3_restore_gets]} GETs of pack ranges: one ranged GET per chunk, $RB_CONNS in flight (\`--connections $RB_CONNS\`: restore runs as many workers as the backend's connections when that is more than the cores). Neighbouring chunks of a pack are not yet read with one GET, which would matter more on a store with a longer round trip than loopback's."
 	echo "<!-- replicate-bench end -->"
 }
 
