@@ -21,11 +21,11 @@ static int open_with_password(const struct cli *c, const char *url, struct serve
 		if (!(pw = cli_password(c, false)))
 			return EXIT_ERROR;
 	}
-	int rc = cairn_repo_open(url, pw, &src->r, err, sizeof(err));
+	int rc = cairn_repo_open_with(url, pw, &c->backend, &src->r, err, sizeof(err));
 	if (rc == -EKEYREJECTED && !pw && isatty(0)) {
 		if (!(pw = cli_password(c, false)))
 			return EXIT_ERROR;
-		rc = cairn_repo_open(url, pw, &src->r, err, sizeof(err));
+		rc = cairn_repo_open_with(url, pw, &c->backend, &src->r, err, sizeof(err));
 	}
 	if (rc == -EKEYREJECTED && !pw)
 		snprintf(err, sizeof(err),
@@ -47,8 +47,21 @@ static int open_source(const struct cli *c, const char *repo, const char *snap,
 	int rc = open_with_password(c, repo, src);
 	if (rc >= 0)
 		return rc;
-	if (!realpath(repo, src->repo))
-		return cli_error("cannot resolve %s: %s", repo, strerror(errno));
+	/* nbdkit leaves the working directory: a local path goes absolute */
+	bool remote = !strncmp(repo, "s3:", 3) || !strncmp(repo, "sftp:", 5);
+	if (remote ? snprintf(src->repo, sizeof(src->repo), "%s", repo) >= (int)sizeof(src->repo)
+		   : !realpath(repo, src->repo))
+		return cli_error("cannot resolve %s: %s", repo, strerror(remote ? ENAMETOOLONG : errno));
+	src->backend = c->backend;
+	const char **files[] = { &src->backend.credentials_file, &src->backend.identity_file,
+				 &src->backend.known_hosts_file };
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+		if (!*files[i])
+			continue;
+		if (!realpath(*files[i], src->backend_files[i]))
+			return cli_error("cannot resolve %s: %s", *files[i], strerror(errno));
+		*files[i] = src->backend_files[i];
+	}
 	if ((rc = cairn_repo_load_index(src->r)) < 0)
 		return cli_fail(rc, cairn_repo_error(src->r));
 	cli_print_warnings(src->r);
@@ -109,6 +122,7 @@ void serve_source_opts(const struct serve_source *src, const struct cairn_disk *
 	o->disk = d->name;
 	o->password_file = src->password_file[0] ? src->password_file : NULL;
 	o->password = src->password;
+	o->backend = &src->backend;
 }
 
 void serve_source_close(struct serve_source *src)

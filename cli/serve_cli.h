@@ -13,7 +13,9 @@ struct serve_source {
 	struct cairn_repo *r;
 	struct cairn_snapshot *s;
 	char *password; /* for the plugin's environment; NULL: none or a file */
-	char repo[PATH_MAX]; /* absolute: nbdkit leaves the cwd */
+	char repo[PATH_MAX]; /* absolute (nbdkit leaves the cwd), or a URL */
+	struct cairn_backend_opts backend; /* the command line's, for the plugin */
+	char backend_files[3][PATH_MAX]; /* its files, absolute */
 	char password_file[PATH_MAX]; /* absolute, or empty */
 	char plugin[PATH_MAX];
 	char snap_hex[65];

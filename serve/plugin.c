@@ -1,8 +1,10 @@
 /* nbdkit-cairn-plugin: one disk of a snapshot as a read-only NBD export,
  * served straight from the repository.
  *
- *   nbdkit -r build/nbdkit-cairn-plugin.so repo=DIR snapshot=SNAP \
- *          [name=VM] [disk=vda] [password-file=F] [cache=64M]
+ *   nbdkit -r build/nbdkit-cairn-plugin.so repo=DIR|URL snapshot=SNAP \
+ *          [name=VM] [disk=vda] [password-file=F] [cache=64M] \
+ *          [s3-credentials-file=F] [sftp-identity=F] [sftp-known-hosts=F] \
+ *          [connections=N]
  *
  * The password comes from password-file= or CAIRN_PASSWORD. nbdkit has one
  * plugin instance per process, so its state is this file's one global.
@@ -21,6 +23,7 @@
 
 static struct {
 	const char *repo, *snapshot, *name, *disk, *password_file;
+	struct cairn_backend_opts backend;
 	uint64_t cache_bytes;
 	struct cairn_repo *r;
 	struct cairn_snapshot *s;
@@ -40,6 +43,21 @@ static int cairn_config(const char *key, const char *value)
 		st.disk = value;
 	else if (!strcmp(key, "password-file"))
 		st.password_file = value;
+	else if (!strcmp(key, "s3-credentials-file"))
+		st.backend.credentials_file = value;
+	else if (!strcmp(key, "sftp-identity"))
+		st.backend.identity_file = value;
+	else if (!strcmp(key, "sftp-known-hosts"))
+		st.backend.known_hosts_file = value;
+	else if (!strcmp(key, "connections")) {
+		char *end;
+		unsigned long n = strtoul(value, &end, 10);
+		if (*end || n < 1 || n > 64) {
+			nbdkit_error("connections=%s: give 1..64", value);
+			return -1;
+		}
+		st.backend.connections = (unsigned)n;
+	}
 	else if (!strcmp(key, "cache")) {
 		if (parse_size(value, &st.cache_bytes) < 0) {
 			nbdkit_error("cache=%s: not a size", value);
@@ -62,12 +80,14 @@ static int cairn_config_complete(void)
 }
 
 #define cairn_config_help                                                      \
-	"repo=DIR             (required) repository\n"                          \
+	"repo=DIR|URL         (required) repository (a path, s3:, sftp:)\n"    \
 	"snapshot=SNAP        (required) snapshot id, unique prefix or latest\n" \
 	"name=VM              which VM's snapshots 'latest' picks from\n"       \
 	"disk=D               disk to serve (required when there are several)\n" \
 	"password-file=F      password (else CAIRN_PASSWORD)\n"                  \
-	"cache=SIZE           decoded chunk cache (default 64M)"
+	"cache=SIZE           decoded chunk cache (default 64M)\n"              \
+	"s3-credentials-file=F, sftp-identity=F, sftp-known-hosts=F,\n"         \
+	"connections=N        a remote repository's options, as in cairn(1)"
 
 static char *read_password(void)
 {
@@ -101,7 +121,7 @@ static int cairn_get_ready(void)
 	_cleanup_free_ char *pw = read_password();
 	if (st.password_file && !pw)
 		return -1;
-	int rc = cairn_repo_open(st.repo, pw, &st.r, err, sizeof(err));
+	int rc = cairn_repo_open_with(st.repo, pw, &st.backend, &st.r, err, sizeof(err));
 	if (pw)
 		explicit_bzero(pw, strlen(pw));
 	if (rc < 0) {

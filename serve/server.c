@@ -92,7 +92,23 @@ pid_t cairn_server_running(const char *pidfile)
 	return pid > 0 && is_live_nbdkit(pid) ? pid : 0;
 }
 
-static int make_argv(const struct cairn_server_opts *o, char *keys[5], const char *argv[32])
+#define NKEYS 10
+
+/* key=value for the plugin, when value is set */
+static int add_key(char *keys[NKEYS], size_t *nk, const char *argv[32], int *n, const char *key,
+		   const char *value)
+{
+	if (!value)
+		return 0;
+	if (asprintf(&keys[*nk], "%s=%s", key, value) < 0) {
+		keys[*nk] = NULL;
+		return -ENOMEM;
+	}
+	argv[(*n)++] = keys[(*nk)++];
+	return 0;
+}
+
+static int make_argv(const struct cairn_server_opts *o, char *keys[NKEYS], const char *argv[32])
 {
 	int n = 0;
 	argv[n++] = "nbdkit";
@@ -113,17 +129,20 @@ static int make_argv(const struct cairn_server_opts *o, char *keys[5], const cha
 		argv[n++] = o->address ? o->address : "127.0.0.1";
 	}
 	argv[n++] = o->plugin;
-	if (asprintf(&keys[0], "repo=%s", o->repo) < 0 ||
-	    asprintf(&keys[1], "snapshot=%s", o->snapshot) < 0 ||
-	    asprintf(&keys[2], "disk=%s", o->disk) < 0)
+	const struct cairn_backend_opts *b = o->backend;
+	char conns[16] = "";
+	if (b && b->connections)
+		snprintf(conns, sizeof(conns), "%u", b->connections);
+	size_t nk = 0;
+	if (add_key(keys, &nk, argv, &n, "repo", o->repo) < 0 ||
+	    add_key(keys, &nk, argv, &n, "snapshot", o->snapshot) < 0 ||
+	    add_key(keys, &nk, argv, &n, "disk", o->disk) < 0 ||
+	    add_key(keys, &nk, argv, &n, "password-file", o->password_file) < 0 ||
+	    add_key(keys, &nk, argv, &n, "s3-credentials-file", b ? b->credentials_file : NULL) < 0 ||
+	    add_key(keys, &nk, argv, &n, "sftp-identity", b ? b->identity_file : NULL) < 0 ||
+	    add_key(keys, &nk, argv, &n, "sftp-known-hosts", b ? b->known_hosts_file : NULL) < 0 ||
+	    add_key(keys, &nk, argv, &n, "connections", conns[0] ? conns : NULL) < 0)
 		return -ENOMEM;
-	for (int i = 0; i < 3; i++)
-		argv[n++] = keys[i];
-	if (o->password_file) {
-		if (asprintf(&keys[3], "password-file=%s", o->password_file) < 0)
-			return -ENOMEM;
-		argv[n++] = keys[3];
-	}
 	argv[n] = NULL;
 	return 0;
 }
@@ -237,7 +256,7 @@ int cairn_server_start(const struct cairn_server_opts *o, struct cairn_server **
 	int rc = prepare(o, err, errlen);
 	if (rc < 0)
 		return rc;
-	char *keys[5] = { 0 };
+	char *keys[NKEYS] = { 0 };
 	const char *argv[32];
 	int fds[2] = { -1, -1 };
 	struct cairn_server *srv = calloc(1, sizeof(*srv));

@@ -32,6 +32,8 @@ struct cairn_server_opts {
 	 * its environment (CAIRN_PASSWORD); both NULL: none */
 	const char *password_file;
 	const char *password;
+	/* a remote repository's transfer options (NULL fields: defaults) */
+	const struct cairn_backend_opts *backend;
 	const char *socket; /* a unix socket, or */
 	const char *port; /* a TCP port on address (default 127.0.0.1) */
 	const char *address;

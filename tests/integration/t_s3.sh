@@ -79,6 +79,15 @@ fresh() { env -i PATH="$PATH" HOME="$T/fresh" XDG_CACHE_HOME="$T/fresh/cache" AW
 	CAIRN_PASSWORD=testpass "$CAIRN" "$@"; }
 fresh restore "$U/enc" latest --name fs --to "$T/fresh/fs.img" >/dev/null
 assert_same "$T/fs.img" "$T/fresh/fs.img"
+# serve (instant recovery, mount): the nbdkit plugin reads S3 too
+if command -v nbdkit >/dev/null && command -v nbdcopy >/dev/null; then
+	fresh serve "$U/enc" latest --name fs --socket "$T/fresh/nbd.sock" --connections 2 >/dev/null ||
+		die "serve from S3 failed"
+	at_exit "'$CAIRN' serve --stop --socket '$T/fresh/nbd.sock' >/dev/null 2>&1"
+	nbdcopy "nbd+unix:///?socket=$T/fresh/nbd.sock" "$T/fresh/served.img"
+	assert_same "$T/fs.img" "$T/fresh/served.img"
+	cairn_q serve --stop --socket "$T/fresh/nbd.sock"
+fi
 fresh check "$U/enc" --read-data >/dev/null
 expect_fail 4 env -i PATH="$PATH" HOME="$T/fresh" AWS_PROFILE=offsite CAIRN_PASSWORD=wrong \
 	"$CAIRN" snapshots "$U/enc"

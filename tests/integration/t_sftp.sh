@@ -154,6 +154,16 @@ fresh() { env -i PATH="$PATH" HOME="$T/fresh" XDG_CACHE_HOME="$T/fresh/cache" \
 fresh restore "$U/enc" latest --name fs --to "$T/fresh/fs.img" \
 	--sftp-identity "$CAIRN_SFTP_IDENTITY" --sftp-known-hosts "$CAIRN_SFTP_KNOWN_HOSTS" >/dev/null
 assert_same "$T/fs.img" "$T/fresh/fs.img"
+# serve: the nbdkit plugin gets the key and known_hosts from the options too
+if command -v nbdkit >/dev/null && command -v nbdcopy >/dev/null; then
+	fresh serve "$U/enc" latest --name fs --socket "$T/fresh/nbd.sock" \
+		--sftp-identity "$CAIRN_SFTP_IDENTITY" --sftp-known-hosts "$CAIRN_SFTP_KNOWN_HOSTS" >/dev/null ||
+		die "serve from SFTP failed"
+	at_exit "'$CAIRN' serve --stop --socket '$T/fresh/nbd.sock' >/dev/null 2>&1"
+	nbdcopy "nbd+unix:///?socket=$T/fresh/nbd.sock" "$T/fresh/served.img"
+	assert_same "$T/fs.img" "$T/fresh/served.img"
+	cairn_q serve --stop --socket "$T/fresh/nbd.sock"
+fi
 # the usual places: ~/.ssh/id_ed25519 and ~/.ssh/known_hosts
 mkdir -m 700 "$T/fresh/.ssh"
 cp "$CAIRN_SFTP_IDENTITY" "$T/fresh/.ssh/id_ed25519"
