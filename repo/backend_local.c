@@ -149,17 +149,27 @@ static int local_stat(struct cairn_backend *b, const char *name, uint64_t *size)
 	return 0;
 }
 
-static int list_dir(int dirfd, const char *dir, bool fanout, cairn_list_fn fn,
-		    void *opaque)
+/* *out NULL (and 0) when dir does not exist: like an empty one. */
+static int open_dir_at(int dirfd, const char *dir, DIR **out)
 {
+	*out = NULL;
 	int fd = openat(dirfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
-	DIR *d = fdopendir(fd);
-	if (!d) {
+	if (!(*out = fdopendir(fd))) {
 		close(fd);
 		return -errno;
 	}
+	return 0;
+}
+
+static int list_dir(int dirfd, const char *dir, bool fanout, cairn_list_fn fn,
+		    void *opaque)
+{
+	DIR *d;
+	int orc = open_dir_at(dirfd, dir, &d);
+	if (!d)
+		return orc;
 	int rc = 0;
 	struct dirent *de;
 	while (rc == 0 && (de = readdir(d))) {
@@ -214,16 +224,13 @@ static bool stale_temp(int dirfd, const char *name, int64_t before_s)
 
 /* Removes the stale temp files of one directory, and with depth > 0 of its
  * subdirectories (data/ fans out into 256). */
-static int sweep_dir(int dirfd, const char *dir, int depth, int64_t before_s, size_t *removed)
+static int sweep_dir(int parent, const char *dir, int depth, int64_t before_s, size_t *removed)
 {
-	int fd = openat(dirfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
+	DIR *d;
+	int orc = open_dir_at(parent, dir, &d);
+	if (!d)
+		return orc;
+	int fd = dirfd(d);
 	int rc = 0;
 	bool gone = false;
 	struct dirent *de;

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include <openssl/rand.h>
+
 #include "curl_pool.h"
 #include "util.h"
 
@@ -112,4 +114,18 @@ CURLcode curl_pool_pace(struct curl_pool *p, CURL *h, struct curl_paced *x)
 	if (e == CURLE_OK && p->down.limit)
 		e = curl_easy_setopt(h, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)p->down.limit);
 	return e;
+}
+
+void curl_pool_backoff(unsigned attempt, unsigned first_ms, unsigned max_ms)
+{
+	uint64_t ms = first_ms;
+	for (unsigned i = 1; i < attempt && ms < max_ms; i++)
+		ms *= 2;
+	ms = MIN(ms, (uint64_t)max_ms);
+	uint32_t r = 0;
+	RAND_bytes((unsigned char *)&r, sizeof(r));
+	ms = ms / 2 + r % (ms / 2 + 1);
+	struct timespec ts = { .tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000 };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
 }

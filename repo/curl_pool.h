@@ -46,6 +46,10 @@ void curl_pool_destroy(struct curl_pool *p);
  * NULL when curl cannot make one. */
 CURL *curl_pool_get(struct curl_pool *p);
 void curl_pool_put(struct curl_pool *p, CURL *h);
+/* Sleeps before retry number attempt (1, 2, ...): first_ms doubled per
+ * attempt up to max_ms, with full jitter (a random half to all of it) so
+ * that the retries of many clients spread out. */
+void curl_pool_backoff(unsigned attempt, unsigned first_ms, unsigned max_ms);
 /* Puts h's transfer under the pool's limits, through x (which must live
  * as long as the transfer). CURLE_OK or curl's error. */
 CURLcode curl_pool_pace(struct curl_pool *p, CURL *h, struct curl_paced *x);

@@ -488,19 +488,9 @@ static int status_errno(const struct s3_client *c, long status, const char *code
 	}
 }
 
-/* Full jitter on an exponential base: retries of many clients spread out. */
 static void backoff(unsigned attempt)
 {
-	uint64_t ms = BACKOFF_FIRST_MS;
-	for (unsigned i = 1; i < attempt && ms < BACKOFF_MAX_MS; i++)
-		ms *= 2;
-	ms = MIN(ms, (uint64_t)BACKOFF_MAX_MS);
-	uint32_t r = 0;
-	RAND_bytes((unsigned char *)&r, sizeof(r));
-	ms = ms / 2 + r % (ms / 2 + 1);
-	struct timespec ts = { .tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000 };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	curl_pool_backoff(attempt, BACKOFF_FIRST_MS, BACKOFF_MAX_MS);
 }
 
 struct attempt {
