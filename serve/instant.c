@@ -72,6 +72,29 @@ int cairn_instant_uses(struct cairn_vm_host *h, const char *domain, const char *
 	return rc;
 }
 
+/* Every job is gone: did they complete? libvirt drops a finished job
+ * before it has rewritten the disk's definition (it does that when it
+ * handles QEMU's completion event), so the NBD backing may show for a
+ * moment after the job is gone. */
+#define PULL_SETTLE_NS (10ll * 1000000000)
+static int wait_nbd_gone(virDomainPtr dom, const char *domain, char *err, size_t errlen)
+{
+	int64_t deadline = mono_ns() + PULL_SETTLE_NS;
+	for (;;) {
+		char *xml = virDomainGetXMLDesc(dom, 0);
+		if (!xml)
+			return set_err(err, errlen, -EIO, "domain %s: %s", domain, virt_msg());
+		bool nbd = strstr(xml, "protocol='nbd'") != NULL;
+		free(xml);
+		if (!nbd)
+			return 0;
+		if (mono_ns() > deadline)
+			return set_err(err, errlen, -EIO,
+				       "block pull ended but a disk of %s still reads from NBD", domain);
+		usleep(100000);
+	}
+}
+
 int cairn_instant_pull(struct cairn_vm_host *h, const char *domain,
 		       const char *const *targets, size_t n, unsigned timeout_s,
 		       const volatile int *cancel, char *err, size_t errlen)
@@ -94,14 +117,7 @@ int cairn_instant_pull(struct cairn_vm_host *h, const char *domain,
 		for (size_t i = 0; i < n; i++)
 			virDomainBlockJobAbort(dom, targets[i], 0);
 	} else {
-		/* every job is gone: did they complete? */
-		char *xml = virDomainGetXMLDesc(dom, 0);
-		if (!xml)
-			rc = set_err(err, errlen, -EIO, "domain %s: %s", domain, virt_msg());
-		else if (strstr(xml, "protocol='nbd'"))
-			rc = set_err(err, errlen, -EIO,
-				     "block pull ended but a disk of %s still reads from NBD", domain);
-		free(xml);
+		rc = wait_nbd_gone(dom, domain, err, errlen);
 	}
 	virDomainFree(dom);
 	return rc;
