@@ -29,13 +29,7 @@
 #include "curl_pool.h"
 #include "sftp.h"
 
-#define DEFAULT_CONNECTIONS 4
 #define DEFAULT_RETRIES 4
-#define CONNECT_TIMEOUT_S 15L
-/* a transfer slower than this for this long has stalled: it fails as a
- * timeout and is retried */
-#define STALL_BYTES_PER_S 1024L
-#define STALL_TIME_S 60L
 #define BACKOFF_FIRST_MS 250
 #define BACKOFF_MAX_MS 8000
 struct sftp_backend {
@@ -248,7 +242,6 @@ static int setup(struct sftp_backend *s, CURL *h, struct xfer *x, const char *ur
 #define SET(opt, val) (e = e ? e : curl_easy_setopt(h, opt, val))
 	SET(CURLOPT_URL, url);
 	SET(CURLOPT_PROTOCOLS_STR, "sftp");
-	SET(CURLOPT_NOSIGNAL, 1L);
 	SET(CURLOPT_USERNAME, s->user);
 	SET(CURLOPT_SSH_AUTH_TYPES, (long)CURLSSH_AUTH_PUBLICKEY);
 	SET(CURLOPT_SSH_PRIVATE_KEYFILE, s->identity);
@@ -257,14 +250,9 @@ static int setup(struct sftp_backend *s, CURL *h, struct xfer *x, const char *ur
 	SET(CURLOPT_SSH_KNOWNHOSTS, s->known_hosts);
 	SET(CURLOPT_SSH_KEYFUNCTION, on_hostkey);
 	SET(CURLOPT_SSH_KEYDATA, x);
-	SET(CURLOPT_ERRORBUFFER, errbuf);
-	SET(CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
-	SET(CURLOPT_LOW_SPEED_LIMIT, STALL_BYTES_PER_S);
-	SET(CURLOPT_LOW_SPEED_TIME, STALL_TIME_S);
-	SET(CURLOPT_TCP_KEEPALIVE, 1L);
 	SET(CURLOPT_WRITEFUNCTION, on_write);
 	SET(CURLOPT_WRITEDATA, x);
-	e = e ? e : curl_pool_pace(&s->pool, h, &x->paced);
+	e = e ? e : curl_pool_transport(&s->pool, h, errbuf, &x->paced);
 	if (rq->nobody)
 		SET(CURLOPT_NOBODY, 1L);
 	if (rq->quote)
@@ -1028,8 +1016,7 @@ int cairn_backend_sftp_open(const char *url, bool create, const struct cairn_bac
 		sftp_url_free(&u);
 		return set_err(err, errlen, -ENOMEM, "out of memory");
 	}
-	rc = curl_pool_init(&s->pool, o->connections ? o->connections : DEFAULT_CONNECTIONS,
-			    o->limit_upload, o->limit_download);
+	rc = curl_pool_init(&s->pool, o->connections, o->limit_upload, o->limit_download);
 	s->base.ops = &sftp_ops;
 	s->base.replace_gap = true;
 	s->base.connections = s->pool.max;

@@ -11,10 +11,15 @@
 
 /* what a limited transfer may run ahead of its share */
 #define PACE_BURST_NS 50000000LL
+#define CONNECT_TIMEOUT_S 15L
+/* a transfer slower than this for this long has stalled (a full or hung
+ * server): it fails as a timeout and is retried */
+#define STALL_BYTES_PER_S 1024L
+#define STALL_TIME_S 60L
 
 int curl_pool_init(struct curl_pool *p, unsigned max, uint64_t limit_up, uint64_t limit_down)
 {
-	*p = (struct curl_pool){ .max = max ? max : 1 };
+	*p = (struct curl_pool){ .max = max ? max : CURL_POOL_DEFAULT_CONNECTIONS };
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->freed, NULL);
 	pthread_mutex_init(&p->up.mu, NULL);
@@ -98,21 +103,28 @@ static int on_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_
 	return 0;
 }
 
-CURLcode curl_pool_pace(struct curl_pool *p, CURL *h, struct curl_paced *x)
+CURLcode curl_pool_transport(struct curl_pool *p, CURL *h, char *errbuf, struct curl_paced *x)
 {
 	*x = (struct curl_paced){ .pool = p };
 	CURLcode e = CURLE_OK;
+#define SET(opt, val) (e = e ? e : curl_easy_setopt(h, opt, val))
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_ERRORBUFFER, errbuf);
+	SET(CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
+	SET(CURLOPT_LOW_SPEED_LIMIT, STALL_BYTES_PER_S);
+	SET(CURLOPT_LOW_SPEED_TIME, STALL_TIME_S);
+	SET(CURLOPT_TCP_KEEPALIVE, 1L);
 	if (p->up.limit || p->down.limit) {
-		e = curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-		if (e == CURLE_OK)
-			e = curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-		if (e == CURLE_OK)
-			e = curl_easy_setopt(h, CURLOPT_XFERINFODATA, x);
+		SET(CURLOPT_NOPROGRESS, 0L);
+		SET(CURLOPT_XFERINFOFUNCTION, on_progress);
+		SET(CURLOPT_XFERINFODATA, x);
 	}
-	if (e == CURLE_OK && p->up.limit)
-		e = curl_easy_setopt(h, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)p->up.limit);
-	if (e == CURLE_OK && p->down.limit)
-		e = curl_easy_setopt(h, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)p->down.limit);
+	/* no single transfer bursts past the whole limit either */
+	if (p->up.limit)
+		SET(CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)p->up.limit);
+	if (p->down.limit)
+		SET(CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)p->down.limit);
+#undef SET
 	return e;
 }
 

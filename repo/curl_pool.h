@@ -39,7 +39,9 @@ struct curl_paced {
 	curl_off_t up_seen, down_seen;
 };
 
-/* 0 or -ENOMEM; destroy it in either case. */
+/* max 0: CURL_POOL_DEFAULT_CONNECTIONS. 0 or -ENOMEM; destroy it in
+ * either case. */
+#define CURL_POOL_DEFAULT_CONNECTIONS 4
 int curl_pool_init(struct curl_pool *p, unsigned max, uint64_t limit_up, uint64_t limit_down);
 void curl_pool_destroy(struct curl_pool *p);
 /* A reset handle (its connection kept), waiting while max are in use;
@@ -50,8 +52,11 @@ void curl_pool_put(struct curl_pool *p, CURL *h);
  * attempt up to max_ms, with full jitter (a random half to all of it) so
  * that the retries of many clients spread out. */
 void curl_pool_backoff(unsigned attempt, unsigned first_ms, unsigned max_ms);
-/* Puts h's transfer under the pool's limits, through x (which must live
- * as long as the transfer). CURLE_OK or curl's error. */
-CURLcode curl_pool_pace(struct curl_pool *p, CURL *h, struct curl_paced *x);
+/* What every transfer of a remote backend sets: no signals (threads), the
+ * error buffer, a connect timeout, a stalled transfer failing as a
+ * timeout (to be retried) rather than hanging, TCP keepalive, and the
+ * pool's rate limits through x (which must live as long as the transfer).
+ * CURLE_OK or curl's error. */
+CURLcode curl_pool_transport(struct curl_pool *p, CURL *h, char *errbuf, struct curl_paced *x);
 
 #endif

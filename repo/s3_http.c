@@ -20,12 +20,6 @@
 #include "curl_pool.h"
 #include "s3.h"
 
-#define DEFAULT_CONNECTIONS 4
-#define CONNECT_TIMEOUT_S 15L
-/* a transfer slower than this for this long has stalled (a full or hung
- * gateway): it fails as a timeout and is retried */
-#define STALL_BYTES_PER_S 1024L
-#define STALL_TIME_S 60L
 #define BACKOFF_FIRST_MS 250
 #define BACKOFF_MAX_MS 15000
 #define ERROR_BODY_MAX (64u * 1024)
@@ -185,8 +179,7 @@ int s3_client_new(const struct s3_client_opts *o, struct s3_client **out)
 		return -ENOMEM;
 	for (size_t i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&c->share_locks[i], NULL);
-	int pool_rc = curl_pool_init(&c->pool, o->connections ? o->connections : DEFAULT_CONNECTIONS,
-				     o->limit_upload, o->limit_download);
+	int pool_rc = curl_pool_init(&c->pool, o->connections, o->limit_upload, o->limit_download);
 	c->retries = o->retries;
 	snprintf(c->cred_source_buf, sizeof(c->cred_source_buf), "%s", o->creds->source);
 	c->cred_source = c->cred_source_buf;
@@ -368,24 +361,18 @@ static int setup(struct s3_client *c, struct xfer *x, const char *url,
 #define SET(opt, val) (e = e ? e : curl_easy_setopt(h, opt, val))
 	SET(CURLOPT_URL, url);
 	SET(CURLOPT_SHARE, c->share);
-	SET(CURLOPT_NOSIGNAL, 1L);
 	SET(CURLOPT_PROTOCOLS_STR, "http,https");
 	SET(CURLOPT_AWS_SIGV4, c->sigv4);
 	SET(CURLOPT_USERNAME, c->access_key);
 	SET(CURLOPT_PASSWORD, c->secret_key);
 	SET(CURLOPT_HTTPHEADER, headers);
-	SET(CURLOPT_ERRORBUFFER, errbuf);
-	SET(CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
-	SET(CURLOPT_LOW_SPEED_LIMIT, STALL_BYTES_PER_S);
-	SET(CURLOPT_LOW_SPEED_TIME, STALL_TIME_S);
-	SET(CURLOPT_TCP_KEEPALIVE, 1L);
 	SET(CURLOPT_WRITEFUNCTION, on_write);
 	SET(CURLOPT_WRITEDATA, x);
 	SET(CURLOPT_HEADERFUNCTION, on_header);
 	SET(CURLOPT_HEADERDATA, x);
 	if (c->ca_bundle)
 		SET(CURLOPT_CAINFO, c->ca_bundle);
-	e = e ? e : curl_pool_pace(&c->pool, h, &x->paced);
+	e = e ? e : curl_pool_transport(&c->pool, h, errbuf, &x->paced);
 	if (!strcmp(rq->method, "HEAD")) {
 		SET(CURLOPT_NOBODY, 1L);
 	} else if (!strcmp(rq->method, "PUT")) {
