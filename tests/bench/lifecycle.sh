@@ -147,27 +147,6 @@ lifecycle_report() {
 	echo "<!-- lifecycle-bench end -->"
 }
 
-# lifecycle_splice OUT.md: replaces (or inserts, before the analysis) the section
-lifecycle_splice() {
-	local md=$1 tmp="$WORK/lc-section.md.tmp" sec="$WORK/lc-section.md" first
-	lifecycle_report >"$sec"
-	first=$(head -n 1 "$BENCH_HERE/analysis.md")
-	if [ ! -f "$md" ]; then
-		{ echo "# cairn benchmarks"; echo; cat "$sec"; } >"$md"
-		return
-	fi
-	awk -v first="$first" -v sec="$sec" '
-		function emit() { while ((getline l < sec) > 0) print l; close(sec); done = 1 }
-		/^<!-- lifecycle-bench begin -->$/ { skip = 1; emit(); next }
-		/^<!-- lifecycle-bench end -->$/ { skip = 0; next }
-		skip { next }
-		$0 == first && !done { emit(); print "" }
-		{ print }
-		END { if (!done) emit() }
-	' "$md" >"$tmp"
-	mv "$tmp" "$md"
-}
-
 lifecycle_bench_main() {
 	command -v restic >/dev/null || die "restic is needed for the lifecycle section"
 	lc_history

@@ -207,27 +207,6 @@ replicate_report() {
 	echo "<!-- replicate-bench end -->"
 }
 
-# replicate_splice OUT.md: replaces (or inserts, before the analysis) the section
-replicate_splice() {
-	local md=$1 tmp="$WORK/rb-section.md.tmp" sec="$WORK/rb-section.md" first
-	replicate_report >"$sec"
-	first=$(head -n 1 "$BENCH_HERE/analysis.md")
-	if [ ! -f "$md" ]; then
-		{ echo "# cairn benchmarks"; echo; cat "$sec"; } >"$md"
-		return
-	fi
-	awk -v first="$first" -v sec="$sec" '
-		function emit() { while ((getline l < sec) > 0) print l; close(sec); done = 1 }
-		/^<!-- replicate-bench begin -->$/ { skip = 1; emit(); next }
-		/^<!-- replicate-bench end -->$/ { skip = 0; next }
-		skip { next }
-		$0 == first && !done { emit(); print "" }
-		{ print }
-		END { if (!done) emit() }
-	' "$md" >"$tmp"
-	mv "$tmp" "$md"
-}
-
 replicate_bench_main() {
 	command -v rclone >/dev/null || die "rclone is needed for the replication section (apt-get install rclone)"
 	command -v restic >/dev/null || die "restic is needed for the replication section"

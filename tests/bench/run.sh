@@ -473,6 +473,29 @@ write_report() {
     } >"$md"
 }
 
+# splice_section NAME REPORT_FN OUT.md: the lines REPORT_FN prints (from
+# "<!-- NAME-bench begin -->" to "<!-- NAME-bench end -->") replace that
+# section of OUT.md, or go in before the analysis when it has none
+splice_section() {
+    local name=$1 report=$2 md=$3 tmp="$WORK/$1-section.md.tmp" sec="$WORK/$1-section.md" first
+    "$report" >"$sec"
+    first=$(head -n 1 "$BENCH_HERE/analysis.md")
+    if [ ! -f "$md" ]; then
+        { echo "# cairn benchmarks"; echo; cat "$sec"; } >"$md"
+        return
+    fi
+    awk -v first="$first" -v sec="$sec" -v begin="<!-- $name-bench begin -->" -v end="<!-- $name-bench end -->" '
+        function emit() { while ((getline l < sec) > 0) print l; close(sec); done = 1 }
+        $0 == begin { skip = 1; emit(); next }
+        $0 == end { skip = 0; next }
+        skip { next }
+        $0 == first && !done { emit(); print "" }
+        { print }
+        END { if (!done) emit() }
+    ' "$md" >"$tmp"
+    mv "$tmp" "$md"
+}
+
 # ---------------------------------------------------------------- main
 
 main() {
@@ -499,7 +522,7 @@ main() {
     if [ "$ONLY" = lifecycle ]; then
         . "$BENCH_HERE/lifecycle.sh"
         lifecycle_bench_main
-        lifecycle_splice "$OUT_MD"
+        splice_section lifecycle lifecycle_report "$OUT_MD"
         sed -n '/^<!-- lifecycle-bench begin -->/,/^<!-- lifecycle-bench end -->/p' "$OUT_MD"
         log "lifecycle section written to $OUT_MD"
         return 0
@@ -507,7 +530,7 @@ main() {
     if [ "$ONLY" = replicate ]; then
         . "$BENCH_HERE/replicate.sh"
         replicate_bench_main
-        replicate_splice "$OUT_MD"
+        splice_section replicate replicate_report "$OUT_MD"
         sed -n '/^<!-- replicate-bench begin -->/,/^<!-- replicate-bench end -->/p' "$OUT_MD"
         log "replication section written to $OUT_MD"
         return 0
@@ -541,13 +564,13 @@ main() {
     if has_tool restic && [ -z "$ONLY" ]; then
         . "$BENCH_HERE/lifecycle.sh"
         lifecycle_bench_main
-        lifecycle_splice "$OUT_MD"
+        splice_section lifecycle lifecycle_report "$OUT_MD"
     fi
     if has_tool restic && [ -z "$ONLY" ]; then
         if command -v radosgw >/dev/null; then
             . "$BENCH_HERE/replicate.sh"
             replicate_bench_main
-            replicate_splice "$OUT_MD"
+            splice_section replicate replicate_report "$OUT_MD"
         else
             log "no radosgw (apt-get install ceph-mon ceph-osd radosgw ceph-common): replication section skipped"
         fi
