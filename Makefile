@@ -18,6 +18,7 @@ APT_RUN := qemu-utils nbdkit libnbd-bin e2fsprogs python3 openssl util-linux \
 APT_BENCH := restic borgbackup zstd time openssl virtnbdbackup rclone
 DEPS_STAMP := .deps-ok
 
+BASE_SRC := $(wildcard base/*.c)
 REPO_SRC := $(wildcard repo/*.c)
 AGENT_SRC := $(wildcard agent/*.c)
 RESTORE_SRC := $(wildcard restore/*.c)
@@ -27,10 +28,10 @@ CLI_SRC := $(wildcard cli/*.c)
 # serve/: the nbdkit plugin is its own shared object; the rest goes into cairn
 PLUGIN_MAIN := serve/plugin.c
 SERVE_SRC := $(filter-out $(PLUGIN_MAIN),$(wildcard serve/*.c))
-PLUGIN_SRC := $(PLUGIN_MAIN) serve/reader.c serve/cache.c serve/prefetch.c $(REPO_SRC)
+PLUGIN_SRC := $(PLUGIN_MAIN) serve/reader.c serve/cache.c serve/prefetch.c $(BASE_SRC) $(REPO_SRC)
 PLUGIN := build/nbdkit-cairn-plugin.so
 PLUGIN_PKGS := libzstd libcrypto libxxhash jansson libcurl libxml-2.0 inih
-LIB_SRC := $(REPO_SRC) $(AGENT_SRC) $(RESTORE_SRC) $(SERVE_SRC) $(REPLICATE_SRC) $(DAEMON_SRC)
+LIB_SRC := $(BASE_SRC) $(REPO_SRC) $(AGENT_SRC) $(RESTORE_SRC) $(SERVE_SRC) $(REPLICATE_SRC) $(DAEMON_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=build/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=build/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)

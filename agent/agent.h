@@ -8,7 +8,7 @@
 #ifndef CAIRN_AGENT_H
 #define CAIRN_AGENT_H
 
-#include "repo/pipeline.h"
+#include "base/pipeline.h"
 #include "repo/repo.h"
 
 /* A readable disk. Reads of ranges without data return zeros. */

@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <stdio.h>
 
+#include "base/proc.h"
 #include "domain.h"
 
 /* QEMU locks bytes 100.. (permissions held) and 200.. (permissions not

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "base/proc.h"
 #include "agent.h"
 
 #define NBD_MAX_STATUS (1ull << 30)

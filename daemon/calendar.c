@@ -8,7 +8,7 @@
 #include <time.h>
 
 #include "calendar.h"
-#include "repo/util.h"
+#include "base/util.h"
 
 #define NYEARS (CAIRN_CALENDAR_YEAR_MAX - CAIRN_CALENDAR_YEAR_MIN + 1)
 /* enough days to reach the last year from any time before it */

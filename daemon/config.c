@@ -15,7 +15,7 @@
 #include <strings.h>
 
 #include "config.h"
-#include "repo/util.h"
+#include "base/util.h"
 
 enum section { SEC_NONE, SEC_GLOBAL, SEC_REPO, SEC_JOB };
 

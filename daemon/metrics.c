@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "metrics.h"
-#include "repo/util.h"
+#include "base/util.h"
 
 struct metric {
 	const char *name, *help;

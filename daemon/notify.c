@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "notify.h"
-#include "repo/util.h"
+#include "base/util.h"
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 

@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "repo/util.h"
+#include "base/util.h"
 #include "state.h"
 
 /* Letters, digits, '.', '-' and '_' stay; anything else becomes %XX, so a

@@ -6,7 +6,7 @@
 
 #include "replicate.h"
 #include "transcode.h"
-#include "repo/pipeline.h"
+#include "base/pipeline.h"
 #include "repo/replica.h"
 
 #define PACKS_PER_INDEX 64

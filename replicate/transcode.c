@@ -8,7 +8,7 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "repo/pipeline.h"
+#include "base/pipeline.h"
 #include "transcode.h"
 
 /* A source snapshot and its copy in dst: the reference for the next

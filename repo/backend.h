@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "repo.h"
-#include "util.h"
+#include "base/util.h"
 
 struct cairn_backend;
 

@@ -3,7 +3,7 @@
 #include <stdio.h>
 
 #include "internal.h"
-#include "pipeline.h"
+#include "base/pipeline.h"
 
 struct pack_file {
 	cairn_id id;

@@ -7,7 +7,7 @@
 #include <openssl/rand.h>
 
 #include "curl_pool.h"
-#include "util.h"
+#include "base/util.h"
 
 /* what a limited transfer may run ahead of its share */
 #define PACE_BURST_NS 50000000LL

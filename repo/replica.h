@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "repo.h"
-#include "util.h"
+#include "base/util.h"
 
 /* The objects of one directory ("data", "snapshots", ...), sorted by id. */
 struct cairn_object {

@@ -5,7 +5,7 @@
 #include <stdio.h>
 
 #include "internal.h"
-#include "pipeline.h"
+#include "base/pipeline.h"
 #include "keys.h"
 
 static bool valid_chunk_size(uint64_t s)

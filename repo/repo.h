@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "util.h"
+#include "base/util.h"
 
 #define CAIRN_ID_LEN 32
 #define CAIRN_MIN_CHUNK (64u * 1024)

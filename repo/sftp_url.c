@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "sftp.h"
-#include "util.h"
+#include "base/util.h"
 
 #define FORMS                                                                  \
 	"sftp:[USER@]HOST:/ABSOLUTE/PATH, sftp:[USER@]HOST:RELATIVE/PATH or "  \

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "domxml.h"
-#include "repo/util.h"
+#include "base/util.h"
 
 struct rewrite {
 	const struct cairn_domxml_opts *o;

@@ -8,7 +8,7 @@
 #include <pthread.h>
 
 #include "qcow2.h"
-#include "repo/util.h"
+#include "base/util.h"
 
 #define CLUSTER ((uint64_t)QCOW2_CLUSTER_SIZE)
 #define CLUSTER_BITS 16

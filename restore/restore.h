@@ -6,7 +6,7 @@
 #ifndef CAIRN_RESTORE_H
 #define CAIRN_RESTORE_H
 
-#include "repo/pipeline.h"
+#include "base/pipeline.h"
 #include "repo/repo.h"
 
 enum cairn_image_format { CAIRN_FMT_RAW, CAIRN_FMT_QCOW2 };

@@ -11,7 +11,7 @@
 #include <stddef.h>
 
 #include "domxml.h"
-#include "repo/util.h"
+#include "base/util.h"
 
 struct cairn_vm_host;
 

@@ -5,7 +5,7 @@
 #include <pthread.h>
 
 #include "cache.h"
-#include "repo/util.h"
+#include "base/util.h"
 
 enum entry_state { LOADING, READY, FAILED };
 

@@ -5,6 +5,7 @@
 #include <libvirt/virterror.h>
 #include <stdio.h>
 
+#include "base/proc.h"
 #include "instant.h"
 
 static const char *virt_msg(void)

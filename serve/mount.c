@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "base/proc.h"
 #include "mount.h"
 
 struct state_paths {

@@ -4,7 +4,7 @@
 #include <stdbool.h>
 
 #include "prefetch.h"
-#include "repo/util.h"
+#include "base/util.h"
 
 struct prefetcher {
 	pthread_mutex_t lock;

@@ -6,7 +6,7 @@
 #include "cache.h"
 #include "prefetch.h"
 #include "reader.h"
-#include "repo/pipeline.h"
+#include "base/pipeline.h"
 
 struct cairn_disk_reader {
 	struct cairn_repo *r;

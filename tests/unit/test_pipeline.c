@@ -1,4 +1,4 @@
-/* Unit tests for the ordered worker pipeline (repo/pipeline.c). Callbacks
+/* Unit tests for the ordered worker pipeline (base/pipeline.c). Callbacks
  * run on worker threads, so they record problems in the context and the
  * test thread asserts afterwards. */
 #include <errno.h>
@@ -13,8 +13,8 @@
 
 #include <cmocka.h>
 
-#include "repo/pipeline.h"
-#include "repo/util.h"
+#include "base/pipeline.h"
+#include "base/util.h"
 
 #define MAX_SLOTS 16
 #define NO_ERR UINT64_MAX

@@ -1,4 +1,4 @@
-/* Unit tests for repo/util.c: hex, sizes, byte formatting, zero detection,
+/* Unit tests for base/util.c: hex, sizes, byte formatting, zero detection,
  * growable buffers and little-endian helpers. */
 #include <errno.h>
 #include <setjmp.h>
@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "repo/util.h"
+#include "base/util.h"
 
 /* ---- hex ---------------------------------------------------------------- */
 

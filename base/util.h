@@ -101,10 +101,6 @@ int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 int read_secret_file(const char *path, char **out, char *err, size_t errlen);
 
 
-/* Runs argv (no shell), capturing stdout into out (may be NULL) and the
- * first line of stderr into err. 0 on exit status 0, else -EIO. */
-int run_command(char *const argv[], struct buf *out, char *err, size_t errlen);
-
 /* Progress reports: bytes done out of total. */
 typedef void (*cairn_progress_fn)(void *opaque, uint64_t done, uint64_t total);
 #endif

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <sys/wait.h>
 
-#include "util.h"
+#include "proc.h"
 
 int run_command(char *const argv[], struct buf *out, char *err, size_t errlen)
 {
