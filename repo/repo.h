@@ -150,6 +150,10 @@ struct cairn_disk {
 	bool has_digest; /* false when an incremental read only changed chunks */
 	bool incremental; /* only what changed since the parent was read */
 	uint8_t digest[16]; /* XXH3-128, high 64 bits first */
+	/* the chunk-digest form (repo/disk.h), whose cost follows the data:
+	 * what writers record from format revision 2 on */
+	bool has_digest2;
+	uint8_t digest2[16];
 };
 
 struct cairn_snapshot {

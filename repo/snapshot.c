@@ -48,18 +48,21 @@ static char *dup_or_empty(const char *s) { return strdup(s ? s : ""); }
 
 static int parse_disk(json_t *jd, struct cairn_disk *d)
 {
-	const char *name, *format = NULL, *path = NULL, *digest = NULL, *read = NULL;
+	const char *name, *format = NULL, *path = NULL, *digest = NULL, *digest2 = NULL,
+			  *read = NULL;
 	json_int_t size, cs, chunks;
 	json_t *pages;
-	if (json_unpack(jd, "{s:s, s?s, s?s, s:I, s:I, s:I, s:o, s?s, s?s}", "name", &name,
+	if (json_unpack(jd, "{s:s, s?s, s?s, s:I, s:I, s:I, s:o, s?s, s?s, s?s}", "name", &name,
 			"format", &format, "path", &path, "size", &size, "chunk_size",
 			&cs, "chunks", &chunks, "pages", &pages, "digest", &digest,
-			"read", &read) < 0 ||
+			"digest2", &digest2, "read", &read) < 0 ||
 	    !json_is_array(pages) || size < 0 || cs < CAIRN_MIN_CHUNK ||
 	    cs > CAIRN_MAX_CHUNK || chunks != (size + cs - 1) / cs ||
-	    (digest && hex_decode(digest, d->digest, 16) < 0))
+	    (digest && hex_decode(digest, d->digest, 16) < 0) ||
+	    (digest2 && hex_decode(digest2, d->digest2, 16) < 0))
 		return -EBADMSG;
 	d->has_digest = digest != NULL;
+	d->has_digest2 = digest2 != NULL;
 	d->incremental = read && !strcmp(read, "incremental");
 	d->name = strdup(name);
 	d->format = dup_or_empty(format);
@@ -310,19 +313,21 @@ static int save_pages(struct cairn_repo *r, struct cairn_writer *w,
 
 static json_t *disk_json(const struct cairn_disk *d)
 {
-	char hex[65], digest[33];
+	char hex[65], digest[33], digest2[33];
 	json_t *pages = json_array();
 	for (size_t i = 0; pages && i < d->npages; i++) {
 		hex_encode(d->pages[i].b, CAIRN_ID_LEN, hex);
 		json_array_append_new(pages, json_string(hex));
 	}
 	hex_encode(d->digest, 16, digest);
-	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:o, s:s*, s:s}", "name", d->name,
+	hex_encode(d->digest2, 16, digest2);
+	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:o, s:s*, s:s*, s:s}", "name", d->name,
 			 "format", d->format ? d->format : "", "path",
 			 d->path ? d->path : "", "size", (json_int_t)d->size,
 			 "chunk_size", (json_int_t)d->chunk_size, "chunks",
 			 (json_int_t)d->nchunks, "pages", pages, "digest",
-			 d->has_digest ? digest : NULL, "read",
+			 d->has_digest ? digest : NULL, "digest2",
+			 d->has_digest2 ? digest2 : NULL, "read",
 			 d->incremental ? "incremental" : "full");
 }
 
