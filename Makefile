@@ -38,8 +38,16 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/tests/%)
 ASAN_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+TSAN_BIN := $(UNIT_SRC:tests/unit/%.c=build/tsan/tests/%)
+TSAN_FLAGS := -O1 -g -fsanitize=thread -fno-omit-frame-pointer
+# ThreadSanitizer needs a narrow address space layout: without ASLR it runs
+# whatever vm.mmap_rnd_bits the machine has
+TSAN_RUN := setarch $(shell uname -m) -R env TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp"
+# integration tests that run threads: backup and restore, gc beside
+# backups, replication, check --read-data
+TSAN_IT := t_roundtrip_raw t_encryption t_gc_concurrent t_replicate_rechunk t_check t_multidisk
 
-.PHONY: all deps check unit asan integration demo bench install clean
+.PHONY: all deps check unit asan tsan integration demo bench install clean
 
 all: cairn $(PLUGIN)
 
@@ -69,6 +77,17 @@ build/tests/%: tests/unit/%.c tests/unit/helpers.h $(LIB_OBJ)
 build/asan/tests/%: tests/unit/%.c tests/unit/helpers.h $(LIB_SRC:%.c=build/asan/%.o)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) $(PKG_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS) -lcmocka
+
+build/tsan/%.o: %.c $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(TSAN_FLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+build/tsan/tests/%: tests/unit/%.c tests/unit/helpers.h $(LIB_SRC:%.c=build/tsan/%.o)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(TSAN_FLAGS) $(PKG_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS) -lcmocka
+
+build/tsan/cairn: $(LIB_SRC:%.c=build/tsan/%.o) $(CLI_SRC:%.c=build/tsan/%.o)
+	$(CC) $(CFLAGS) $(TSAN_FLAGS) -o $@ $^ $(LDLIBS)
 
 # cairn built with sanitizers, used by the integration tests under asan
 build/asan/cairn: $(LIB_SRC:%.c=build/asan/%.o) $(CLI_SRC:%.c=build/asan/%.o)
@@ -105,6 +124,15 @@ unit: $(UNIT_BIN)
 asan: $(ASAN_BIN) build/asan/cairn
 	@for t in $(ASAN_BIN); do echo "== asan $$t"; $$t || exit 1; done
 
+# the integration tests run cairn through a wrapper that sets up TSan
+build/tsan/cairn.sh: build/tsan/cairn
+	printf '#!/bin/sh\nexec %s %s "$$@"\n' '$(TSAN_RUN)' '$(CURDIR)/build/tsan/cairn' >$@
+	chmod +x $@
+
+tsan: $(TSAN_BIN) build/tsan/cairn.sh $(PLUGIN)
+	@for t in $(TSAN_BIN); do echo "== tsan $$t"; $(TSAN_RUN) $$t || exit 1; done
+	CAIRN=$(CURDIR)/build/tsan/cairn.sh tests/integration/run.sh $(TSAN_IT)
+
 integration: cairn $(PLUGIN)
 	CAIRN=$(CURDIR)/cairn tests/integration/run.sh
 
@@ -112,6 +140,7 @@ check: $(DEPS_STAMP)
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) asan
+	$(MAKE) tsan
 	$(MAKE) integration
 	CAIRN=$(CURDIR)/build/asan/cairn ASAN_OPTIONS=detect_leaks=1 tests/integration/run.sh t_roundtrip_raw t_encryption t_corruption t_check t_multidisk t_forget t_gc t_replicate_rechunk t_sftp
 

@@ -222,7 +222,18 @@ void cairn_repo_close(struct cairn_repo *r)
 	free(r);
 }
 
-const char *cairn_repo_error(const struct cairn_repo *r) { return r->err; }
+/* Worker threads ask while others may be recording a failure: the message
+ * is copied under the lock into a buffer of the calling thread, the way
+ * strerror_r keeps errno's text per thread. */
+const char *cairn_repo_error(const struct cairn_repo *r)
+{
+	static _Thread_local char line[sizeof(r->err)];
+	struct cairn_repo *m = (struct cairn_repo *)r; /* the lock, not the contents */
+	pthread_mutex_lock(&m->lock);
+	memcpy(line, r->err, sizeof(line));
+	pthread_mutex_unlock(&m->lock);
+	return line;
+}
 bool cairn_repo_encrypted(const struct cairn_repo *r) { return r->encrypted; }
 uint32_t cairn_repo_chunk_size(const struct cairn_repo *r) { return r->chunk_size; }
 

@@ -80,6 +80,8 @@ int cairn_repo_open_with(const char *url, const char *password,
 void cairn_repo_close(struct cairn_repo *r);
 DEFINE_CLEANUP(struct cairn_repo *, cairn_repo_close);
 
+/* The repository's last failure, one line. Safe from any thread: the text
+ * is the calling thread's copy, valid until its next call. */
 const char *cairn_repo_error(const struct cairn_repo *r);
 bool cairn_repo_encrypted(const struct cairn_repo *r);
 uint32_t cairn_repo_chunk_size(const struct cairn_repo *r);
