@@ -90,13 +90,6 @@ int damage_record(struct cairn_repo *r, const struct damage_list *l)
 						  when, "packs", packs, "blobs", blobs));
 }
 
-static int cmp_item(const void *a, const void *b)
-{
-	const struct damage_item *x = a, *y = b;
-	int c = memcmp(&x->pack, &y->pack, sizeof(x->pack));
-	return c ? c : memcmp(&x->blob, &y->blob, sizeof(x->blob));
-}
-
 static int load_damage_record(struct cairn_repo *r, const char *name)
 {
 	json_t *j = get_record(r, "damaged", name);
@@ -133,18 +126,8 @@ int damage_load(struct cairn_repo *r)
 	}
 	name_list_free(&names);
 	if (r->damage.n)
-		qsort(r->damage.v, r->damage.n, sizeof(*r->damage.v), cmp_item);
+		qsort(r->damage.v, r->damage.n, sizeof(*r->damage.v), damage_item_cmp);
 	return rc;
-}
-
-bool damage_known(const struct cairn_repo *r, const cairn_id *pack, const cairn_id *blob)
-{
-	if (!r->damage.n)
-		return false;
-	struct damage_item whole = { .pack = *pack, .blob = cairn_zero_id };
-	struct damage_item one = { .pack = *pack, .blob = *blob };
-	return bsearch(&whole, r->damage.v, r->damage.n, sizeof(whole), cmp_item) ||
-	       bsearch(&one, r->damage.v, r->damage.n, sizeof(one), cmp_item);
 }
 
 /* Records whose packs are all gone (gc deleted them) say nothing any more. */
@@ -312,15 +295,4 @@ int check_record(struct cairn_repo *r, const cairn_id *packs, size_t n)
 	int rc = put_record(r, "checks", json_pack("{s:i, s:s, s:I, s:o}", "version", 1, "time",
 						   when, "time_ns", (json_int_t)now, "packs", a));
 	return rc == 0 ? consolidate_checks(r) : rc;
-}
-
-bool cairn_repo_blob_reusable(struct cairn_repo *r, const cairn_id *id)
-{
-	if (!memcmp(id, &cairn_zero_id, sizeof(*id)))
-		return true;
-	pthread_rwlock_rdlock(&r->idx_lock);
-	const struct idx_entry *e = idx_lookup(&r->idx, id);
-	bool ok = e && !e->condemned;
-	pthread_rwlock_unlock(&r->idx_lock);
-	return ok;
 }

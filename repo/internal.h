@@ -1,5 +1,19 @@
 /* Internal to repo/: the repository context and the pieces shared by the
- * files of this module. Not part of the public contract. */
+ * files of this module. Not part of the public contract.
+ *
+ * The files of repo/ stand in layers; a file calls only into its own
+ * layer or those below it, and no two files call each other in a circle:
+ *   1. ground: crypto, objects (errors, hashed objects, listings), idx_table
+ *      (the in-memory index), envelope, blob, pack, index (index files),
+ *      keys, lock, verify, disk; the backends and transports.
+ *   2. records as plain data in struct cairn_repo: gc_condemned (gc/
+ *      lists), damage (damaged/ and checks/), and reuse, the lookups in
+ *      them that say which stored copies writers must not reuse.
+ *   3. open and load: repo (config, blob reads), load (index files into
+ *      r->idx, after the records of layer 2).
+ *   4. writing: writer, snapshot.
+ *   5. maintenance: check, forget, retention, replica, gc and its gc_*
+ *      files (gc_internal.h), gc_immutable. */
 #ifndef CAIRN_REPO_INTERNAL_H
 #define CAIRN_REPO_INTERNAL_H
 
@@ -55,6 +69,8 @@ struct idx_entry *idx_lookup(const struct idx_table *t, const cairn_id *id);
 int idx_insert(struct idx_table *t, const struct idx_entry *e,
 	       struct idx_entry **out);
 int idx_add_pack(struct idx_table *t, const cairn_id *pack, uint32_t *num);
+/* memcmp order of cairn_ids, for qsort and bsearch */
+int id_cmp(const void *a, const void *b);
 
 /* damage.c: blobs (or whole packs, blob = zero id) check found damaged. */
 struct damage_item {
@@ -158,7 +174,7 @@ int pack_read_directory(struct cairn_repo *r, const char *hexid,
 int pack_parse_directory(struct cairn_repo *r, const uint8_t *pack,
 			 size_t len, struct idx_entry **entries, size_t *n);
 
-/* index.c */
+/* index.c: index files */
 int index_encode(const struct cairn_repo *r, const cairn_id *packs,
 		 struct idx_entry **entries, const size_t *counts,
 		 size_t npacks, struct buf *out);
@@ -173,8 +189,8 @@ int index_walk(const uint8_t *p, size_t len, index_pack_fn fn, void *opaque);
 int damage_add(struct damage_list *l, const cairn_id *pack, const cairn_id *blob);
 void damage_list_free(struct damage_list *l);
 int damage_record(struct cairn_repo *r, const struct damage_list *l);
+/* Loads every damage record into r->damage, sorted by damage_item_cmp. */
 int damage_load(struct cairn_repo *r);
-bool damage_known(const struct cairn_repo *r, const cairn_id *pack, const cairn_id *blob);
 int damage_prune(struct cairn_repo *r);
 struct check_age {
 	size_t pos; /* in the caller's pack array */
@@ -188,12 +204,17 @@ int check_record(struct cairn_repo *r, const cairn_id *packs, size_t n);
 /* lock.c: true when the lock is gone or stale (a stale one is removed). */
 int lock_gone(struct cairn_repo *r, const char *name, bool *gone);
 
-/* gc.c: packs condemned by a garbage collection (docs/design.md section
- * 17), loaded with the index so that writers never reuse their blobs. */
+/* gc_condemned.c: loads into r->condemned the packs a garbage collection
+ * condemned (docs/design.md section 17), so that writers never reuse
+ * their blobs. */
 int gc_load_condemned(struct cairn_repo *r);
-bool gc_pack_condemned(const struct cairn_repo *r, const cairn_id *pack);
 
-/* immutable.c: gc's work in an immutable repository (docs/design.md
+/* reuse.c: lookups in r->condemned and r->damage. */
+bool pack_condemned(const struct cairn_repo *r, const cairn_id *pack);
+bool damage_known(const struct cairn_repo *r, const cairn_id *pack, const cairn_id *blob);
+int damage_item_cmp(const void *a, const void *b);
+
+/* gc_immutable.c: gc's work in an immutable repository (docs/design.md
  * section 20); now in Unix seconds. Deletes the forgotten manifests whose
  * retention has ended; extends the retention of every needed object when
  * less than half of it is left. */

@@ -1,4 +1,4 @@
-/* Unit tests for the in-memory index (repo/index.c): hash table, pack
+/* Unit tests for the in-memory index (repo/idx_table.c): hash table, pack
  * numbering and the 48-byte entry codec (docs/design.md section 6). */
 #include <errno.h>
 #include <setjmp.h>

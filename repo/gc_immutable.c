@@ -9,14 +9,19 @@
  *
  * The second is a sweep over every needed object; a record under
  * retention/ says until when the last sweep locked them all, so a gc
- * sweeps only when less than half of the retention is left. */
+ * sweeps only when less than half of the retention is left.
+ *
+ * In phase 2, doomed packs still under retention (or listed by an index
+ * file under retention) are kept for a later gc, only the index files that
+ * list a doomed pack are rewritten, and a doomed pack that is kept after
+ * all has its retention extended. */
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
-#include "internal.h"
+#include "gc_internal.h"
 
 #define RETENTION_DIR "retention"
 #define FORGOTTEN_DIR "forgotten"
@@ -174,7 +179,7 @@ static int extend_dir(struct sweep *w, const char *dir)
 		cairn_id id;
 		if (!strcmp(dir, "data")) {
 			/* condemned packs are left to run out */
-			if (hex_decode(n, id.b, CAIRN_ID_LEN) == 0 && gc_pack_condemned(w->r, &id))
+			if (hex_decode(n, id.b, CAIRN_ID_LEN) == 0 && pack_condemned(w->r, &id))
 				continue;
 			snprintf(name, sizeof(name), "data/%.2s/%s", n, n);
 		} else {
@@ -223,5 +228,118 @@ int immutable_extend(struct cairn_repo *r, int64_t now, struct cairn_gc_result *
 		res->retention_floor = floor_new;
 	name_list_free(&w.forgotten);
 	name_list_free(&old);
+	return rc;
+}
+
+/* ---- phase 2 ---- */
+
+bool gc_immutable(const struct cairn_repo *r)
+{
+	return r->immutable_days && r->be->ops->retention && r->be->ops->retain;
+}
+
+/* A pack gc keeps after all was condemned, so its retention was not
+ * extended with the others: it is now. */
+int gc_extend_kept(struct cairn_repo *r, const cairn_id *pack, int64_t now)
+{
+	char hex[65], name[128];
+	hex_encode(pack->b, CAIRN_ID_LEN, hex);
+	snprintf(name, sizeof(name), "data/%.2s/%s", hex, hex);
+	int rc = r->be->ops->retain(r->be, name, now + days_s(r));
+	return rc < 0 && rc != -ENOENT
+		       ? repo_err(r, rc, "cannot extend the retention of %s: %s", name, reason(r, rc))
+		       : 0;
+}
+
+/* Doomed packs still under retention stay; so do those an index file
+ * under retention lists (an index file is written after its packs, so its
+ * lock usually ends later): a pack goes only once no index file lists it. */
+int gc_keep_locked(struct phase2 *p)
+{
+	_cleanup_free_ cairn_id *list = malloc((p->ndoomed + 1) * sizeof(cairn_id));
+	if (!list)
+		return repo_err(p->r, -ENOMEM, "out of memory");
+	size_t n = p->ndoomed;
+	memcpy(list, p->doomed, n * sizeof(cairn_id));
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		char hex[65], name[128];
+		int64_t until = 0;
+		hex_encode(list[i].b, CAIRN_ID_LEN, hex);
+		snprintf(name, sizeof(name), "data/%.2s/%s", hex, hex);
+		rc = p->r->be->ops->retention(p->r->be, name, &until);
+		if (rc == -ENOENT)
+			rc = 0;
+		else if (rc < 0)
+			rc = repo_err(p->r, rc, "cannot read the retention of %s: %s", name,
+				      strerror(-rc));
+		else if (until > p->now)
+			rc = gc_spare_locked(p, &list[i], until);
+	}
+	for (size_t f = 0; rc == 0 && f < p->x.files.n; f++) {
+		const struct file_packs *fp = &p->x.fp[f];
+		bool lists_doomed = false;
+		for (size_t k = 0; k < fp->n && !lists_doomed; k++)
+			lists_doomed = gc_doomed(p, &fp->v[k]);
+		if (!lists_doomed)
+			continue;
+		char name[128];
+		int64_t until = 0;
+		snprintf(name, sizeof(name), "index/%s", p->x.files.v[f]);
+		rc = p->r->be->ops->retention(p->r->be, name, &until);
+		if (rc == -ENOENT || (rc == 0 && until <= p->now)) {
+			rc = 0;
+			continue;
+		}
+		if (rc < 0)
+			rc = repo_err(p->r, rc, "cannot read the retention of %s: %s", name,
+				      strerror(-rc));
+		for (size_t k = 0; rc == 0 && k < fp->n; k++)
+			if (gc_doomed(p, &fp->v[k]))
+				rc = gc_spare_locked(p, &fp->v[k], until);
+	}
+	return rc;
+}
+
+/* Only the index files that list a pack about to go are rewritten (each
+ * rewrite of an immutable repository's index is stored for the retention
+ * period); a file the store refuses to delete keeps its packs too. */
+int gc_consolidate_immutable(struct phase2 *p)
+{
+	size_t nfiles = p->x.files.n, n = 0;
+	_cleanup_free_ bool *rewrite = calloc(nfiles + 1, sizeof(bool));
+	_cleanup_free_ struct pack_group **keep = calloc(p->x.ng + 1, sizeof(*keep));
+	if (!rewrite || !keep)
+		return repo_err(p->r, -ENOMEM, "out of memory");
+	for (size_t f = 0; f < nfiles; f++)
+		for (size_t k = 0; k < p->x.fp[f].n && !rewrite[f]; k++)
+			rewrite[f] = gc_doomed(p, &p->x.fp[f].v[k]);
+	for (size_t i = 0; i < p->x.ng; i++)
+		p->x.g[i].in_list = false; /* here: already in the new index */
+	for (size_t f = 0; f < nfiles; f++)
+		for (size_t k = 0; rewrite[f] && k < p->x.fp[f].n; k++) {
+			struct pack_group *g = gc_find_group(&p->x, &p->x.fp[f].v[k]);
+			if (g && !g->in_list && !gc_doomed(p, &g->pack)) {
+				g->in_list = true;
+				keep[n++] = g;
+			}
+		}
+	int rc = gc_write_groups(p->r, keep, n);
+	for (size_t f = 0; rc == 0 && f < nfiles; f++) {
+		if (!rewrite[f])
+			continue;
+		char name[128];
+		snprintf(name, sizeof(name), "index/%s", p->x.files.v[f]);
+		int drc = p->r->be->ops->remove(p->r->be, name);
+		if (drc == -EPERM) {
+			const char *why = cairn_backend_error(p->r->be, drc);
+			repo_warn(p->r, "%s; its packs are kept for a later gc", why ? why : name);
+			for (size_t k = 0; rc == 0 && k < p->x.fp[f].n; k++)
+				if (gc_doomed(p, &p->x.fp[f].v[k]))
+					rc = gc_spare_locked(p, &p->x.fp[f].v[k], 0);
+		} else if (drc < 0 && drc != -ENOENT) {
+			rc = repo_err(p->r, drc, "cannot remove %s: %s", name, strerror(-drc));
+		}
+	}
 	return rc;
 }
