@@ -231,12 +231,14 @@ int immutable_extend(struct cairn_repo *r, int64_t now, struct cairn_gc_result *
 	return rc;
 }
 
-/* ---- phase 2 ---- */
-
+/* Immutable as far as gc is concerned: a retention is set and the store
+ * can read and extend it. */
 bool gc_immutable(const struct cairn_repo *r)
 {
 	return r->immutable_days && r->be->ops->retention && r->be->ops->retain;
 }
+
+/* ---- phase 2 ---- */
 
 /* A pack gc keeps after all was condemned, so its retention was not
  * extended with the others: it is now. */
