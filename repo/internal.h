@@ -2,7 +2,8 @@
  * files of this module. Not part of the public contract.
  *
  * The files of repo/ stand in layers; a file calls only into its own
- * layer or those below it, and no two files call each other in a circle:
+ * layer or those below it, and no two files call each other in a circle
+ * (tests/repo_layers.sh checks the built objects):
  *   1. ground: crypto, objects (errors, hashed objects, listings), idx_table
  *      (the in-memory index), envelope, blob, pack, index (index files),
  *      keys, lock, verify, disk; the backends and transports.
