@@ -47,7 +47,7 @@ TSAN_RUN := setarch $(shell uname -m) -R env TSAN_OPTIONS="halt_on_error=1 secon
 # backups, replication, check --read-data
 TSAN_IT := t_roundtrip_raw t_encryption t_gc_concurrent t_replicate_rechunk t_check t_multidisk
 
-.PHONY: all deps check unit asan tsan integration demo bench install clean
+.PHONY: all deps check layers unit asan tsan integration demo bench install clean
 
 all: cairn $(PLUGIN)
 
@@ -136,8 +136,14 @@ tsan: $(TSAN_BIN) build/tsan/cairn.sh $(PLUGIN)
 integration: cairn $(PLUGIN)
 	CAIRN=$(CURDIR)/cairn tests/integration/run.sh
 
+# the house plan: no module includes one above it, no call circle in repo/
+layers: all
+	tests/include_layers.sh
+	tests/repo_layers.sh
+
 check: $(DEPS_STAMP)
 	$(MAKE) all
+	$(MAKE) layers
 	$(MAKE) unit
 	$(MAKE) asan
 	$(MAKE) tsan
