@@ -133,7 +133,13 @@ tsan: $(TSAN_BIN) build/tsan/cairn.sh $(PLUGIN)
 	@for t in $(TSAN_BIN); do echo "== tsan $$t"; $(TSAN_RUN) $$t || exit 1; done
 	CAIRN=$(CURDIR)/build/tsan/cairn.sh tests/integration/run.sh $(TSAN_IT)
 
-integration: cairn $(PLUGIN)
+# the delaying TCP proxy of the WAN tests and benchmark (no dependencies)
+WANPROXY := build/wanproxy
+$(WANPROXY): tests/tools/wanproxy.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $<
+
+integration: cairn $(PLUGIN) $(WANPROXY)
 	CAIRN=$(CURDIR)/cairn tests/integration/run.sh
 
 # the house plan: no module includes one above it, no call circle in repo/
@@ -156,7 +162,7 @@ demo: $(DEPS_STAMP)
 	tests/demo-vm.sh $(CURDIR)/cairn
 
 bench: $(DEPS_STAMP) bench-deps
-	$(MAKE) cairn
+	$(MAKE) cairn $(PLUGIN) $(WANPROXY)
 	tests/bench/run.sh $(CURDIR)/cairn docs/benchmarks.md
 
 install: cairn $(PLUGIN)
