@@ -26,6 +26,9 @@
  * - Single-threaded, epoll; no limit on the number of connections but the
  *   process's descriptors. Runs until killed (SIGTERM/SIGINT: exit 0).
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* accept4 */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -478,9 +481,11 @@ static int run(struct proxy *px)
 		}
 		for (int i = 0; i < n; i++) {
 			struct endpoint *ep = events[i].data.ptr;
-			if (ep == NULL) {
+			if (ep == NULL) { /* SIGTERM or SIGINT */
+				while (px->conns)
+					conn_free(px, px->conns, false);
 				free(buf);
-				return 0; /* signal */
+				return 0;
 			}
 			if (ep == &px->listen_ep)
 				accept_all(px);
