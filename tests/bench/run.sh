@@ -18,8 +18,13 @@
 #                      OUTPUT.md, the rest kept); disk: only the image benchmark;
 #                      lifecycle: only gc/check (tests/bench/lifecycle.sh);
 #                      replicate: only replication and backup to a Ceph RGW
-#                      (tests/bench/replicate.sh)
+#                      (tests/bench/replicate.sh); wan: only restore from
+#                      RGW through a simulated WAN (tests/bench/wan.sh);
+#                      thin: only thin vs thick disks (tests/bench/thin.sh)
 #                      [all]; see tests/bench/vm.sh for its own variables
+#   CAIRN_BENCH_QUICK  1: the wan and thin sections on small sizes and one
+#                      delay, a smoke test of a few minutes (marked so in
+#                      the report: do not commit its numbers)
 #
 # Quick smoke test:
 #   BENCH_IMG_SIZE=256M BENCH_DATA_MB=150 BENCH_RUNS=1 tests/bench/run.sh ./cairn /tmp/b.md
@@ -146,6 +151,47 @@ fill() {
     return 0
 }
 
+# stage_usr DIR MB: copy about MB megabytes (10^6) of /usr into DIR, whole
+# files and directories in a fixed order; sets STAGE and STAGED (bytes)
+stage_usr() {
+    STAGE=$1
+    TARGET=$(($2 * 1000000))
+    TOL=$((TARGET / 100))
+    STAGED=0
+    mkdir -p "$STAGE"
+    log "staging ~$2 MB of /usr in $STAGE"
+    local top child
+    for top in /usr/lib/x86_64-linux-gnu /usr/bin /usr/share/doc /usr/sbin /usr/libexec \
+               /usr/lib /usr/share /usr/include /usr/src /usr/local /usr/lib32 /usr/lib64 /usr/games; do
+        [ -d "$top" ] || continue
+        while IFS= read -r -d '' child; do
+            fill "$child"
+            staged_enough && break
+        done < <(find "$top" -mindepth 1 -maxdepth 1 -print0 | sort -z)
+        staged_enough && break
+    done
+    STAGED=$(dir_bytes "$STAGE")
+}
+
+# fs_image SIZE MB: the path of a SIZE raw image holding ext4 made from about
+# MB megabytes of /usr (the WAN and thin-disk sections), built once and kept
+# in WORK like the other images
+fs_image() {
+    local dir="$WORK/fsimg-v1-$1-${2}MB"
+    if [ ! -f "$dir/complete" ]; then
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        stage_usr "$dir/stage" "$2" >&2
+        truncate -s "$1" "$dir/disk.raw"
+        mkfs.ext4 -q -F -U 6a1b4c2e-0d5f-4e21-9a3b-c0ffee000003 \
+            -E hash_seed=6a1b4c2e-0d5f-4e21-9a3b-c0ffee000004 -d "$dir/stage" "$dir/disk.raw" >&2 \
+            || die "mkfs.ext4 -d failed (is $1 large enough for $2 MB?)"
+        rm -rf "$dir/stage"
+        touch "$dir/complete"
+    fi
+    echo "$dir/disk.raw"
+}
+
 build_images() {
     IMG_BYTES=$(numfmt --from=iec "$IMG_SIZE")
     local blocks=$((IMG_BYTES / BLOCK))
@@ -160,23 +206,7 @@ build_images() {
     else
         rm -rf "$IMGDIR"
         mkdir -p "$IMGDIR"
-        STAGE="$IMGDIR/stage"
-        TARGET=$((DATA_MB * 1000000))
-        TOL=$((TARGET / 100))
-        STAGED=0
-        mkdir -p "$STAGE"
-        log "staging ~$DATA_MB MB of /usr in $STAGE"
-        local top child
-        for top in /usr/lib/x86_64-linux-gnu /usr/bin /usr/share/doc /usr/sbin /usr/libexec \
-                   /usr/lib /usr/share /usr/include /usr/src /usr/local /usr/lib32 /usr/lib64 /usr/games; do
-            [ -d "$top" ] || continue
-            while IFS= read -r -d '' child; do
-                fill "$child"
-                staged_enough && break
-            done < <(find "$top" -mindepth 1 -maxdepth 1 -print0 | sort -z)
-            staged_enough && break
-        done
-        STAGED=$(dir_bytes "$STAGE")
+        stage_usr "$IMGDIR/stage" "$DATA_MB"
         local nfiles
         nfiles=$(find "$STAGE" -type f | wc -l)
         if [ "$STAGED" -lt $((TARGET - TOL)) ]; then
@@ -498,10 +528,21 @@ splice_section() {
 
 # ---------------------------------------------------------------- main
 
+# only_section wan|thin: run that section alone and splice it into OUT_MD
+only_section() {
+    . "$BENCH_HERE/$1.sh"
+    "${1}_bench_main"
+    splice_section "$1" "${1}_report" "$OUT_MD"
+    sed -n "/^<!-- $1-bench begin -->/,/^<!-- $1-bench end -->/p" "$OUT_MD"
+    log "$1 section written to $OUT_MD"
+}
+
 main() {
     ONLY=${BENCH_ONLY:-}
-    case $ONLY in ''|vm|disk|lifecycle|replicate) ;; *) die "BENCH_ONLY must be vm, disk, lifecycle or replicate, not '$ONLY'" ;; esac
+    case $ONLY in ''|vm|disk|lifecycle|replicate|wan|thin) ;; *) die "BENCH_ONLY must be vm, disk, lifecycle, replicate, wan or thin, not '$ONLY'" ;; esac
     [ "$ONLY" = vm ] && TOOLS=cairn
+    [ "$ONLY" = thin ] && TOOLS=cairn
+    [ "$ONLY" = wan ] && TOOLS="cairn restic"
     [ "$ONLY" = lifecycle ] && TOOLS="cairn restic"
     [ "$ONLY" = replicate ] && TOOLS="cairn restic"
     check_tools
@@ -515,6 +556,11 @@ main() {
     trap 'declare -F vm_bench_cleanup >/dev/null && vm_bench_cleanup; rm -rf "$WORK/runs" "$WORK/src"' EXIT
     trap 'exit 130' INT; trap 'exit 143' TERM
 
+    if [ "$ONLY" = wan ] || [ "$ONLY" = thin ]; then
+        # these sections make their own image: no osimg needed
+        only_section "$ONLY"
+        return 0
+    fi
     build_images
     log "osimg $OSIMG ($IMG_SIZE, $((STAGED_BYTES / 1000000)) MB of /usr), scatter $SCATTER_WRITES writes"
     if [ "${BENCH_IMAGES_ONLY:-0}" = 1 ]; then log "BENCH_IMAGES_ONLY=1: images ready, stopping"; return 0; fi
@@ -574,6 +620,20 @@ main() {
         else
             log "no radosgw (apt-get install ceph-mon ceph-osd radosgw ceph-common): replication section skipped"
         fi
+    fi
+    if has_tool restic && [ -z "$ONLY" ]; then
+        if command -v radosgw >/dev/null; then
+            . "$BENCH_HERE/wan.sh"
+            wan_bench_main
+            splice_section wan wan_report "$OUT_MD"
+        else
+            log "no radosgw: WAN section skipped"
+        fi
+    fi
+    if [ -z "$ONLY" ]; then
+        . "$BENCH_HERE/thin.sh"
+        thin_bench_main
+        splice_section thin thin_report "$OUT_MD"
     fi
     echo
     sed -n '/^## Results/,$p' "$OUT_MD"
