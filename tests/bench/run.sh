@@ -173,15 +173,20 @@ stage_usr() {
     STAGED=$(dir_bytes "$STAGE")
 }
 
-# fs_image SIZE MB: the path of a SIZE raw image holding ext4 made from about
-# MB megabytes of /usr (the WAN and thin-disk sections), built once and kept
-# in WORK like the other images
+# fs_image SIZE MB [RANDOM_MB]: the path of a SIZE raw image holding ext4
+# made from about MB megabytes of /usr and a file of RANDOM_MB MiB of
+# incompressible data (packages, media, compressed logs: what a real disk
+# also holds), for the WAN and thin-disk sections; built once and kept in
+# WORK like the other images
 fs_image() {
-    local dir="$WORK/fsimg-v1-$1-${2}MB"
+    local dir="$WORK/fsimg-v1-$1-${2}MB-r${3:-0}"
     if [ ! -f "$dir/complete" ]; then
         rm -rf "$dir"
         mkdir -p "$dir"
         stage_usr "$dir/stage" "$2" >&2
+        head -c $((${3:-0} * 1048576)) /dev/zero |
+            openssl enc -aes-256-ctr -K "$(printf '%064x' "$SEED")" -iv "$(printf '%032x' 3)" \
+            >"$dir/stage/incompressible.bin"
         truncate -s "$1" "$dir/disk.raw"
         mkfs.ext4 -q -F -U 6a1b4c2e-0d5f-4e21-9a3b-c0ffee000003 \
             -E hash_seed=6a1b4c2e-0d5f-4e21-9a3b-c0ffee000004 -d "$dir/stage" "$dir/disk.raw" >&2 \

@@ -8,7 +8,8 @@
 # which replaces only this section of an existing report.
 #
 # The data: the WAN section's image (fs_image BENCH_WAN_IMG_SIZE
-# BENCH_WAN_DATA_MB: 1 GiB holding ext4 with 640 MB of /usr). The thick disk
+# BENCH_WAN_DATA_MB BENCH_WAN_RANDOM_MB: 1 GiB holding ext4 with 640 MB of
+# /usr and 160 MiB of random data). The thick disk
 # is that image; the thin disk is the same bytes followed by a hole up to
 # BENCH_THIN_SIZE (500G): the same data, 500 times the virtual size. Each
 # goes into a fresh local repository: cairn backup, cairn backup again
@@ -22,10 +23,12 @@ if [ "${CAIRN_BENCH_QUICK:-0}" = 1 ]; then
 	TB_SIZE=${BENCH_THIN_SIZE:-20G}
 	TB_IMG_SIZE=${BENCH_WAN_IMG_SIZE:-128M}
 	TB_DATA_MB=${BENCH_WAN_DATA_MB:-60}
+	TB_RANDOM_MB=${BENCH_WAN_RANDOM_MB:-20}
 else
 	TB_SIZE=${BENCH_THIN_SIZE:-500G}
 	TB_IMG_SIZE=${BENCH_WAN_IMG_SIZE:-1G}
 	TB_DATA_MB=${BENCH_WAN_DATA_MB:-640}
+	TB_RANDOM_MB=${BENCH_WAN_RANDOM_MB:-160}
 fi
 declare -A TB
 
@@ -78,7 +81,7 @@ thin_report() {
 	[ "${CAIRN_BENCH_QUICK:-0}" = 1 ] && echo "**QUICK MODE (CAIRN_BENCH_QUICK=1): a smoke test with small sizes, not a measurement; re-run without it.**" && echo
 	echo "Measured $(date -u '+%Y-%m-%d %H:%M') UTC by \`tests/bench/thin.sh\` (\`BENCH_ONLY=thin make bench\`); $(nproc) cores; load average ${TB[load0]} when it started, ${TB[load1]} when it ended."
 	echo
-	echo "The same data two ways: a $TB_IMG_SIZE raw image holding ext4 made with \`mkfs.ext4 -d\` from $TB_DATA_MB MB of /usr ($(mib "$TB_ALLOC") MiB allocated), and a $TB_SIZE sparse raw image whose first $TB_IMG_SIZE are those bytes and the rest a hole. Each into a fresh local repository (default chunk size, aes-256-gcm): \`cairn backup\`, \`cairn backup\` again with nothing changed, \`cairn restore\` to a sparse file (checked with cmp; the thin one by its data part and SEEK_DATA past it). Page caches warm."
+	echo "The same data two ways: a $TB_IMG_SIZE raw image holding ext4 made with \`mkfs.ext4 -d\` from $TB_DATA_MB MB of /usr and $TB_RANDOM_MB MiB of random data ($(mib "$TB_ALLOC") MiB allocated), and a $TB_SIZE sparse raw image whose first $TB_IMG_SIZE are those bytes and the rest a hole. Each into a fresh local repository (default chunk size, aes-256-gcm): \`cairn backup\`, \`cairn backup\` again with nothing changed, \`cairn restore\` to a sparse file (checked with cmp; the thin one by its data part and SEEK_DATA past it). Page caches warm."
 	echo
 	echo "| step | $TB_IMG_SIZE image s | $TB_SIZE thin image s | thin / thick | target | peak RSS MiB (thick / thin) |"
 	echo "|---|---:|---:|---:|---:|---|"
@@ -93,7 +96,7 @@ thin_report() {
 }
 
 thin_bench_main() {
-	TB_IMG=$(fs_image "$TB_IMG_SIZE" "$TB_DATA_MB")
+	TB_IMG=$(fs_image "$TB_IMG_SIZE" "$TB_DATA_MB" "$TB_RANDOM_MB")
 	TB_DATA_BYTES=$(stat -c %s "$TB_IMG")
 	TB_ALLOC=$(du -B1 "$TB_IMG" | awk '{ print $1 }')
 	rm -rf "$WORK/thin"

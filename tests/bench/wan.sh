@@ -8,8 +8,9 @@
 # which replaces only this section of an existing report.
 #
 # The image: a raw disk (BENCH_WAN_IMG_SIZE, 1G) holding ext4 made with
-# mkfs.ext4 -d from BENCH_WAN_DATA_MB (640) MB of /usr (fs_image in
-# run.sh). A Ceph RGW on loopback (tests/integration/rgw.sh) holds a cairn
+# mkfs.ext4 -d from BENCH_WAN_DATA_MB (640) MB of /usr and a file of
+# BENCH_WAN_RANDOM_MB (160) MiB of random data (fs_image in run.sh): about
+# 320 MiB of repository, as in the issue that asked for this section. A Ceph RGW on loopback (tests/integration/rgw.sh) holds a cairn
 # repository of it (cairn backup --connections 8) and a restic repository of
 # it (restic backup), both written straight to the gateway. Then, for every
 # one-way delay in BENCH_WAN_DELAYS (0 10 25 50 ms), the project's delaying
@@ -25,10 +26,10 @@
 # local copy of the repository (the one rclone fetched at the first delay)
 # runs once: it is the same at every delay.
 #
-# CAIRN_BENCH_QUICK=1: a 128 MiB image with 60 MB of files, one delay (25
+# CAIRN_BENCH_QUICK=1: a 128 MiB image with 60 MB + 20 MiB, one delay (25
 # ms): a smoke test of a couple of minutes, marked as such in the report.
 #
-# Environment: BENCH_WAN_DELAYS, BENCH_WAN_IMG_SIZE, BENCH_WAN_DATA_MB,
+# Environment: BENCH_WAN_DELAYS, BENCH_WAN_IMG_SIZE, BENCH_WAN_DATA_MB, BENCH_WAN_RANDOM_MB,
 # BENCH_WAN_CONNECTIONS [8]. Needs ceph-mon ceph-osd radosgw ceph-common,
 # restic, rclone, qemu-img, nbdkit and build/wanproxy (make build/wanproxy).
 
@@ -37,10 +38,12 @@ if [ "$WAN_QUICK" = 1 ]; then
 	WB_DELAYS=${BENCH_WAN_DELAYS:-25}
 	WB_IMG_SIZE=${BENCH_WAN_IMG_SIZE:-128M}
 	WB_DATA_MB=${BENCH_WAN_DATA_MB:-60}
+	WB_RANDOM_MB=${BENCH_WAN_RANDOM_MB:-20}
 else
 	WB_DELAYS=${BENCH_WAN_DELAYS:-0 10 25 50}
 	WB_IMG_SIZE=${BENCH_WAN_IMG_SIZE:-1G}
 	WB_DATA_MB=${BENCH_WAN_DATA_MB:-640}
+	WB_RANDOM_MB=${BENCH_WAN_RANDOM_MB:-160}
 fi
 WB_CONNS=${BENCH_WAN_CONNECTIONS:-8}
 declare -A WB
@@ -49,11 +52,13 @@ declare -A WB
 wb_record() { echo "$1 $2" >>"$WORK/wan/results"; }
 
 wb_log_mark() { sleep 1; wc -l <"$WB_LOG"; }
-# wb_gets_since MARK PREFIX: GET requests for keys under bucket/PREFIX after
-# line MARK of the access log (beast: "GET /bucket/key HTTP/1.1" ...)
+# wb_gets_since MARK [PREFIX]: GET requests after line MARK of the access
+# log (beast: "GET /bucket/key HTTP/1.1" ...) for keys under bucket/PREFIX,
+# or without PREFIX every GET of the bucket, listings included (one client
+# runs at a time: they are all its own)
 wb_gets_since() {
 	sleep 1 # the log has a writer thread of its own
-	tail -n +$(($1 + 1)) "$WB_LOG" | grep -cF "\"GET /$CAIRN_TEST_S3_BUCKET/$2" || true
+	tail -n +$(($1 + 1)) "$WB_LOG" | grep -cF "\"GET /$CAIRN_TEST_S3_BUCKET${2:+/$2}" || true
 }
 
 wb_rclone_env() {
@@ -104,7 +109,7 @@ wb_cairn_restore() {
 		-q --connections "$WB_CONNS"
 	wb_record "cairn_$d" "$T_WALL"
 	wb_record "cairn_rss_$d" "$T_RSS"
-	wb_record "cairn_gets_$d" "$(wb_gets_since "$mark" wan/)"
+	wb_record "cairn_gets_$d" "$(wb_gets_since "$mark")"
 	wb_record "cairn_data_gets_$d" "$(wb_gets_since "$mark" wan/data/)"
 	wb_verify "$WORK/wan/out.raw"
 }
@@ -119,7 +124,7 @@ wb_restic_restore() {
 		restore latest --target "$WORK/wan/restic-out"
 	wb_record "restic_$d" "$T_WALL"
 	wb_record "restic_rss_$d" "$T_RSS"
-	wb_record "restic_gets_$d" "$(wb_gets_since "$mark" restic/)"
+	wb_record "restic_gets_$d" "$(wb_gets_since "$mark")"
 	wb_verify "$WORK/wan/restic-out$WB_IMG"
 	rm -rf "$WORK/wan/restic-out" "$WORK/wan/restic-cache"
 }
@@ -133,7 +138,7 @@ wb_rclone() {
 		rclone copy --config /dev/null --transfers "$WB_CONNS" --checkers "$WB_CONNS" \
 		"WB:$CAIRN_TEST_S3_BUCKET/wan" "$dst"
 	wb_record "rclone_$d" "$T_WALL"
-	wb_record "rclone_gets_$d" "$(wb_gets_since "$mark" wan/)"
+	wb_record "rclone_gets_$d" "$(wb_gets_since "$mark")"
 	# the first copy is the local repository of the local restore
 	if [ ! -d "$WORK/wan/local" ]; then mv "$dst" "$WORK/wan/local"; else rm -rf "$dst"; fi
 }
@@ -151,7 +156,7 @@ wb_serve() {
 	timeit "wb-serve-read-$d" qemu-img convert -f raw -O raw "nbd+unix:///?socket=$sock" "$WORK/wan/served.raw"
 	wb_record "serve_$d" "$T_WALL"
 	"$CAIRN" serve --stop --socket "$sock" >/dev/null 2>&1 || die "cairn serve --stop failed"
-	wb_record "serve_gets_$d" "$(wb_gets_since "$mark" wan/)"
+	wb_record "serve_gets_$d" "$(wb_gets_since "$mark")"
 	wb_verify "$WORK/wan/served.raw"
 	rm -rf "$WORK/wan/serve-cache"
 }
@@ -215,10 +220,10 @@ wan_report() {
 	echo "<!-- wan-bench begin -->"
 	echo "## Restore from S3 across a WAN"
 	echo
-	[ "$WAN_QUICK" = 1 ] && echo "**QUICK MODE (CAIRN_BENCH_QUICK=1): a smoke test on a small image with one delay, not a measurement; re-run without it.**" && echo
+	[ "$WAN_QUICK" = 1 ] && echo "**QUICK MODE (CAIRN_BENCH_QUICK=1): a smoke test on a small image ($WB_IMG_SIZE, delays: $WB_DELAYS ms), not a measurement; re-run without it.**" && echo
 	echo "Measured $(date -u '+%Y-%m-%d %H:%M') UTC by \`tests/bench/wan.sh\` (\`BENCH_ONLY=wan make bench\`); $(nproc) cores shared by the clients, the proxy and the gateway; load average ${WB[load0]} when it started, ${WB[load1]} when it ended."
 	echo
-	echo "The disk: a $WB_IMG_SIZE raw image holding ext4 made with \`mkfs.ext4 -d\` from $WB_DATA_MB MB of this machine's /usr. Its cairn repository (default chunk and pack size, aes-256-gcm, \`cairn backup --connections $WB_CONNS\` straight to the gateway in $(secs "${WB[cairn_backup]}") s) holds $(mib "${WB[repo_bytes]}") MiB in ${WB[repo_files]} objects; the restic repository of the same image (\`restic backup --compression auto\`, $(secs "${WB[restic_backup]}") s) sits in the same bucket. The gateway is a single-node Ceph ${WB[ceph]} RGW on 127.0.0.1 (\`tests/integration/rgw.sh\`)."
+	echo "The disk: a $WB_IMG_SIZE raw image holding ext4 made with \`mkfs.ext4 -d\` from $WB_DATA_MB MB of this machine's /usr and a file of $WB_RANDOM_MB MiB of random data. Its cairn repository (default chunk and pack size, aes-256-gcm, \`cairn backup --connections $WB_CONNS\` straight to the gateway in $(secs "${WB[cairn_backup]}") s) holds $(mib "${WB[repo_bytes]}") MiB in ${WB[repo_files]} objects; the restic repository of the same image (\`restic backup --compression auto\`, $(secs "${WB[restic_backup]}") s) sits in the same bucket. The gateway is a single-node Ceph ${WB[ceph]} RGW on 127.0.0.1 (\`tests/integration/rgw.sh\`)."
 	echo
 	echo "The WAN is the project's own delaying TCP proxy (\`tests/tools/wanproxy.c\`; this kernel has no netem) in front of the gateway: every byte is delivered D ms after it arrived, in each direction, so a request costs 2 x D more and a new connection one round trip more (the handshake), while throughput is not limited. Every client goes through it with $WB_CONNS connections: \`cairn restore --connections $WB_CONNS\`; \`restic restore\` with \`-o s3.connections=$WB_CONNS\` and a fresh cache (a new host); \`rclone copy --transfers $WB_CONNS\` of cairn's repository objects to a local directory (the bulk-transfer reference); \`cairn serve --connections $WB_CONNS\` read end to end by \`qemu-img convert\` over NBD. cairn restore from a local copy of the repository (warm page cache) runs once. Every restored image is compared with cmp. GETs come from the gateway's access log, per GiB of disk restored ($gib GiB); peak RSS of cairn restore by \`/usr/bin/time\`."
 	echo
@@ -246,13 +251,13 @@ wan_report() {
 	echo "| GETs per GiB restored | $worst_gets | ≤ 100 | $(wb_verdict "$worst_gets" "<=" 100) |"
 	echo "| cairn restore peak RSS MiB | $worst_rss | ≤ 512 | $(wb_verdict "$worst_rss" "<=" 512) |"
 	echo
-	printf 'GETs of each client through the proxy (all keys of its repository):'
+	printf 'GET requests of each client through the proxy (listings included):'
 	for d in $WB_DELAYS; do
 		printf ' %s ms: cairn restore %s (%s of pack data), restic %s, rclone %s, serve %s;' "$d" \
 			"${WB[cairn_gets_$d]}" "${WB[cairn_data_gets_$d]}" "${WB[restic_gets_$d]}" \
 			"${WB[rclone_gets_$d]}" "${WB[serve_gets_$d]}"
 	done
-	echo " cairn local restore peak RSS $((WB[local_rss] / 1024)) MiB."
+	echo " peak RSS of restic restore $(for d in $WB_DELAYS; do printf '%s ' "$((WB[restic_rss_$d] / 1024))"; done)MiB, of cairn's local restore $((WB[local_rss] / 1024)) MiB."
 	echo "<!-- wan-bench end -->"
 }
 
@@ -261,7 +266,7 @@ wan_bench_main() {
 	for t in rclone restic qemu-img nbdkit; do
 		command -v "$t" >/dev/null || die "$t is needed for the WAN section"
 	done
-	WB_IMG=$(fs_image "$WB_IMG_SIZE" "$WB_DATA_MB")
+	WB_IMG=$(fs_image "$WB_IMG_SIZE" "$WB_DATA_MB" "$WB_RANDOM_MB")
 	WB_IMG_BYTES=$(stat -c %s "$WB_IMG")
 	rm -rf "$WORK/wan"
 	mkdir -p "$WORK/wan"
