@@ -535,6 +535,7 @@ splice_section() {
 
 # only_section wan|thin: run that section alone and splice it into OUT_MD
 only_section() {
+    # shellcheck source=/dev/null
     . "$BENCH_HERE/$1.sh"
     "${1}_bench_main"
     splice_section "$1" "${1}_report" "$OUT_MD"

@@ -73,6 +73,8 @@ tb_run() {
 	rm -rf "$out" "$repo"
 }
 
+kib_mib() { echo $(($1 / 1024)); }
+
 thin_report() {
 	local op ratio worst=0
 	echo "<!-- thin-bench begin -->"
@@ -88,7 +90,7 @@ thin_report() {
 	for op in backup again restore; do
 		ratio=$(awk -v a="${TB[thin_$op]}" -v b="${TB[thick_$op]}" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')
 		worst=$(awk -v a="$worst" -v b="$ratio" 'BEGIN { print (b > a) ? b : a }')
-		echo "| $(case $op in backup) echo "backup" ;; again) echo "backup again, unchanged" ;; restore) echo "restore" ;; esac) | $(secs "${TB[thick_$op]}") | $(secs "${TB[thin_$op]}") | $ratio | ≤ 1.5 $(awk -v r="$ratio" 'BEGIN { print (r <= 1.5) ? "PASS" : "MISS" }') | $((TB[thick_${op}_rss] / 1024)) / $((TB[thin_${op}_rss] / 1024)) |"
+		echo "| $(case $op in backup) echo "backup" ;; again) echo "backup again, unchanged" ;; restore) echo "restore" ;; esac) | $(secs "${TB[thick_$op]}") | $(secs "${TB[thin_$op]}") | $ratio | ≤ 1.5 $(awk -v r="$ratio" 'BEGIN { print (r <= 1.5) ? "PASS" : "MISS" }') | $(kib_mib "${TB[thick_${op}_rss]}") / $(kib_mib "${TB[thin_${op}_rss]}") |"
 	done
 	echo
 	echo "Repository size: thick $(mib "${TB[thick_repo]}") MiB, thin $(mib "${TB[thin_repo]}") MiB. Worst ratio $worst (target ≤ 1.5 for every step)."

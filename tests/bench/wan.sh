@@ -208,6 +208,7 @@ wan_bench_run() {
 
 # wb_ratio A B: A / B with two decimals
 wb_ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
+kib_mib() { echo $(($1 / 1024)); }
 wb_max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b) ? a : b }'; }
 # wb_verdict VALUE OP LIMIT: PASS or MISS
 wb_verdict() {
@@ -235,12 +236,12 @@ wan_report() {
 		r_restic=$(wb_ratio "${WB[restic_$d]}" "${WB[cairn_$d]}")
 		r_serve=$(wb_ratio "${WB[cairn_$d]}" "${WB[serve_$d]}")
 		gets=$(awk -v g="${WB[cairn_gets_$d]}" -v s="$gib" 'BEGIN { printf "%.0f", g / s }')
-		echo "| $d ms | $(secs "${WB[cairn_$d]}") | $(secs "${WB[restic_$d]}") | $(secs "${WB[rclone_$d]}") | $(secs "${WB[local]}") | $(secs "${WB[serve_$d]}") | $r_ref | $r_restic | $r_serve | $gets | $((WB[cairn_rss_$d] / 1024)) |"
+		echo "| $d ms | $(secs "${WB[cairn_$d]}") | $(secs "${WB[restic_$d]}") | $(secs "${WB[rclone_$d]}") | $(secs "${WB[local]}") | $(secs "${WB[serve_$d]}") | $r_ref | $r_restic | $r_serve | $gets | $(kib_mib "${WB[cairn_rss_$d]}") |"
 		worst_ref=$(wb_max "$worst_ref" "$r_ref")
 		worst_restic=$(awk -v a="$worst_restic" -v b="$r_restic" 'BEGIN { print (b < a) ? b : a }')
 		worst_serve=$(awk -v a="$worst_serve" -v b="$r_serve" 'BEGIN { print (b < a) ? b : a }')
 		worst_gets=$(wb_max "$worst_gets" "$gets")
-		worst_rss=$(wb_max "$worst_rss" "$((WB[cairn_rss_$d] / 1024))")
+		worst_rss=$(wb_max "$worst_rss" "$(kib_mib "${WB[cairn_rss_$d]}")")
 	done
 	echo
 	echo "| target (every delay up to 50 ms) | worst measured | required | result |"
@@ -257,7 +258,7 @@ wan_report() {
 			"${WB[cairn_gets_$d]}" "${WB[cairn_data_gets_$d]}" "${WB[restic_gets_$d]}" \
 			"${WB[rclone_gets_$d]}" "${WB[serve_gets_$d]}"
 	done
-	echo " peak RSS of restic restore $(for d in $WB_DELAYS; do printf '%s ' "$((WB[restic_rss_$d] / 1024))"; done)MiB, of cairn's local restore $((WB[local_rss] / 1024)) MiB."
+	echo " peak RSS of restic restore $(for d in $WB_DELAYS; do printf '%s ' "$(kib_mib "${WB[restic_rss_$d]}")"; done)MiB, of cairn's local restore $(kib_mib "${WB[local_rss]}") MiB."
 	echo "<!-- wan-bench end -->"
 }
 

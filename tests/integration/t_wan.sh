@@ -32,8 +32,8 @@ RGW_LOG=$RGW_DIR/log/client.rgw.log
 step "a small RGW request: straight vs through the $D ms proxy"
 # request_ms ENDPOINT: the median of 3 bucket listings (new connection each)
 request_ms() {
-	local i t=()
-	for i in 1 2 3; do
+	local t=()
+	for _ in 1 2 3; do
 		t+=("$(rgw_curl -f -o /dev/null -w '%{time_total}' "$1/$CAIRN_TEST_S3_BUCKET?max-keys=1")")
 	done
 	printf '%s\n' "${t[@]}" | sort -g | sed -n 2p | awk '{ printf "%.0f", $1 * 1000 }'
@@ -99,7 +99,7 @@ timeout 120 "$CAIRN" restore "$U" latest --name big --to "$T/mid.out" --connecti
 	>"$T/mid.log" 2>&1 &
 pid=$!
 BG_PIDS+=("$pid")
-for i in $(seq 1 600); do
+for _ in $(seq 1 600); do
 	tail -n +$((mark + 1)) "$RGW_LOG" | grep -qF "\"GET /$CAIRN_TEST_S3_BUCKET/wan/data/" && break
 	kill -0 "$pid" 2>/dev/null || break
 	sleep 0.05

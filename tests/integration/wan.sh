@@ -57,7 +57,8 @@ wan_stop() {
 	[ -n "$WAN_PID" ] || return 0
 	kill "$WAN_PID" 2>/dev/null || true
 	wait "$WAN_PID" 2>/dev/null || true
-	WAN_PID= WAN_PORT=
+	WAN_PID=""
+	WAN_PORT=""
 }
 
 wan_rgw() {
