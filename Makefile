@@ -18,8 +18,10 @@ APT_RUN := qemu-utils nbdkit libnbd-bin e2fsprogs python3 openssl util-linux \
 APT_BENCH := restic borgbackup zstd time openssl virtnbdbackup rclone
 DEPS_STAMP := .deps-ok
 
+# every header, the transports' one level down too (a change rebuilds all)
+HEADERS := $(wildcard */*.h repo/transport/*.h)
 BASE_SRC := $(wildcard base/*.c)
-REPO_SRC := $(wildcard repo/*.c)
+REPO_SRC := $(wildcard repo/*.c repo/transport/*.c)
 AGENT_SRC := $(wildcard agent/*.c)
 RESTORE_SRC := $(wildcard restore/*.c)
 REPLICATE_SRC := $(wildcard replicate/*.c)
@@ -58,15 +60,15 @@ cairn: $(LIB_OBJ) $(CLI_OBJ)
 $(PLUGIN): $(PLUGIN_SRC:%.c=build/pic/%.o)
 	$(CC) $(CFLAGS) -shared -o $@ $^ $(shell pkg-config --libs $(PLUGIN_PKGS)) -pthread
 
-build/pic/%.o: %.c $(wildcard */*.h)
+build/pic/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -fvisibility=hidden $(PKG_CFLAGS) -c -o $@ $<
 
-build/%.o: %.c $(wildcard */*.h)
+build/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
 
-build/asan/%.o: %.c $(wildcard */*.h)
+build/asan/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) $(PKG_CFLAGS) -c -o $@ $<
 

@@ -10,7 +10,7 @@
 #include <stdio.h>
 
 #include "backend.h"
-#include "s3.h"
+#include "transport/s3.h"
 
 void s3_url_free(struct s3_url *u)
 {

@@ -2,7 +2,7 @@
  *
  * Names are relative paths such as "config", "index/<hex>" or
  * "data/ab/<hex>". put() is atomic: readers see the whole object or nothing.
- * Local directories, S3 (backend_s3.c) and SFTP (backend_sftp.c). Every
+ * Local directories, S3 and SFTP, each in repo/transport/. Every
  * operation may be called from several threads. */
 #ifndef CAIRN_BACKEND_H
 #define CAIRN_BACKEND_H
@@ -97,7 +97,7 @@ int cairn_backend_open(const char *url, bool create, const struct cairn_backend_
 int cairn_backend_local_open(const char *path, bool create,
 			     struct cairn_backend **out, char *err,
 			     size_t errlen);
-/* url: sftp:[USER@]HOST:PATH or sftp://[USER@]HOST[:PORT]/PATH (repo/sftp.h).
+/* url: sftp:[USER@]HOST:PATH or sftp://[USER@]HOST[:PORT]/PATH (repo/transport/sftp.h).
  * Logs in once (host key and user key checked) before returning. */
 int cairn_backend_sftp_open(const char *url, bool create, const struct cairn_backend_opts *o,
 			    struct cairn_backend **out, char *err, size_t errlen);

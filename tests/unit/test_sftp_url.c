@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "repo/sftp.h"
+#include "repo/transport/sftp.h"
 
 struct want {
 	const char *url, *user, *host;

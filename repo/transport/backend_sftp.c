@@ -25,7 +25,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "backend.h"
+#include "repo/backend.h"
 #include "curl_pool.h"
 #include "sftp.h"
 

@@ -1,5 +1,5 @@
 /* Local directory backend: temp file + fsync + rename + directory fsync. */
-#include "backend.h"
+#include "repo/backend.h"
 
 #include <dirent.h>
 #include <errno.h>

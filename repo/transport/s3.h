@@ -15,7 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "backend.h"
+#include "repo/backend.h"
 
 /* s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX] */
 struct s3_url {
