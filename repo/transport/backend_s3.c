@@ -72,8 +72,8 @@ static int s3_put_single(struct s3_backend *s, const char *name, const void *dat
 {
 	char until[96];
 	const char *hdr[3];
-	struct s3_request rq = { .method = "PUT", .key = name, .body = data ? data : "",
-				 .body_len = len, .headers = lock_headers(s, name, until, hdr) };
+	struct s3_request rq = { .method = "PUT", .key = name, .io.body = data ? data : "",
+				 .io.body_len = len, .headers = lock_headers(s, name, until, hdr) };
 	struct s3_response rs;
 	return s3_request(s->client, &rq, &rs);
 }
@@ -106,12 +106,12 @@ static int upload_parts(struct s3_backend *s, const char *name, const char *uplo
 		if (!q)
 			return -ENOMEM;
 		struct s3_request rq = { .method = "PUT", .key = name, .query = q,
-					 .body = data + off, .body_len = MIN(part, len - off) };
+					 .io.body = data + off, .io.body_len = MIN(part, len - off) };
 		struct s3_response rs;
 		if ((rc = s3_request(s->client, &rq, &rs)) < 0)
 			return rc;
 		if (!rs.etag[0])
-			return s3_client_fail(s->client, -EIO, "PUT %s part %u: no ETag in the answer",
+			return curl_req_fail(s->client, -EIO, "PUT %s part %u: no ETag in the answer",
 					      name, n);
 		char xml[200];
 		int k = snprintf(xml, sizeof(xml), "<Part><PartNumber>%u</PartNumber><ETag>%s</ETag></Part>",
@@ -130,12 +130,12 @@ static int s3_put_multipart(struct s3_backend *s, const char *name, const uint8_
 	const char *hdr[3];
 	/* a multipart object takes its retention from the initiation */
 	struct s3_request start = { .method = "POST", .key = name, .query = "uploads=",
-				    .body = "", .out_buf = &answer,
+				    .io.body = "", .io.out_buf = &answer,
 				    .headers = lock_headers(s, name, until, hdr) };
 	struct s3_response rs;
 	int rc = s3_request(s->client, &start, &rs);
 	if (rc == 0 && s3_xml_upload_id(answer.p, answer.len, &upload_id) < 0)
-		rc = s3_client_fail(s->client, -EIO, "POST %s?uploads: no UploadId in the answer", name);
+		rc = curl_req_fail(s->client, -EIO, "POST %s?uploads: no UploadId in the answer", name);
 	if (rc == 0)
 		rc = upload_parts(s, name, upload_id, data, len, &done);
 	_cleanup_free_ char *q = rc == 0 || upload_id ? upload_query(upload_id, 0) : NULL;
@@ -143,7 +143,7 @@ static int s3_put_multipart(struct s3_backend *s, const char *name, const uint8_
 		rc = -ENOMEM;
 	if (rc == 0) {
 		struct s3_request fin = { .method = "POST", .key = name, .query = q,
-					  .body = done.p, .body_len = done.len, .out_buf = &answer };
+					  .io.body = done.p, .io.body_len = done.len, .io.out_buf = &answer };
 		rc = s3_request(s->client, &fin, &rs);
 	}
 	/* Ceph RGW 16 ignores the retention headers of the initiation: set
@@ -164,7 +164,7 @@ static int s3_put_multipart(struct s3_backend *s, const char *name, const uint8_
 static int s3_put(struct cairn_backend *b, const char *name, const void *data, size_t len)
 {
 	struct s3_backend *s = to_s3(b);
-	s3_client_clear_error();
+	curl_req_clear_error();
 	if (len < s->threshold)
 		return s3_put_single(s, name, data, len);
 	return s3_put_multipart(s, name, data, len);
@@ -172,8 +172,8 @@ static int s3_put(struct cairn_backend *b, const char *name, const void *data, s
 
 static int s3_get(struct cairn_backend *b, const char *name, struct buf *out)
 {
-	s3_client_clear_error();
-	struct s3_request rq = { .method = "GET", .key = name, .out_buf = out };
+	curl_req_clear_error();
+	struct s3_request rq = { .method = "GET", .key = name, .io.out_buf = out };
 	struct s3_response rs;
 	out->len = 0;
 	int rc = s3_request(to_s3(b)->client, &rq, &rs);
@@ -184,18 +184,18 @@ static int s3_get(struct cairn_backend *b, const char *name, struct buf *out)
 static int s3_get_range(struct cairn_backend *b, const char *name, uint64_t off, size_t len,
 			void *out)
 {
-	s3_client_clear_error();
+	curl_req_clear_error();
 	if (!len)
 		return 0;
-	struct s3_request rq = { .method = "GET", .key = name, .has_range = true,
-				 .range_off = off, .range_len = len, .out = out, .out_cap = len };
+	struct s3_request rq = { .method = "GET", .key = name, .io.has_range = true,
+				 .io.range_off = off, .io.range_len = len, .io.out = out, .io.out_cap = len };
 	struct s3_response rs;
 	return s3_request(to_s3(b)->client, &rq, &rs);
 }
 
 static int s3_stat(struct cairn_backend *b, const char *name, uint64_t *size)
 {
-	s3_client_clear_error();
+	curl_req_clear_error();
 	struct s3_request rq = { .method = "HEAD", .key = name };
 	struct s3_response rs;
 	int rc = s3_request(to_s3(b)->client, &rq, &rs);
@@ -228,7 +228,7 @@ static int list_one(void *opaque, const char *key, uint64_t size)
 static int s3_list(struct cairn_backend *b, const char *dir, cairn_list_fn fn, void *opaque)
 {
 	struct s3_backend *s = to_s3(b);
-	s3_client_clear_error();
+	curl_req_clear_error();
 	struct buf full = { 0 }, enc = { 0 }, page = { 0 };
 	_cleanup_free_ char *token = NULL;
 	int rc = buf_append(&full, s->prefix, strlen(s->prefix));
@@ -257,12 +257,12 @@ static int s3_list(struct cairn_backend *b, const char *dir, cairn_list_fn fn, v
 		token = NULL;
 		if (rc < 0)
 			break;
-		struct s3_request rq = { .method = "GET", .query = q, .out_buf = &page };
+		struct s3_request rq = { .method = "GET", .query = q, .io.out_buf = &page };
 		struct s3_response rs;
 		size_t keys;
 		rc = s3_request(s->client, &rq, &rs);
 		if (rc == 0 && (rc = s3_xml_list(page.p, page.len, list_one, &x, &token, &keys)) == -EBADMSG)
-			rc = s3_client_fail(s->client, -EIO, "listing %s/: the server's answer is not a ListObjectsV2 result",
+			rc = curl_req_fail(s->client, -EIO, "listing %s/: the server's answer is not a ListObjectsV2 result",
 					    dir);
 	} while (rc == 0 && token);
 	buf_free(&full);
@@ -306,8 +306,8 @@ static int delete_version(struct s3_backend *s, const char *name, const char *ve
 		return rc;
 	char when[40];
 	format_iso(until, when, sizeof(when));
-	s3_client_clear_error();
-	return s3_client_fail(s->client, -EPERM, "%s: locked until %s by S3 Object Lock", name,
+	curl_req_clear_error();
+	return curl_req_fail(s->client, -EPERM, "%s: locked until %s by S3 Object Lock", name,
 			      when);
 }
 
@@ -350,13 +350,13 @@ static int list_versions(struct s3_backend *s, const char *name, struct versions
 	if (rc == 0 && asprintf(&q, "prefix=%s&versions=", (char *)enc.p) < 0)
 		q = NULL, rc = -ENOMEM;
 	buf_free(&enc);
-	struct s3_request rq = { .method = "GET", .query = q, .out_buf = &page };
+	struct s3_request rq = { .method = "GET", .query = q, .io.out_buf = &page };
 	struct s3_response rs;
 	if (rc == 0)
 		rc = s3_request(s->client, &rq, &rs);
 	v->key = key;
 	if (rc == 0 && (rc = s3_xml_versions(page.p, page.len, collect_version, v, more)) == -EBADMSG)
-		rc = s3_client_fail(s->client, -EIO, "listing the versions of %s: the server's "
+		rc = curl_req_fail(s->client, -EIO, "listing the versions of %s: the server's "
 				    "answer is not a ListObjectVersions result", name);
 	v->key = NULL;
 	buf_free(&page);
@@ -390,7 +390,7 @@ static int s3_remove_versions(struct s3_backend *s, const char *name)
 static int s3_remove(struct cairn_backend *b, const char *name)
 {
 	struct s3_backend *s = to_s3(b);
-	s3_client_clear_error();
+	curl_req_clear_error();
 	return s->lock_days ? s3_remove_versions(s, name) : s3_remove_plain(s, name);
 }
 
@@ -415,7 +415,7 @@ static int delete_failed(void *opaque, const char *key, const char *code, const 
 		char url[1200];
 		s3_client_url(d->s->client, key + (strncmp(key, d->s->prefix, plen) ? 0 : plen), url,
 			      sizeof(url));
-		d->rc = s3_client_fail(d->s->client, code[0] == 'A' ? -EACCES : -EIO,
+		d->rc = curl_req_fail(d->s->client, code[0] == 'A' ? -EACCES : -EIO,
 				       "delete %s: %s (%s)", url, code, message);
 	}
 	return 0;
@@ -452,8 +452,8 @@ static int delete_batch(struct s3_backend *s, const char *const *names, size_t n
 		buf_free(&body);
 		return rc;
 	}
-	struct s3_request rq = { .method = "POST", .query = "delete=", .body = body.p,
-				 .body_len = body.len, .out_buf = &answer };
+	struct s3_request rq = { .method = "POST", .query = "delete=", .io.body = body.p,
+				 .io.body_len = body.len, .io.out_buf = &answer };
 	struct s3_response rs;
 	rc = s3_request(s->client, &rq, &rs);
 	buf_free(&body);
@@ -463,7 +463,7 @@ static int delete_batch(struct s3_backend *s, const char *const *names, size_t n
 		struct delete_batch d = { .s = s, .names = names, .done = done, .n = n };
 		rc = s3_xml_delete_errors(answer.p, answer.len, delete_failed, &d);
 		if (rc == -EBADMSG)
-			rc = s3_client_fail(s->client, -EIO, "%s: the answer to DeleteObjects "
+			rc = curl_req_fail(s->client, -EIO, "%s: the answer to DeleteObjects "
 					    "cannot be read", s->base.location);
 		else if (rc == 0)
 			rc = d.rc;
@@ -477,7 +477,7 @@ static int s3_remove_many(struct cairn_backend *b, const char *const *names, siz
 	struct s3_backend *s = to_s3(b);
 	if (s->lock_days)
 		return -ENOTSUP; /* versions are deleted one by one (s3_remove_versions) */
-	s3_client_clear_error();
+	curl_req_clear_error();
 	memset(done, 0, n * sizeof(*done));
 	int rc = 0;
 	for (size_t at = 0; rc == 0 && at < n; at += DELETE_BATCH)
@@ -492,15 +492,15 @@ static int s3_set_immutable(struct cairn_backend *b, unsigned days, bool check, 
 	struct s3_backend *s = to_s3(b);
 	if (check) {
 		struct buf body = { 0 };
-		struct s3_request rq = { .method = "GET", .query = "object-lock=", .out_buf = &body };
+		struct s3_request rq = { .method = "GET", .query = "object-lock=", .io.out_buf = &body };
 		struct s3_response rs;
 		bool enabled = false;
-		s3_client_clear_error();
+		curl_req_clear_error();
 		int rc = s3_request(s->client, &rq, &rs);
 		if (rc == 0 && s3_xml_object_lock(body.p, body.len, &enabled) < 0)
 			rc = -EIO;
 		buf_free(&body);
-		const char *why = s3_client_error(s->client, rc);
+		const char *why = curl_req_error(s->client, rc);
 		if (rc < 0 && rc != -ENOENT)
 			return set_err(err, errlen, rc, "%s: cannot read the bucket's Object Lock "
 					"configuration: %s", b->location, why ? why : strerror(-rc));
@@ -518,7 +518,7 @@ static int s3_set_immutable(struct cairn_backend *b, unsigned days, bool check, 
 
 static int s3_retention(struct cairn_backend *b, const char *name, int64_t *until_s)
 {
-	s3_client_clear_error();
+	curl_req_clear_error();
 	struct s3_request rq = { .method = "HEAD", .key = name };
 	struct s3_response rs;
 	int rc = s3_request(to_s3(b)->client, &rq, &rs);
@@ -540,17 +540,17 @@ static int s3_retain(struct cairn_backend *b, const char *name, int64_t until_s)
 			 "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
 			 "<Mode>COMPLIANCE</Mode><RetainUntilDate>%s</RetainUntilDate></Retention>",
 			 when);
-	s3_client_clear_error();
+	curl_req_clear_error();
 	struct s3_request rq = { .method = "PUT", .key = name, .query = "retention=",
-				 .body = xml, .body_len = (size_t)n };
+				 .io.body = xml, .io.body_len = (size_t)n };
 	struct s3_response rs;
 	int rc = s3_request(s->client, &rq, &rs);
 	if (rc == -EACCES) {
 		int64_t now;
 		if (s3_retention(b, name, &now) == 0 && now >= until_s)
 			return 0;
-		s3_client_clear_error();
-		return s3_client_fail(s->client, -EACCES, "PUT %s?retention: refused (%s)", name,
+		curl_req_clear_error();
+		return curl_req_fail(s->client, -EACCES, "PUT %s?retention: refused (%s)", name,
 				      when);
 	}
 	return rc;
@@ -558,7 +558,7 @@ static int s3_retain(struct cairn_backend *b, const char *name, int64_t until_s)
 
 static const char *s3_error(struct cairn_backend *b, int rc)
 {
-	return s3_client_error(to_s3(b)->client, rc);
+	return curl_req_error(to_s3(b)->client, rc);
 }
 
 static void s3_free(struct cairn_backend *b)
@@ -679,8 +679,8 @@ static int probe(struct s3_backend *s, const char *location, const char *bucket,
 	buf_free(&enc);
 	if (rc < 0)
 		return set_err(err, errlen, rc, "out of memory");
-	s3_client_clear_error();
-	struct s3_request rq = { .method = "GET", .query = q, .out_buf = &page };
+	curl_req_clear_error();
+	struct s3_request rq = { .method = "GET", .query = q, .io.out_buf = &page };
 	struct s3_response rs;
 	char *token = NULL;
 	size_t keys = 0;
@@ -688,7 +688,7 @@ static int probe(struct s3_backend *s, const char *location, const char *bucket,
 	int found = rc == 0 ? s3_xml_list(page.p, page.len, probe_key, cfg, &token, &keys) : 0;
 	free(token);
 	buf_free(&page);
-	const char *why = s3_client_error(s->client, rc);
+	const char *why = curl_req_error(s->client, rc);
 	if (rc == -ENXIO)
 		return set_err(err, errlen, rc, "%s: bucket %s does not exist (create it first; %s)",
 			       location, bucket, why ? why : "NoSuchBucket");

@@ -26,7 +26,7 @@
 #include <time.h>
 
 #include "repo/backend.h"
-#include "curl_pool.h"
+#include "curl_req.h"
 #include "sftp.h"
 
 #define DEFAULT_RETRIES 4
@@ -43,7 +43,7 @@ struct sftp_backend {
 	char *user;
 	char *identity, *public_key; /* public_key may be NULL */
 	char *known_hosts;
-	unsigned retries;
+	struct curl_retry retry;
 	struct curl_pool pool; /* connections (SSH sessions) and rate limits */
 };
 
@@ -52,38 +52,9 @@ static struct sftp_backend *to_sftp(struct cairn_backend *b)
 	return (struct sftp_backend *)b;
 }
 
-/* ---- the calling thread's last failure (like errno) ---- */
-
-static __thread struct {
-	const struct sftp_backend *owner;
-	int rc;
-	char msg[640];
-} last_err;
-
-static void clear_error(void)
-{
-	last_err.owner = NULL;
-}
-
-static int fail(const struct sftp_backend *s, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(const struct sftp_backend *s, int rc, const char *fmt, ...)
-{
-	if (last_err.owner)
-		return rc; /* the first failure of an operation is its cause */
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(last_err.msg, sizeof(last_err.msg), fmt, ap);
-	va_end(ap);
-	last_err.msg[strcspn(last_err.msg, "\r\n")] = '\0';
-	last_err.owner = s;
-	last_err.rc = rc;
-	return rc;
-}
-
 static const char *sftp_error(struct cairn_backend *b, int rc)
 {
-	return last_err.owner == to_sftp(b) && last_err.rc == rc ? last_err.msg : NULL;
+	return curl_req_error(to_sftp(b), rc);
 }
 
 /* ---- one request ---- */
@@ -93,17 +64,9 @@ struct request {
 	const char *name; /* below the repository; NULL: none (quote only) */
 	bool dir; /* a directory listing of name */
 	bool nobody; /* stat, or quote commands only */
-	const void *body; /* upload */
-	size_t body_len;
 	bool create_dirs;
 	struct curl_slist *quote, *postquote;
-	bool has_range;
-	uint64_t range_off;
-	size_t range_len; /* > 0 */
-	/* where a download goes: a fixed buffer, else a growable one */
-	void *out;
-	size_t out_cap;
-	struct buf *out_buf;
+	struct curl_io io; /* an upload, a range, where a download goes */
 };
 
 struct hostkey {
@@ -113,49 +76,14 @@ struct hostkey {
 	bool seen;
 };
 
-struct xfer {
+/* One attempt as SFTP sees it. */
+struct attempt {
 	struct sftp_backend *s;
 	const struct request *rq;
-	struct curl_paced paced;
-	size_t sent, received;
-	bool overflow;
+	const char *url;
 	struct hostkey hk;
+	struct curl_xfer x;
 };
-
-struct outcome {
-	CURLcode e;
-	char errbuf[CURL_ERROR_SIZE];
-	struct hostkey hk;
-	size_t received;
-	curl_off_t length;
-	bool overflow;
-};
-
-static size_t on_read(char *p, size_t size, size_t n, void *opaque)
-{
-	struct xfer *x = opaque;
-	size_t k = MIN(x->rq->body_len - x->sent, size * n);
-	memcpy(p, (const uint8_t *)x->rq->body + x->sent, k);
-	x->sent += k;
-	return k;
-}
-
-static size_t on_write(char *p, size_t size, size_t n, void *opaque)
-{
-	struct xfer *x = opaque;
-	size_t len = size * n;
-	const struct request *rq = x->rq;
-	if (rq->out) {
-		if (len > rq->out_cap - x->received) {
-			x->overflow = true;
-			return 0;
-		}
-		memcpy((uint8_t *)rq->out + x->received, p, len);
-	} else if (rq->out_buf && buf_append(rq->out_buf, p, len) < 0)
-		return 0;
-	x->received += len;
-	return len;
-}
 
 static const char *key_type_name(enum curl_khtype t)
 {
@@ -191,29 +119,15 @@ static int on_hostkey(CURL *h, const struct curl_khkey *known, const struct curl
 {
 	(void)h;
 	(void)known;
-	struct xfer *x = opaque;
-	x->hk.seen = true;
-	x->hk.match = match;
-	x->hk.type = found->keytype;
+	struct hostkey *hk = opaque;
+	hk->seen = true;
+	hk->match = match;
+	hk->type = found->keytype;
 	if (found->len)
-		fingerprint(found->key, found->len, x->hk.fingerprint, sizeof(x->hk.fingerprint));
+		fingerprint(found->key, found->len, hk->fingerprint, sizeof(hk->fingerprint));
 	else
-		snprintf(x->hk.fingerprint, sizeof(x->hk.fingerprint), "(no fingerprint)");
+		snprintf(hk->fingerprint, sizeof(hk->fingerprint), "(no fingerprint)");
 	return match == CURLKHMATCH_OK ? CURLKHSTAT_FINE : CURLKHSTAT_REJECT;
-}
-
-static int url_encode(const char *s, struct buf *out)
-{
-	static const char hexd[] = "0123456789ABCDEF";
-	int rc = 0;
-	for (; rc == 0 && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		bool plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-			     (c >= '0' && c <= '9') || strchr("-._~/", c);
-		char esc[3] = { '%', hexd[c >> 4], hexd[c & 15] };
-		rc = plain ? buf_append(out, s, 1) : buf_append(out, esc, 3);
-	}
-	return rc;
 }
 
 /* base + encoded name [+ '/'], NUL-terminated. */
@@ -223,7 +137,7 @@ static char *request_url(const struct sftp_backend *s, const struct request *rq)
 	const char *base = rq->name ? s->url_base : s->home_url;
 	int rc = buf_append(&b, base, strlen(base));
 	if (rc == 0 && rq->name)
-		rc = url_encode(rq->name, &b);
+		rc = curl_req_url_encode(rq->name, true, &b);
 	if (rc == 0 && rq->dir)
 		rc = buf_append(&b, "/", 1);
 	if (rc == 0)
@@ -235,13 +149,29 @@ static char *request_url(const struct sftp_backend *s, const struct request *rq)
 	return (char *)b.p;
 }
 
-static int setup(struct sftp_backend *s, CURL *h, struct xfer *x, const char *url, char *errbuf)
+/* libssh2 (1.10) keeps four of curl's buffers of reads in flight and
+ * asks for up to three buffers past the end of a range (the answers are
+ * dropped): a buffer of a sixteenth of a range reads it in about four
+ * round trips and wastes under a fifth of it. A whole file ends where the
+ * reads do: the largest buffer. */
+#define READ_BUFFER_MIN 16384L
+#define READ_BUFFER_MAX (512L * 1024)
+
+static long read_buffer(const struct curl_io *io)
 {
-	const struct request *rq = x->rq;
+	long b = io->has_range ? (long)MIN(io->range_len / 16, (size_t)READ_BUFFER_MAX)
+			       : READ_BUFFER_MAX;
+	return MAX(b, READ_BUFFER_MIN);
+}
+
+/* What the core leaves to SFTP: the login, the host key, quote commands. */
+static CURLcode sftp_options(CURL *h, void *opaque)
+{
+	struct attempt *a = opaque;
+	const struct sftp_backend *s = a->s;
+	const struct request *rq = a->rq;
 	CURLcode e = CURLE_OK;
 #define SET(opt, val) (e = e ? e : curl_easy_setopt(h, opt, val))
-	SET(CURLOPT_URL, url);
-	SET(CURLOPT_PROTOCOLS_STR, "sftp");
 	SET(CURLOPT_USERNAME, s->user);
 	SET(CURLOPT_SSH_AUTH_TYPES, (long)CURLSSH_AUTH_PUBLICKEY);
 	SET(CURLOPT_SSH_PRIVATE_KEYFILE, s->identity);
@@ -249,106 +179,43 @@ static int setup(struct sftp_backend *s, CURL *h, struct xfer *x, const char *ur
 		SET(CURLOPT_SSH_PUBLIC_KEYFILE, s->public_key);
 	SET(CURLOPT_SSH_KNOWNHOSTS, s->known_hosts);
 	SET(CURLOPT_SSH_KEYFUNCTION, on_hostkey);
-	SET(CURLOPT_SSH_KEYDATA, x);
-	SET(CURLOPT_WRITEFUNCTION, on_write);
-	SET(CURLOPT_WRITEDATA, x);
-	e = e ? e : curl_pool_transport(&s->pool, h, errbuf, &x->paced);
-	if (rq->nobody)
-		SET(CURLOPT_NOBODY, 1L);
+	SET(CURLOPT_SSH_KEYDATA, &a->hk);
 	if (rq->quote)
 		SET(CURLOPT_QUOTE, rq->quote);
 	if (rq->postquote)
 		SET(CURLOPT_POSTQUOTE, rq->postquote);
-	if (rq->body) {
-		SET(CURLOPT_UPLOAD, 1L);
-		SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)rq->body_len);
-		SET(CURLOPT_READFUNCTION, on_read);
-		SET(CURLOPT_READDATA, x);
-	}
 	if (rq->create_dirs)
 		SET(CURLOPT_FTP_CREATE_MISSING_DIRS, (long)CURLFTP_CREATE_DIR);
-	if (rq->has_range) {
-		char range[64];
-		snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)rq->range_off,
-			 (unsigned long long)(rq->range_off + rq->range_len - 1));
-		SET(CURLOPT_RANGE, range); /* curl copies it */
-	}
+	if (!rq->io.body && !rq->nobody)
+		SET(CURLOPT_BUFFERSIZE, read_buffer(&rq->io));
 #undef SET
-	return e == CURLE_OK ? 0 : e == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;
+	return e;
 }
 
-static int perform(struct sftp_backend *s, const struct request *rq, const char *url,
-		   struct outcome *o)
+/* A ranged read that came whole: curl gave the range's length as the
+ * download's size, which it does only once it has stat'ed the file and
+ * seeked to the range (a server that gives no size would be read from its
+ * first byte). */
+static bool range_read(const struct curl_xfer *x)
 {
-	CURL *h = curl_pool_get(&s->pool);
-	if (!h)
-		return -ENOMEM;
-	struct xfer x = { .s = s, .rq = rq };
-	memset(o, 0, sizeof(*o));
-	if (rq->out_buf)
-		rq->out_buf->len = 0;
-	int rc = setup(s, h, &x, url, o->errbuf);
-	if (rc == 0) {
-		o->e = curl_easy_perform(h);
-		curl_off_t cl = -1;
-		curl_easy_getinfo(h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
-		o->length = cl;
-		o->received = x.received;
-		o->overflow = x.overflow;
-		o->hk = x.hk;
-	}
-	/* the handle keeps pointers to these until the next reset */
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-	curl_easy_setopt(h, CURLOPT_QUOTE, NULL);
-	curl_easy_setopt(h, CURLOPT_POSTQUOTE, NULL);
-	curl_easy_setopt(h, CURLOPT_SSH_KEYDATA, NULL);
-	curl_easy_setopt(h, CURLOPT_XFERINFODATA, NULL);
-	curl_pool_put(&s->pool, h);
-	return rc;
+	const struct curl_io *io = x->rq->io;
+	return !io->has_range || x->length == (curl_off_t)io->range_len;
 }
 
-/* ---- outcomes ---- */
-
-static bool transient(CURLcode e)
+static int attempt(void *opaque)
 {
-	switch (e) {
-	case CURLE_COULDNT_CONNECT:
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_OPERATION_TIMEDOUT:
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-	case CURLE_GOT_NOTHING:
-	case CURLE_PARTIAL_FILE:
-	case CURLE_SSH:
-	case CURLE_AGAIN:
-		return true;
-	default:
-		return false;
-	}
-}
-
-static int curl_errno(CURLcode e)
-{
-	switch (e) {
-	case CURLE_REMOTE_FILE_NOT_FOUND: return -ENOENT;
-	case CURLE_REMOTE_ACCESS_DENIED:
-	case CURLE_LOGIN_DENIED:
-	case CURLE_PEER_FAILED_VERIFICATION: return -EACCES;
-	case CURLE_REMOTE_DISK_FULL: return -ENOSPC;
-	case CURLE_COULDNT_CONNECT: return -ECONNREFUSED;
-	case CURLE_COULDNT_RESOLVE_HOST: return -EHOSTUNREACH;
-	case CURLE_OPERATION_TIMEDOUT: return -ETIMEDOUT;
-	case CURLE_OUT_OF_MEMORY: return -ENOMEM;
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-	case CURLE_GOT_NOTHING: return -ECONNRESET;
-	default: return -EIO;
-	}
-}
-
-static void backoff(unsigned attempt)
-{
-	curl_pool_backoff(attempt, BACKOFF_FIRST_MS, BACKOFF_MAX_MS);
+	struct attempt *a = opaque;
+	const struct request *rq = a->rq;
+	struct curl_req cr = { .protocols = "sftp", .nobody = rq->nobody, .upload = true,
+			       .io = &rq->io, .options = sftp_options, .opaque = a };
+	a->hk = (struct hostkey){ 0 };
+	int rc = curl_xfer_run(&a->s->pool, &cr, a->url, &a->x);
+	int verdict = rc < 0 ? rc : (int)curl_xfer_verdict(&a->x);
+	if (verdict == CURL_DONE && !range_read(&a->x))
+		verdict = CURL_FAIL;
+	a->x.rq = NULL; /* cr ends here */
+	curl_xfer_free(&a->x);
+	return verdict;
 }
 
 /* The words for a refused host key: what was offered and how to accept
@@ -366,31 +233,41 @@ static int hostkey_fail(const struct sftp_backend *s, const char *where, const s
 			 s->known_hosts);
 	}
 	if (hk->match == CURLKHMATCH_MISMATCH)
-		return fail(s, -EACCES,
+		return curl_req_fail(s, -EACCES,
 			    "%s: refused: the host key of %s does not match %s (it now offers %s key %s); if the server's key was really changed, remove the old entry (%s) and add the new one (%s, or ssh to it once)",
 			    where, s->hostport, s->known_hosts, key_type_name(hk->type),
 			    hk->fingerprint, forget, scan);
-	return fail(s, -EACCES,
+	return curl_req_fail(s, -EACCES,
 		    "%s: refused: host %s is not in %s (it offers %s key %s); check that fingerprint, then add the key (%s, or ssh to it once)",
 		    where, s->hostport, s->known_hosts, key_type_name(hk->type), hk->fingerprint,
 		    scan);
 }
 
-static int describe(const struct sftp_backend *s, const struct request *rq, const char *where,
-		    const struct outcome *o, unsigned tries)
+static int describe(const struct sftp_backend *s, const struct attempt *a, const char *where,
+		    unsigned tries)
 {
+	const struct request *rq = a->rq;
+	const struct curl_xfer *o = &a->x;
 	char after[48] = "";
 	if (tries > 1)
 		snprintf(after, sizeof(after), " (%u attempts)", tries);
-	if (o->e == CURLE_PEER_FAILED_VERIFICATION && o->hk.seen && o->hk.match != CURLKHMATCH_OK)
-		return hostkey_fail(s, where, &o->hk);
+	if (o->e == CURLE_PEER_FAILED_VERIFICATION && a->hk.seen && a->hk.match != CURLKHMATCH_OK)
+		return hostkey_fail(s, where, &a->hk);
 	if (o->e == CURLE_LOGIN_DENIED)
-		return fail(s, -EACCES,
+		return curl_req_fail(s, -EACCES,
 			    "%s: the server refused the key %s for user %s (is %s.pub in its authorized_keys? a passphrase-protected key is not supported)",
 			    where, s->identity, s->user, s->identity);
 	if (o->overflow)
-		return fail(s, -EIO, "%s %s: the server sent more than asked for", rq->verb, where);
-	return fail(s, curl_errno(o->e), "%s %s: %s%s", rq->verb, where,
+		return curl_req_fail(s, -EREMOTEIO, "%s %s: the server sent more than asked for", rq->verb, where);
+	if (o->e == CURLE_OK && o->received != rq->io.range_len)
+		return curl_req_fail(s, -EIO, "%s %s: short object (%zu of %zu bytes at %llu)", rq->verb,
+				     where, o->received, rq->io.range_len,
+				     (unsigned long long)rq->io.range_off);
+	if (o->e == CURLE_OK)
+		return curl_req_fail(s, -EREMOTEIO,
+				     "%s %s: the server did not give the file's size, so the range %llu+%zu cannot be read",
+				     rq->verb, where, (unsigned long long)rq->io.range_off, rq->io.range_len);
+	return curl_req_fail(s, curl_req_errno(o->e), "%s %s: %s%s", rq->verb, where,
 		    *o->errbuf ? o->errbuf : curl_easy_strerror(o->e), after);
 }
 
@@ -399,33 +276,29 @@ static void object_where(const struct sftp_backend *s, const char *name, char *o
 	snprintf(out, len, "%s%s%s", s->base.location, name ? "/" : "", name ? name : "");
 }
 
-/* Performs rq, retrying dropped connections with backoff. 0; -ENOENT
- * with no reason kept when the object or directory does not exist (an
- * ordinary answer); else a negative errno with the reason kept. */
-static int run(struct sftp_backend *s, const struct request *rq, struct outcome *o)
+/* Performs rq, retrying dropped connections with backoff; *o is what
+ * came of the last attempt. 0; -ENOENT with no reason kept when the
+ * object or directory does not exist (an ordinary answer); else a
+ * negative errno (curl_req.h) with the reason kept. */
+static int run(struct sftp_backend *s, const struct request *rq, struct curl_xfer *o)
 {
 	_cleanup_free_ char *url = request_url(s, rq);
 	if (!url)
-		return fail(s, -ENOMEM, "%s: out of memory", rq->verb);
+		return curl_req_fail(s, -ENOMEM, "%s: out of memory", rq->verb);
 	/* messages name the object in the repository URL's own words */
 	char where[600];
 	object_where(s, rq->name, where, sizeof(where));
-	unsigned tries = 0;
-	int rc;
-	for (;;) {
-		if (tries)
-			backoff(tries);
-		tries++;
-		if ((rc = perform(s, rq, url, o)) < 0)
-			return fail(s, rc, "%s %s: cannot set up the request", rq->verb, where);
-		if (o->e == CURLE_OK && !o->overflow)
-			return 0;
-		if (!transient(o->e) || tries > s->retries)
-			break;
-	}
-	if (o->e == CURLE_REMOTE_FILE_NOT_FOUND)
+	char what[620];
+	snprintf(what, sizeof(what), "%s %s", rq->verb, where);
+	struct attempt a = { .s = s, .rq = rq, .url = url };
+	unsigned tries;
+	int verdict = curl_req_retry(s, what, &s->retry, attempt, &a, &tries);
+	*o = a.x;
+	if (verdict <= 0) /* CURL_DONE, or it could not be set up */
+		return verdict;
+	if (a.x.e == CURLE_REMOTE_FILE_NOT_FOUND)
 		return -ENOENT;
-	return describe(s, rq, where, o, tries);
+	return describe(s, &a, where, tries);
 }
 
 /* ---- quote commands ---- */
@@ -455,7 +328,7 @@ static int quote_add(const struct sftp_backend *s, struct curl_slist **l, const 
 
 /* Runs quote commands alone (no transfer), in the login directory. */
 static int run_quotes(struct sftp_backend *s, const char *verb, struct curl_slist *quote,
-		      struct outcome *o)
+		      struct curl_xfer *o)
 {
 	struct request rq = { .verb = verb, .nobody = true, .quote = quote };
 	return run(s, &rq, o);
@@ -466,7 +339,7 @@ static int run_quotes(struct sftp_backend *s, const char *verb, struct curl_slis
 static int sftp_stat_name(struct sftp_backend *s, const char *name, uint64_t *size)
 {
 	struct request rq = { .verb = "stat", .name = name, .nobody = true };
-	struct outcome o;
+	struct curl_xfer o;
 	int rc = run(s, &rq, &o);
 	if (rc == 0)
 		*size = o.length > 0 ? (uint64_t)o.length : 0;
@@ -475,7 +348,7 @@ static int sftp_stat_name(struct sftp_backend *s, const char *name, uint64_t *si
 
 static int sftp_stat(struct cairn_backend *b, const char *name, uint64_t *size)
 {
-	clear_error();
+	curl_req_clear_error();
 	return sftp_stat_name(to_sftp(b), name, size);
 }
 
@@ -495,18 +368,18 @@ static bool content_addressed(const char *name)
 static int put_existing(struct sftp_backend *s, const char *name, const char *tmp)
 {
 	_cleanup_(slist_freep) struct curl_slist *q = NULL;
-	struct outcome o;
+	struct curl_xfer o;
 	uint64_t size;
 	int rc;
-	clear_error();
+	curl_req_clear_error();
 	if (content_addressed(name) && sftp_stat_name(s, name, &size) == 0) {
 		/* a leftover temporary file is harmless: readers skip it */
 		if (quote_add(s, &q, "*rm", tmp, NULL) == 0)
 			run_quotes(s, "remove", q, &o);
-		clear_error();
+		curl_req_clear_error();
 		return 0;
 	}
-	clear_error();
+	curl_req_clear_error();
 	/* the old object vanishes for one round trip: SFTP v3 has no
 	 * replacing rename (see the top of this file) */
 	rc = quote_add(s, &q, "*rm", name, NULL);
@@ -517,11 +390,11 @@ static int put_existing(struct sftp_backend *s, const char *name, const char *tm
 	if (rc == 0)
 		return 0;
 	if (rc == -ENOENT)
-		rc = fail(s, -EIO, "rename %s/%s: %s", s->base.location, tmp, o.errbuf);
+		rc = curl_req_fail(s, -EIO, "rename %s/%s: %s", s->base.location, tmp, o.errbuf);
 	curl_slist_free_all(q);
 	q = NULL;
 	if (quote_add(s, &q, "*rm", tmp, NULL) == 0) {
-		struct outcome ignored;
+		struct curl_xfer ignored;
 		run_quotes(s, "remove", q, &ignored);
 	}
 	return rc;
@@ -530,23 +403,23 @@ static int put_existing(struct sftp_backend *s, const char *name, const char *tm
 static int sftp_put(struct cairn_backend *b, const char *name, const void *data, size_t len)
 {
 	struct sftp_backend *s = to_sftp(b);
-	clear_error();
+	curl_req_clear_error();
 	uint8_t rnd[8];
 	char rhex[17], tmp[300];
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-		return fail(s, -EIO, "no randomness for a temporary name");
+		return curl_req_fail(s, -EIO, "no randomness for a temporary name");
 	hex_encode(rnd, sizeof(rnd), rhex);
 	const char *slash = strrchr(name, '/');
 	int dn = slash ? (int)(slash - name + 1) : 0;
 	if (snprintf(tmp, sizeof(tmp), "%.*s.tmp-%s", dn, name, rhex) >= (int)sizeof(tmp))
-		return fail(s, -ENAMETOOLONG, "%s: name too long", name);
+		return curl_req_fail(s, -ENAMETOOLONG, "%s: name too long", name);
 	_cleanup_(slist_freep) struct curl_slist *post = NULL;
 	int rc = quote_add(s, &post, "rename", tmp, name);
 	if (rc < 0)
-		return fail(s, rc, "out of memory");
-	struct request rq = { .verb = "upload", .name = tmp, .body = data ? data : "",
-			      .body_len = len, .create_dirs = true, .postquote = post };
-	struct outcome o;
+		return curl_req_fail(s, rc, "out of memory");
+	struct request rq = { .verb = "upload", .name = tmp, .io.body = data ? data : "",
+			      .io.body_len = len, .create_dirs = true, .postquote = post };
+	struct curl_xfer o;
 	rc = run(s, &rq, &o);
 	if (rc == 0)
 		return 0;
@@ -555,12 +428,12 @@ static int sftp_put(struct cairn_backend *b, const char *name, const void *data,
 	if (rc == -ENOENT) { /* a directory that could not be made */
 		char where[600];
 		object_where(s, tmp, where, sizeof(where));
-		rc = fail(s, -EIO, "upload %s: %s", where, *o.errbuf ? o.errbuf : "no such directory");
+		rc = curl_req_fail(s, -EIO, "upload %s: %s", where, *o.errbuf ? o.errbuf : "no such directory");
 	}
 	/* a half-written temporary file is ignored by readers; try to drop it */
 	_cleanup_(slist_freep) struct curl_slist *q = NULL;
 	if (quote_add(s, &q, "*rm", tmp, NULL) == 0) {
-		struct outcome ignored; /* the upload's failure stays the reported one */
+		struct curl_xfer ignored; /* the upload's failure stays the reported one */
 		run_quotes(s, "remove", q, &ignored);
 	}
 	return rc;
@@ -568,9 +441,9 @@ static int sftp_put(struct cairn_backend *b, const char *name, const void *data,
 
 static int sftp_get(struct cairn_backend *b, const char *name, struct buf *out)
 {
-	clear_error();
-	struct request rq = { .verb = "download", .name = name, .out_buf = out };
-	struct outcome o;
+	curl_req_clear_error();
+	struct request rq = { .verb = "download", .name = name, .io.out_buf = out };
+	struct curl_xfer o;
 	out->len = 0;
 	int rc = run(to_sftp(b), &rq, &o);
 	/* room for a terminating NUL, as the local backend leaves */
@@ -580,21 +453,13 @@ static int sftp_get(struct cairn_backend *b, const char *name, struct buf *out)
 static int sftp_get_range(struct cairn_backend *b, const char *name, uint64_t off, size_t len,
 			  void *out)
 {
-	struct sftp_backend *s = to_sftp(b);
-	clear_error();
+	curl_req_clear_error();
 	if (!len)
 		return 0;
-	struct request rq = { .verb = "download", .name = name, .has_range = true,
-			      .range_off = off, .range_len = len, .out = out, .out_cap = len };
-	struct outcome o;
-	int rc = run(s, &rq, &o);
-	if (rc == 0 && o.received != len) {
-		char where[600];
-		object_where(s, name, where, sizeof(where));
-		return fail(s, -EIO, "download %s: short read (%zu of %zu bytes at %llu)", where,
-			    o.received, len, (unsigned long long)off);
-	}
-	return rc;
+	struct request rq = { .verb = "download", .name = name, .io.has_range = true,
+			      .io.range_off = off, .io.range_len = len, .io.out = out, .io.out_cap = len };
+	struct curl_xfer o;
+	return run(to_sftp(b), &rq, &o);
 }
 
 /* The modification time of an ls -l line, from its MONTH DAY TIME|YEAR
@@ -661,8 +526,8 @@ static bool parse_entry(char *line, char *type, uint64_t *size, const char **nam
 
 static int list_raw(struct sftp_backend *s, const char *dir, struct buf *out)
 {
-	struct request rq = { .verb = "list", .name = dir, .dir = true, .out_buf = out };
-	struct outcome o;
+	struct request rq = { .verb = "list", .name = dir, .dir = true, .io.out_buf = out };
+	struct curl_xfer o;
 	int rc = run(s, &rq, &o);
 	if (rc == 0)
 		rc = buf_append(out, "", 1);
@@ -685,7 +550,7 @@ static int list_dir(struct sftp_backend *s, const char *dir, bool fanout, cairn_
 		uint64_t size;
 		const char *name;
 		if (!parse_entry(line, &type, &size, &name, NULL)) {
-			rc = fail(s, -EIO, "list %s/%s/: cannot read the listing line '%.80s'",
+			rc = curl_req_fail(s, -EIO, "list %s/%s/: cannot read the listing line '%.80s'",
 				  s->base.location, dir, line);
 			break;
 		}
@@ -706,31 +571,31 @@ static int list_dir(struct sftp_backend *s, const char *dir, bool fanout, cairn_
 
 static int sftp_list(struct cairn_backend *b, const char *dir, cairn_list_fn fn, void *opaque)
 {
-	clear_error();
+	curl_req_clear_error();
 	return list_dir(to_sftp(b), dir, !strcmp(dir, "data"), fn, opaque);
 }
 
 static int sftp_remove(struct cairn_backend *b, const char *name)
 {
 	struct sftp_backend *s = to_sftp(b);
-	clear_error();
+	curl_req_clear_error();
 	_cleanup_(slist_freep) struct curl_slist *q = NULL;
-	struct outcome o;
+	struct curl_xfer o;
 	uint64_t size;
 	int rc = quote_add(s, &q, "rm", name, NULL);
 	if (rc < 0)
-		return fail(s, rc, "out of memory");
+		return curl_req_fail(s, rc, "out of memory");
 	rc = run_quotes(s, "remove", q, &o);
 	if (rc == 0 || o.e != CURLE_QUOTE_ERROR)
 		return rc;
 	/* the server's words for a failed rm are generic: look */
-	clear_error();
+	curl_req_clear_error();
 	int st = sftp_stat_name(s, name, &size);
 	if (st == -ENOENT)
 		return -ENOENT;
 	char where[600];
 	object_where(s, name, where, sizeof(where));
-	return fail(s, rc, "remove %s: %s", where, o.errbuf);
+	return curl_req_fail(s, rc, "remove %s: %s", where, o.errbuf);
 }
 
 static void sftp_free(struct cairn_backend *b)
@@ -789,7 +654,7 @@ static int sweep_dir(struct cairn_backend *b, const char *dir, int depth, int64_
 /* A day more than asked: listing times are read as UTC (entry_time). */
 static int sftp_sweep(struct cairn_backend *b, int64_t max_age_s, size_t *removed)
 {
-	clear_error();
+	curl_req_clear_error();
 	*removed = 0;
 	return sweep_dir(b, ".", 2, (int64_t)time(NULL) - max_age_s - 86400, removed);
 }
@@ -814,14 +679,6 @@ static void sftp_backend_freep(struct sftp_backend **s)
 
 /* ---- opening ---- */
 
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static CURLcode global_rc;
-
-static void global_init(void)
-{
-	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 static const char *env(const char *name)
 {
 	const char *v = getenv(name);
@@ -835,17 +692,6 @@ static const char *home_dir(void)
 		return h;
 	struct passwd *pw = getpwuid(geteuid());
 	return pw ? pw->pw_dir : NULL;
-}
-
-static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *str_printf(const char *fmt, ...)
-{
-	char *p = NULL;
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vasprintf(&p, fmt, ap);
-	va_end(ap);
-	return n < 0 ? NULL : p;
 }
 
 /* The private key: the option, CAIRN_SFTP_IDENTITY, else the first of
@@ -864,7 +710,7 @@ static int find_identity(struct sftp_backend *s, const struct cairn_backend_opts
 	} else {
 		static const char *const names[] = { "id_ed25519", "id_ecdsa", "id_rsa" };
 		for (size_t i = 0; home && !s->identity && i < ARRAY_SIZE(names); i++) {
-			_cleanup_free_ char *p = str_printf("%s/.ssh/%s", home, names[i]);
+			_cleanup_free_ char *p = curl_req_printf("%s/.ssh/%s", home, names[i]);
 			if (!p)
 				return -ENOMEM;
 			if (access(p, R_OK) == 0)
@@ -877,13 +723,13 @@ static int find_identity(struct sftp_backend *s, const struct cairn_backend_opts
 	}
 	if (!s->identity)
 		return -ENOMEM;
-	_cleanup_free_ char *pub = str_printf("%s.pub", s->identity);
+	_cleanup_free_ char *pub = curl_req_printf("%s.pub", s->identity);
 	if (!pub)
 		return -ENOMEM;
 	if (access(pub, R_OK) == 0)
 		s->public_key = TAKE_PTR(pub);
 	const char *kh = o->known_hosts_file ? o->known_hosts_file : env("CAIRN_SFTP_KNOWN_HOSTS");
-	s->known_hosts = kh ? strdup(kh) : home ? str_printf("%s/.ssh/known_hosts", home) : NULL;
+	s->known_hosts = kh ? strdup(kh) : home ? curl_req_printf("%s/.ssh/known_hosts", home) : NULL;
 	if (!s->known_hosts)
 		return set_err(err, errlen, -ENOENT,
 			       "%s: no known_hosts file (no HOME): set CAIRN_SFTP_KNOWN_HOSTS", location);
@@ -906,12 +752,12 @@ static int make_bases(struct sftp_backend *s, const struct sftp_url *u)
 {
 	bool v6 = strchr(u->host, ':') != NULL;
 	bool absolute = u->path[0] == '/';
-	s->hostport = v6 ? str_printf("[%s]:%u", u->host, u->port) : str_printf("%s:%u", u->host, u->port);
+	s->hostport = v6 ? curl_req_printf("[%s]:%u", u->host, u->port) : curl_req_printf("%s:%u", u->host, u->port);
 	s->host = strdup(u->host);
 	s->port = u->port;
 	const char *slash = !strcmp(u->path, "/") ? "" : "/";
-	s->path_base = absolute ? str_printf("%s%s", u->path, slash) : str_printf("/~/%s/", u->path);
-	s->home_url = str_printf("sftp://%s/~/", s->hostport);
+	s->path_base = absolute ? curl_req_printf("%s%s", u->path, slash) : curl_req_printf("/~/%s/", u->path);
+	s->home_url = curl_req_printf("sftp://%s/~/", s->hostport);
 	if (!s->hostport || !s->host || !s->path_base || !s->home_url)
 		return -ENOMEM;
 	struct buf b = { 0 };
@@ -919,7 +765,7 @@ static int make_bases(struct sftp_backend *s, const struct sftp_url *u)
 	if (rc == 0)
 		rc = buf_append(&b, s->hostport, strlen(s->hostport));
 	if (rc == 0)
-		rc = url_encode(s->path_base, &b);
+		rc = curl_req_url_encode(s->path_base, true, &b);
 	if (rc == 0)
 		rc = buf_append(&b, "", 1);
 	if (rc < 0) {
@@ -949,7 +795,7 @@ static int env_retries(unsigned *out, char *err, size_t errlen)
 static int probe(struct sftp_backend *s, bool create, char *err, size_t errlen)
 {
 	uint64_t size;
-	clear_error();
+	curl_req_clear_error();
 	int rc = sftp_stat_name(s, "config", &size);
 	if (rc == 0 && create)
 		return set_err(err, errlen, -EEXIST, "%s already holds a repository",
@@ -973,7 +819,7 @@ static int make_dirs(struct sftp_backend *s, char *err, size_t errlen)
 	/* path_base is "/a/b/" or "/~/a/b/": every prefix ending in '/' */
 	size_t skip = !strncmp(s->path_base, "/~/", 3) ? 3 : 1;
 	for (const char *p = s->path_base + skip; rc == 0 && (p = strchr(p, '/')); p++) {
-		_cleanup_free_ char *line = str_printf("*mkdir %.*s", (int)(p - s->path_base),
+		_cleanup_free_ char *line = curl_req_printf("*mkdir %.*s", (int)(p - s->path_base),
 						       s->path_base);
 		struct curl_slist *nl = line ? curl_slist_append(q, line) : NULL;
 		if (!nl)
@@ -985,8 +831,8 @@ static int make_dirs(struct sftp_backend *s, char *err, size_t errlen)
 		rc = quote_add(s, &q, "*mkdir", top_dirs[i], NULL);
 	if (rc < 0)
 		return set_err(err, errlen, rc, "out of memory");
-	struct outcome o;
-	clear_error();
+	struct curl_xfer o;
+	curl_req_clear_error();
 	rc = run_quotes(s, "mkdir", q, &o);
 	struct buf text = { 0 };
 	if (rc == 0)
@@ -1010,9 +856,8 @@ int cairn_backend_sftp_open(const char *url, bool create, const struct cairn_bac
 	int rc = sftp_url_parse(url, &u, err, errlen);
 	if (rc < 0)
 		return rc;
-	pthread_once(&global_once, global_init);
 	_cleanup_(sftp_backend_freep) struct sftp_backend *s = calloc(1, sizeof(*s));
-	if (global_rc != CURLE_OK || !s) {
+	if (curl_req_global_init() < 0 || !s) {
 		sftp_url_free(&u);
 		return set_err(err, errlen, -ENOMEM, "out of memory");
 	}
@@ -1029,7 +874,8 @@ int cairn_backend_sftp_open(const char *url, bool create, const struct cairn_bac
 	sftp_url_free(&u);
 	if (rc < 0)
 		return set_err(err, errlen, rc, "out of memory");
-	if ((rc = env_retries(&s->retries, err, errlen)) < 0 ||
+	s->retry = (struct curl_retry){ 0, BACKOFF_FIRST_MS, BACKOFF_MAX_MS };
+	if ((rc = env_retries(&s->retry.retries, err, errlen)) < 0 ||
 	    (rc = find_identity(s, o, url, err, errlen)) < 0 || (rc = probe(s, create, err, errlen)) < 0)
 		return rc;
 	if (create && (rc = make_dirs(s, err, errlen)) < 0)

@@ -51,9 +51,7 @@ CURL *curl_pool_get(struct curl_pool *p)
 	p->busy++;
 	CURL *h = p->nidle ? p->idle[--p->nidle] : NULL;
 	pthread_mutex_unlock(&p->mu);
-	if (h)
-		curl_easy_reset(h); /* keeps its connection */
-	else if (!(h = curl_easy_init())) {
+	if (!h && !(h = curl_easy_init())) {
 		pthread_mutex_lock(&p->mu);
 		p->busy--;
 		pthread_cond_signal(&p->freed);
@@ -64,6 +62,8 @@ CURL *curl_pool_get(struct curl_pool *p)
 
 void curl_pool_put(struct curl_pool *p, CURL *h)
 {
+	/* its options point into the finished request; its connection stays */
+	curl_easy_reset(h);
 	pthread_mutex_lock(&p->mu);
 	p->idle[p->nidle++] = h;
 	p->busy--;

@@ -44,9 +44,10 @@ struct curl_paced {
 #define CURL_POOL_DEFAULT_CONNECTIONS 4
 int curl_pool_init(struct curl_pool *p, unsigned max, uint64_t limit_up, uint64_t limit_down);
 void curl_pool_destroy(struct curl_pool *p);
-/* A reset handle (its connection kept), waiting while max are in use;
- * NULL when curl cannot make one. */
+/* A handle with no options set (its connection kept), waiting while max
+ * are in use; NULL when curl cannot make one. */
 CURL *curl_pool_get(struct curl_pool *p);
+/* Gives h back, its options reset. */
 void curl_pool_put(struct curl_pool *p, CURL *h);
 /* Sleeps before retry number attempt (1, 2, ...): first_ms doubled per
  * attempt up to max_ms, with full jitter (a random half to all of it) so

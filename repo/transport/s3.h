@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "curl_req.h"
 #include "repo/backend.h"
 
 /* s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX] */
@@ -64,16 +65,7 @@ struct s3_request {
 	const char *method; /* GET, HEAD, PUT, POST, DELETE */
 	const char *key; /* below the prefix; NULL: the bucket itself */
 	const char *query; /* encoded and sorted by name (SigV4); may be NULL */
-	const void *body; /* PUT/POST payload */
-	size_t body_len;
-	bool has_range;
-	uint64_t range_off;
-	size_t range_len; /* > 0 */
-	/* where a response body goes: a fixed buffer (ranged reads), else a
-	 * growable one, else it is dropped */
-	void *out;
-	size_t out_cap;
-	struct buf *out_buf;
+	struct curl_io io; /* a PUT/POST payload, a range, where the answer goes */
 	/* more headers ("Name: value"), NULL-terminated; may be NULL */
 	const char *const *headers;
 };
@@ -88,19 +80,16 @@ struct s3_response {
 
 /* Performs the request, retrying timeouts, resets, 5xx, 429/SlowDown and
  * failed integrity checks with jittered exponential backoff. 0 on 2xx;
- * else a negative errno, and the reason (URL, status, S3 error code) is
- * kept for s3_client_error(). A 404 NoSuchKey is -ENOENT with no reason
- * kept: callers treat a missing object as an ordinary answer. */
+ * else a negative errno (curl_req.h), and the reason (URL, status, S3
+ * error code) is kept for curl_req_error(c, rc). A 404 NoSuchKey is
+ * -ENOENT with no reason kept: callers treat a missing object as an
+ * ordinary answer. A ranged GET that gets fewer bytes than asked for
+ * (the object is shorter) is -EIO. */
 int s3_request(struct s3_client *c, const struct s3_request *rq, struct s3_response *rs);
 
-/* Like errno: the reason for the calling thread's last failure with rc,
- * or NULL. s3_client_clear_error() starts a new operation; the first
- * failure of an operation is the one kept. */
-const char *s3_client_error(const struct s3_client *c, int rc);
-void s3_client_clear_error(void);
-/* Records a reason for rc (unless one is kept already). */
-int s3_client_fail(const struct s3_client *c, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+/* Why the calling thread's last request failed: curl_req_error(c, rc),
+ * kept with curl_req_fail(c, ...) (curl_req.h). */
+
 /* The URL of key (NULL: the bucket), for messages. */
 void s3_client_url(const struct s3_client *c, const char *key, char *out, size_t len);
 

@@ -17,12 +17,11 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "curl_pool.h"
+#include "curl_req.h"
 #include "s3.h"
 
 #define BACKOFF_FIRST_MS 250
 #define BACKOFF_MAX_MS 15000
-#define ERROR_BODY_MAX (64u * 1024)
 
 struct s3_client {
 	char *base; /* URL of the prefix, ends with '/' */
@@ -34,54 +33,15 @@ struct s3_client {
 	char *ca_bundle;
 	const char *cred_source; /* for messages */
 	char cred_source_buf[300];
-	unsigned retries;
+	struct curl_retry retry;
 	struct curl_pool pool; /* connections and rate limits */
 	CURLSH *share;
 	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
 };
 
-/* ---- the calling thread's last failure (like errno) ---- */
-
-static __thread struct {
-	const struct s3_client *owner;
-	int rc;
-	char msg[448];
-} last_err;
-
-const char *s3_client_error(const struct s3_client *c, int rc)
-{
-	return last_err.owner == c && last_err.rc == rc ? last_err.msg : NULL;
-}
-
-void s3_client_clear_error(void)
-{
-	last_err.owner = NULL;
-}
-
-int s3_client_fail(const struct s3_client *c, int rc, const char *fmt, ...)
-{
-	if (last_err.owner)
-		return rc; /* the first failure of an operation is its cause */
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(last_err.msg, sizeof(last_err.msg), fmt, ap);
-	va_end(ap);
-	last_err.msg[strcspn(last_err.msg, "\r\n")] = '\0';
-	last_err.owner = c;
-	last_err.rc = rc;
-	return rc;
-}
-
 /* ---- set-up ---- */
 
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static CURLcode global_rc;
-
-static void global_init(void)
-{
-	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-	xmlInitParser();
-}
+static pthread_once_t xml_once = PTHREAD_ONCE_INIT;
 
 static void share_lock(CURL *h, curl_lock_data d, curl_lock_access a, void *opaque)
 {
@@ -100,28 +60,8 @@ static void share_unlock(CURL *h, curl_lock_data d, void *opaque)
 
 int s3_uri_encode(const char *s, bool keep_slash, struct buf *out)
 {
-	static const char hexd[] = "0123456789ABCDEF";
-	int rc = 0;
-	for (; rc == 0 && *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		bool plain = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-			     (ch >= '0' && ch <= '9') || strchr("-._~", ch) ||
-			     (keep_slash && ch == '/');
-		char esc[3] = { '%', hexd[ch >> 4], hexd[ch & 15] };
-		rc = plain ? buf_append(out, s, 1) : buf_append(out, esc, 3);
-	}
+	int rc = curl_req_url_encode(s, keep_slash, out);
 	return rc < 0 ? rc : buf_append(out, "", 1);
-}
-
-static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *str_printf(const char *fmt, ...)
-{
-	char *s = NULL;
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	return n < 0 ? NULL : s;
 }
 
 static void free_secret(char *s)
@@ -157,12 +97,12 @@ static int make_urls(struct s3_client *c, const struct s3_url *u, bool virtual_h
 	if (rc < 0)
 		return rc;
 	if (virtual_host) {
-		c->bucket_url = str_printf("%s://%s.%s/", u->scheme, u->bucket, u->hostport);
-		c->base = str_printf("%s://%s.%s/%s", u->scheme, u->bucket, u->hostport,
+		c->bucket_url = curl_req_printf("%s://%s.%s/", u->scheme, u->bucket, u->hostport);
+		c->base = curl_req_printf("%s://%s.%s/%s", u->scheme, u->bucket, u->hostport,
 				     (char *)prefix.p);
 	} else {
-		c->bucket_url = str_printf("%s://%s/%s", u->scheme, u->hostport, u->bucket);
-		c->base = str_printf("%s://%s/%s/%s", u->scheme, u->hostport, u->bucket,
+		c->bucket_url = curl_req_printf("%s://%s/%s", u->scheme, u->hostport, u->bucket);
+		c->base = curl_req_printf("%s://%s/%s/%s", u->scheme, u->hostport, u->bucket,
 				     (char *)prefix.p);
 	}
 	buf_free(&prefix);
@@ -171,8 +111,8 @@ static int make_urls(struct s3_client *c, const struct s3_url *u, bool virtual_h
 
 int s3_client_new(const struct s3_client_opts *o, struct s3_client **out)
 {
-	pthread_once(&global_once, global_init);
-	if (global_rc != CURLE_OK)
+	pthread_once(&xml_once, xmlInitParser);
+	if (curl_req_global_init() < 0)
 		return -ENOMEM;
 	struct s3_client *c = calloc(1, sizeof(*c));
 	if (!c)
@@ -180,15 +120,15 @@ int s3_client_new(const struct s3_client_opts *o, struct s3_client **out)
 	for (size_t i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&c->share_locks[i], NULL);
 	int pool_rc = curl_pool_init(&c->pool, o->connections, o->limit_upload, o->limit_download);
-	c->retries = o->retries;
+	c->retry = (struct curl_retry){ o->retries, BACKOFF_FIRST_MS, BACKOFF_MAX_MS };
 	snprintf(c->cred_source_buf, sizeof(c->cred_source_buf), "%s", o->creds->source);
 	c->cred_source = c->cred_source_buf;
 	c->bucket = strdup(o->url->bucket);
-	c->sigv4 = str_printf("aws:amz:%s:s3", o->region);
+	c->sigv4 = curl_req_printf("aws:amz:%s:s3", o->region);
 	c->access_key = strdup(o->creds->access_key);
 	c->secret_key = strdup(o->creds->secret_key);
 	if (o->creds->session_token)
-		c->token_header = str_printf("x-amz-security-token: %s", o->creds->session_token);
+		c->token_header = curl_req_printf("x-amz-security-token: %s", o->creds->session_token);
 	if (o->ca_bundle)
 		c->ca_bundle = strdup(o->ca_bundle);
 	c->share = curl_share_init();
@@ -222,75 +162,20 @@ void s3_client_url(const struct s3_client *c, const char *key, char *out, size_t
 	snprintf(out, len, "%s%s", key ? c->base : c->bucket_url, key ? key : "");
 }
 
-/* ---- one transfer ---- */
+/* ---- one request ---- */
 
-struct xfer {
+/* One attempt as S3 sees it: the options the core leaves to us and what
+ * the answer means. */
+struct s3_attempt {
 	struct s3_client *c;
-	CURL *h;
-	struct curl_paced paced;
 	const struct s3_request *rq;
-	size_t sent;
-	uint64_t skip; /* leading bytes to drop: a server that ignored Range */
 	struct s3_response *rs;
-	struct buf err_body;
-	bool overflow;
+	const char *url;
+	struct curl_slist *headers;
+	struct curl_xfer x;
+	int rc;
+	char why[300]; /* for the message when it is the last one */
 };
-
-static size_t on_read(char *p, size_t size, size_t n, void *opaque)
-{
-	struct xfer *x = opaque;
-	size_t left = x->rq->body_len - x->sent, k = MIN(left, size * n);
-	memcpy(p, (const uint8_t *)x->rq->body + x->sent, k);
-	x->sent += k;
-	return k;
-}
-
-static int on_seek(void *opaque, curl_off_t off, int origin)
-{
-	struct xfer *x = opaque;
-	if (origin != SEEK_SET || off < 0 || (uint64_t)off > x->rq->body_len)
-		return CURL_SEEKFUNC_CANTSEEK;
-	x->sent = (size_t)off;
-	return CURL_SEEKFUNC_OK;
-}
-
-static size_t on_write(char *p, size_t size, size_t n, void *opaque)
-{
-	struct xfer *x = opaque;
-	size_t len = size * n;
-	long status = 0;
-	curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
-	if (status < 200 || status > 299) {
-		size_t k = MIN(len, ERROR_BODY_MAX - MIN(x->err_body.len, ERROR_BODY_MAX));
-		return k && buf_append(&x->err_body, p, k) < 0 ? 0 : len;
-	}
-	const struct s3_request *rq = x->rq;
-	if (rq->has_range && status == 200) {
-		/* the whole object came: keep only the range */
-		uint64_t drop = MIN(x->skip, len);
-		x->skip -= drop;
-		p += drop;
-		len -= drop;
-		size_t room = rq->out_cap - x->rs->received;
-		size_t k = MIN(len, room);
-		memcpy((uint8_t *)rq->out + x->rs->received, p, k);
-		x->rs->received += k;
-		return size * n;
-	}
-	if (rq->out) {
-		if (len > rq->out_cap - x->rs->received) {
-			x->overflow = true;
-			return 0;
-		}
-		memcpy((uint8_t *)rq->out + x->rs->received, p, len);
-		x->rs->received += len;
-		return len;
-	}
-	if (rq->out_buf && buf_append(rq->out_buf, p, len) < 0)
-		return 0;
-	x->rs->received += len;
-	return len;
-}
 
 /* Copies the value of header `name` (with its colon) when line is it. */
 static void header_value(const char *line, size_t len, const char *name, char *out,
@@ -310,12 +195,12 @@ static void header_value(const char *line, size_t len, const char *name, char *o
 
 static size_t on_header(char *p, size_t size, size_t n, void *opaque)
 {
-	struct xfer *x = opaque;
+	struct s3_response *rs = opaque;
 	size_t len = size * n;
-	header_value(p, len, "etag:", x->rs->etag, sizeof(x->rs->etag));
-	header_value(p, len, "x-amz-version-id:", x->rs->version_id, sizeof(x->rs->version_id));
-	header_value(p, len, "x-amz-object-lock-retain-until-date:", x->rs->retain_until,
-		     sizeof(x->rs->retain_until));
+	header_value(p, len, "etag:", rs->etag, sizeof(rs->etag));
+	header_value(p, len, "x-amz-version-id:", rs->version_id, sizeof(rs->version_id));
+	header_value(p, len, "x-amz-object-lock-retain-until-date:", rs->retain_until,
+		     sizeof(rs->retain_until));
 	return len;
 }
 
@@ -331,15 +216,15 @@ static int body_headers(const struct s3_request *rq, char sha_hdr[100], char md5
 {
 	uint8_t sha[32], md5[16];
 	char hex[65];
-	const void *body = rq->body ? rq->body : "";
-	if (!EVP_Digest(body, rq->body_len, sha, NULL, EVP_sha256(), NULL))
+	const void *body = rq->io.body ? rq->io.body : "";
+	if (!EVP_Digest(body, rq->io.body_len, sha, NULL, EVP_sha256(), NULL))
 		return -ENOMEM;
 	hex_encode(sha, sizeof(sha), hex);
 	snprintf(sha_hdr, 100, "x-amz-content-sha256: %s", hex);
 	md5_hdr[0] = '\0';
-	if (rq->body) {
+	if (rq->io.body) {
 		char b64[32];
-		if (!EVP_Digest(body, rq->body_len, md5, NULL, EVP_md5(), NULL))
+		if (!EVP_Digest(body, rq->io.body_len, md5, NULL, EVP_md5(), NULL))
 			return -ENOMEM;
 		EVP_EncodeBlock((unsigned char *)b64, md5, sizeof(md5));
 		snprintf(md5_hdr, 64, "Content-MD5: %s", b64);
@@ -352,98 +237,45 @@ static void slist_freep(struct curl_slist **l)
 	curl_slist_free_all(*l);
 }
 
-static int setup(struct s3_client *c, struct xfer *x, const char *url,
-		 struct curl_slist *headers, char *errbuf)
+/* What the core leaves to S3: signing, the share, headers, the method. */
+static CURLcode s3_options(CURL *h, void *opaque)
 {
-	const struct s3_request *rq = x->rq;
-	CURL *h = x->h;
+	struct s3_attempt *a = opaque;
+	const struct s3_client *c = a->c;
+	const char *method = a->rq->method;
 	CURLcode e = CURLE_OK;
 #define SET(opt, val) (e = e ? e : curl_easy_setopt(h, opt, val))
-	SET(CURLOPT_URL, url);
 	SET(CURLOPT_SHARE, c->share);
-	SET(CURLOPT_PROTOCOLS_STR, "http,https");
 	SET(CURLOPT_AWS_SIGV4, c->sigv4);
 	SET(CURLOPT_USERNAME, c->access_key);
 	SET(CURLOPT_PASSWORD, c->secret_key);
-	SET(CURLOPT_HTTPHEADER, headers);
-	SET(CURLOPT_WRITEFUNCTION, on_write);
-	SET(CURLOPT_WRITEDATA, x);
+	SET(CURLOPT_HTTPHEADER, a->headers);
 	SET(CURLOPT_HEADERFUNCTION, on_header);
-	SET(CURLOPT_HEADERDATA, x);
+	SET(CURLOPT_HEADERDATA, a->rs);
 	if (c->ca_bundle)
 		SET(CURLOPT_CAINFO, c->ca_bundle);
-	e = e ? e : curl_pool_transport(&c->pool, h, errbuf, &x->paced);
-	if (!strcmp(rq->method, "HEAD")) {
-		SET(CURLOPT_NOBODY, 1L);
-	} else if (!strcmp(rq->method, "PUT")) {
-		SET(CURLOPT_UPLOAD, 1L);
-		SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)rq->body_len);
-	} else if (!strcmp(rq->method, "POST")) {
+	if (!strcmp(method, "POST")) {
 		SET(CURLOPT_POST, 1L);
-		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
-	} else if (strcmp(rq->method, "GET")) {
-		SET(CURLOPT_CUSTOMREQUEST, rq->method);
-	}
-	if (rq->body) {
-		SET(CURLOPT_READFUNCTION, on_read);
-		SET(CURLOPT_READDATA, x);
-		SET(CURLOPT_SEEKFUNCTION, on_seek);
-		SET(CURLOPT_SEEKDATA, x);
+		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)a->rq->io.body_len);
+	} else if (strcmp(method, "GET") && strcmp(method, "HEAD") && strcmp(method, "PUT")) {
+		SET(CURLOPT_CUSTOMREQUEST, method);
 	}
 #undef SET
-	return e == CURLE_OK ? 0 : e == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;
+	return e;
 }
 
 /* ---- outcomes ---- */
 
-enum outcome { DONE, RETRY, FAIL };
-
-static bool transient_curl(CURLcode e)
+/* S3's error codes that pass when tried again, whatever the status. */
+static bool transient_code(const char *code)
 {
-	switch (e) {
-	case CURLE_COULDNT_CONNECT:
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_OPERATION_TIMEDOUT:
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-	case CURLE_GOT_NOTHING:
-	case CURLE_PARTIAL_FILE:
-	case CURLE_SSL_CONNECT_ERROR:
-	case CURLE_HTTP2:
-	case CURLE_HTTP2_STREAM:
-		return true;
-	default:
-		return false;
-	}
-}
-
-static int curl_errno(CURLcode e)
-{
-	switch (e) {
-	case CURLE_COULDNT_CONNECT: return -ECONNREFUSED;
-	case CURLE_COULDNT_RESOLVE_HOST: return -EHOSTUNREACH;
-	case CURLE_OPERATION_TIMEDOUT: return -ETIMEDOUT;
-	case CURLE_OUT_OF_MEMORY: return -ENOMEM;
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-	case CURLE_GOT_NOTHING: return -ECONNRESET;
-	case CURLE_PEER_FAILED_VERIFICATION:
-	case CURLE_SSL_CACERT_BADFILE:
-	case CURLE_SSL_CONNECT_ERROR: return -EPROTO;
-	default: return -EIO;
-	}
-}
-
-static bool transient_code(long status, const char *code)
-{
-	return status >= 500 || status == 429 || !strcmp(code, "SlowDown") ||
-	       !strcmp(code, "RequestTimeout") || !strcmp(code, "BadDigest") ||
-	       !strcmp(code, "XAmzContentSHA256Mismatch") || !strcmp(code, "InternalError");
+	return !strcmp(code, "SlowDown") || !strcmp(code, "RequestTimeout") ||
+	       !strcmp(code, "BadDigest") || !strcmp(code, "XAmzContentSHA256Mismatch") ||
+	       !strcmp(code, "InternalError");
 }
 
 /* What a non-2xx status means to cairn, with the words to say it. */
-static int status_errno(const struct s3_client *c, long status, const char *code,
-			const char **hint)
+static int status_errno(long status, const char *code, const char **hint)
 {
 	*hint = "";
 	if (!strcmp(code, "NoSuchBucket")) {
@@ -462,101 +294,62 @@ static int status_errno(const struct s3_client *c, long status, const char *code
 		*hint = "this host's clock is off";
 		return -EACCES;
 	}
-	(void)c;
-	switch (status) {
-	case 401:
-	case 403:
+	if (status == 401 || status == 403)
 		*hint = *code ? "the credentials may not do this" : "access denied";
-		return -EACCES;
-	case 404: return -ENOENT;
-	case 416: return -EIO; /* a range beyond the end: a short object */
-	case 400: return -EINVAL;
-	default: return -EIO;
-	}
+	return curl_req_status_errno(status);
 }
 
-static void backoff(unsigned attempt)
+/* The verdict on the attempt in a->x, with a->rc and a->why. */
+static int judge(struct s3_attempt *a)
 {
-	curl_pool_backoff(attempt, BACKOFF_FIRST_MS, BACKOFF_MAX_MS);
-}
-
-struct attempt {
-	enum outcome outcome;
-	int rc;
-	char why[300]; /* for the message when it is the last one */
-};
-
-static void judge(const struct s3_client *c, struct xfer *x, CURLcode e, const char *errbuf,
-		  struct attempt *a)
-{
-	const struct s3_request *rq = x->rq;
-	long status = x->rs->status;
+	struct curl_xfer *x = &a->x;
+	const struct s3_request *rq = a->rq;
+	const struct buf *out = rq->io.out_buf;
 	char code[64] = "", msg[160] = "";
-	if (e != CURLE_OK) {
-		a->outcome = transient_curl(e) ? RETRY : FAIL;
-		a->rc = x->overflow ? -EIO : curl_errno(e);
+	a->rs->status = x->status;
+	a->rs->received = x->received;
+	a->rs->length = x->length > 0 ? (uint64_t)x->length : 0;
+	a->rc = 0;
+	if (x->e != CURLE_OK || x->overflow) {
+		a->rc = x->overflow ? -EREMOTEIO : curl_req_errno(x->e);
 		snprintf(a->why, sizeof(a->why), "%s", x->overflow ? "the server sent more than asked for"
-						     : *errbuf ? errbuf : curl_easy_strerror(e));
-		return;
+						     : *x->errbuf ? x->errbuf : curl_easy_strerror(x->e));
+		return (int)curl_xfer_verdict(x);
 	}
-	bool ok = status >= 200 && status <= 299;
 	/* CompleteMultipartUpload may answer 200 with an error document */
-	if (ok && !strcmp(rq->method, "POST") && rq->out_buf &&
-	    s3_xml_error(rq->out_buf->p, rq->out_buf->len, code, sizeof(code), msg, sizeof(msg)) == 0)
-		ok = false, status = 500;
-	if (ok && rq->has_range && x->rs->received != rq->range_len) {
-		a->outcome = FAIL;
-		a->rc = -EIO; /* short read: the object ends before the range */
-		snprintf(a->why, sizeof(a->why), "short read (%zu of %zu bytes)", x->rs->received,
-			 rq->range_len);
-		return;
-	}
-	if (ok) {
-		a->outcome = DONE;
-		a->rc = 0;
-		return;
+	if (x->status >= 200 && x->status <= 299 && !strcmp(rq->method, "POST") && out &&
+	    s3_xml_error(out->p, out->len, code, sizeof(code), msg, sizeof(msg)) == 0)
+		x->status = 500;
+	int verdict = (int)curl_xfer_verdict(x);
+	if (verdict == CURL_DONE)
+		return verdict;
+	if (x->status >= 200 && x->status <= 299) {
+		a->rc = -EIO; /* a short object: it ends before the range */
+		snprintf(a->why, sizeof(a->why), "short read (%zu of %zu bytes)", x->received,
+			 rq->io.range_len);
+		return verdict;
 	}
 	if (!*code)
 		s3_xml_error(x->err_body.p, x->err_body.len, code, sizeof(code), msg, sizeof(msg));
 	const char *hint;
-	a->rc = status_errno(c, status, code, &hint);
-	a->outcome = transient_code(status, code) ? RETRY : FAIL;
-	snprintf(a->why, sizeof(a->why), "HTTP %ld%s%s%s%s%s%s", status, *code ? " " : "", code,
+	a->rc = status_errno(x->status, code, &hint);
+	snprintf(a->why, sizeof(a->why), "HTTP %ld%s%s%s%s%s%s", x->status, *code ? " " : "", code,
 		 *hint ? ": " : "", hint, *msg && !*hint ? ": " : "", *hint ? "" : msg);
+	return transient_code(code) ? (int)CURL_RETRY : verdict;
 }
 
-static int perform(struct s3_client *c, const struct s3_request *rq, struct s3_response *rs,
-		   const char *url, struct curl_slist *headers, struct attempt *a)
+static int attempt(void *opaque)
 {
-	char errbuf[CURL_ERROR_SIZE] = "";
-	CURL *h = curl_pool_get(&c->pool);
-	if (!h)
-		return -ENOMEM;
-	struct xfer x = { .c = c, .h = h, .rq = rq, .rs = rs, .skip = rq->range_off };
-	memset(rs, 0, sizeof(*rs));
-	if (rq->out_buf)
-		rq->out_buf->len = 0;
-	int rc = setup(c, &x, url, headers, errbuf);
-	if (rc == 0 && rq->has_range) {
-		char range[64];
-		snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)rq->range_off,
-			 (unsigned long long)(rq->range_off + rq->range_len - 1));
-		rc = curl_easy_setopt(h, CURLOPT_RANGE, range) ? -ENOMEM : 0;
-	}
-	if (rc == 0) {
-		CURLcode e = curl_easy_perform(h);
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &rs->status);
-		curl_off_t cl = -1;
-		curl_easy_getinfo(h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
-		rs->length = cl > 0 ? (uint64_t)cl : 0;
-		judge(c, &x, e, errbuf, a);
-	}
-	/* the easy handle keeps pointers to these until the next reset */
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-	curl_pool_put(&c->pool, h);
-	buf_free(&x.err_body);
-	return rc;
+	struct s3_attempt *a = opaque;
+	const char *method = a->rq->method;
+	struct curl_req cr = { .protocols = "http,https", .http = true,
+			       .nobody = !strcmp(method, "HEAD"), .upload = !strcmp(method, "PUT"),
+			       .io = &a->rq->io, .options = s3_options, .opaque = a };
+	memset(a->rs, 0, sizeof(*a->rs));
+	int rc = curl_xfer_run(&a->c->pool, &cr, a->url, &a->x);
+	int verdict = rc < 0 ? rc : judge(a);
+	curl_xfer_free(&a->x);
+	return verdict;
 }
 
 int s3_request(struct s3_client *c, const struct s3_request *rq, struct s3_response *rs)
@@ -569,14 +362,14 @@ int s3_request(struct s3_client *c, const struct s3_request *rq, struct s3_respo
 	if (rc == 0)
 		rc = body_headers(rq, sha_hdr, md5_hdr);
 	if (rc == 0) {
-		url = str_printf("%s%s%s%s", rq->key ? c->base : c->bucket_url,
+		url = curl_req_printf("%s%s%s%s", rq->key ? c->base : c->bucket_url,
 				 rq->key ? (char *)key.p : "", rq->query ? "?" : "",
 				 rq->query ? rq->query : "");
 		rc = url ? 0 : -ENOMEM;
 	}
 	buf_free(&key);
 	const char *extra[] = { sha_hdr, md5_hdr, c->token_header,
-				rq->body ? (strcmp(rq->method, "POST") ? "Content-Type: application/octet-stream"
+				rq->io.body ? (strcmp(rq->method, "POST") ? "Content-Type: application/octet-stream"
 								       : "Content-Type: application/xml")
 					 : NULL };
 	for (size_t i = 0; rc == 0 && i < ARRAY_SIZE(extra); i++) {
@@ -596,26 +389,20 @@ int s3_request(struct s3_client *c, const struct s3_request *rq, struct s3_respo
 			headers = l;
 	}
 	if (rc < 0)
-		return s3_client_fail(c, rc, "%s %s: out of memory", rq->method, rq->key ? rq->key : "");
+		return curl_req_fail(c, rc, "%s %s: out of memory", rq->method, rq->key ? rq->key : "");
 
-	char where[600];
+	char where[600], what[620];
 	s3_client_url(c, rq->key, where, sizeof(where)); /* no query: it may hold an upload id */
-	struct attempt a = { 0 };
-	unsigned tries = 0;
-	do {
-		if (tries)
-			backoff(tries);
-		tries++;
-		if ((rc = perform(c, rq, rs, url, headers, &a)) < 0)
-			return s3_client_fail(c, rc, "%s %s: cannot set up the request", rq->method,
-					      where);
-	} while (a.outcome == RETRY && tries <= c->retries);
-	if (a.outcome == DONE)
-		return 0;
+	snprintf(what, sizeof(what), "%s %s", rq->method, where);
+	struct s3_attempt a = { .c = c, .rq = rq, .rs = rs, .url = url, .headers = headers };
+	unsigned tries;
+	int verdict = curl_req_retry(c, what, &c->retry, attempt, &a, &tries);
+	if (verdict <= 0) /* CURL_DONE, or it could not be set up */
+		return verdict;
 	if (a.rc == -ENOENT && rs->status == 404 && strcmp(rq->method, "POST"))
 		return -ENOENT; /* a missing object is an answer, not a failure */
 	char after[48] = "";
 	if (tries > 1)
 		snprintf(after, sizeof(after), " (%u attempts)", tries);
-	return s3_client_fail(c, a.rc, "%s %s: %s%s", rq->method, where, a.why, after);
+	return curl_req_fail(c, a.rc, "%s: %s%s", what, a.why, after);
 }

@@ -1,4 +1,4 @@
-/* Unit tests for repo/sftp_url.c: restic's SFTP URL forms, and the strict
+/* Unit tests for repo/transport/sftp_url.c: restic's SFTP URL forms, and the strict
  * refusal (one line naming the URL and the expected forms) of the rest. */
 #include <errno.h>
 #include <setjmp.h>
