@@ -4,7 +4,9 @@
  *
  * A pool of at most `connections` curl easy handles: each keeps its SSH
  * session open between operations (a login costs several round trips and
- * a key exchange), and a thread takes one handle per operation. Only key
+ * a key exchange), and a thread takes one handle per operation. Requests
+ * and their retries go through the request core (curl_req.h); a ranged
+ * read is one request, pipelined by libssh2 (read_buffer()). Only key
  * authentication is offered, and the server's host key must be in
  * known_hosts: anything else is refused with the key's fingerprint.
  *
@@ -19,9 +21,7 @@
 #include <errno.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <pthread.h>
 #include <pwd.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -153,7 +153,8 @@ static char *request_url(const struct sftp_backend *s, const struct request *rq)
  * asks for up to three buffers past the end of a range (the answers are
  * dropped): a buffer of a sixteenth of a range reads it in about four
  * round trips and wastes under a fifth of it. A whole file ends where the
- * reads do: the largest buffer. */
+ * reads do: the largest buffer. Measured through a 25 ms (one way) delay:
+ * an 8 MiB range took 0.45 s, 8.2 s with curl's 16 KiB default. */
 #define READ_BUFFER_MIN 16384L
 #define READ_BUFFER_MAX (512L * 1024)
 

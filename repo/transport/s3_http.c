@@ -6,14 +6,14 @@
  * The handles share DNS and TLS sessions. curl signs every request
  * (CURLOPT_AWS_SIGV4) with the payload hash we compute and send as
  * x-amz-content-sha256; PUT and POST bodies also carry Content-MD5, so the
- * server refuses (BadDigest) what arrived damaged and we send it again. */
+ * server refuses (BadDigest) what arrived damaged and we send it again.
+ * The transfer, its retries and errno come from the request core
+ * (curl_req.h); this file adds S3's options and reads S3's answers. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <libxml/parser.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
 
