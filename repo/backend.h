@@ -26,8 +26,8 @@ struct cairn_backend_ops {
 	/* len bytes of name from off into out, in one request on a remote
 	 * store, its transient failures (5xx, resets, timeouts) retried with
 	 * backoff. -ENOENT: no such object; -EIO: the object ends before
-	 * off + len (and only then); any other negative errno: the store
-	 * failed (cairn_backend_error() says how). */
+	 * off + len (a remote store means nothing else by it); any other
+	 * negative errno: the store failed (cairn_backend_error() says how). */
 	int (*get_range)(struct cairn_backend *b, const char *name,
 			 uint64_t off, size_t len, void *out);
 	int (*stat)(struct cairn_backend *b, const char *name, uint64_t *size);
