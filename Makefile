@@ -80,7 +80,7 @@ build/asan/tests/%: tests/unit/%.c tests/unit/helpers.h $(LIB_SRC:%.c=build/asan
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) $(PKG_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS) -lcmocka
 
-build/tsan/%.o: %.c $(wildcard */*.h)
+build/tsan/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(TSAN_FLAGS) $(PKG_CFLAGS) -c -o $@ $<
 
