@@ -170,27 +170,25 @@ static int s3_put(struct cairn_backend *b, const char *name, const void *data, s
 	return s3_put_multipart(s, name, data, len);
 }
 
+/* A GET of name (a GET's whole answer or a range, as io says). */
+static int s3_get_io(struct cairn_backend *b, const char *name, struct curl_io io)
+{
+	struct s3_request rq = { .method = "GET", .key = name, .io = io };
+	struct s3_response rs;
+	return s3_request(to_s3(b)->client, &rq, &rs);
+}
+
 static int s3_get(struct cairn_backend *b, const char *name, struct buf *out)
 {
 	curl_req_clear_error();
-	struct s3_request rq = { .method = "GET", .key = name, .io.out_buf = out };
-	struct s3_response rs;
-	out->len = 0;
-	int rc = s3_request(to_s3(b)->client, &rq, &rs);
-	/* room for a terminating NUL, as the local backend leaves */
-	return rc < 0 ? rc : buf_reserve(out, 1);
+	return curl_io_whole_done(s3_get_io(b, name, curl_io_whole(out)), out);
 }
 
 static int s3_get_range(struct cairn_backend *b, const char *name, uint64_t off, size_t len,
 			void *out)
 {
 	curl_req_clear_error();
-	if (!len)
-		return 0;
-	struct s3_request rq = { .method = "GET", .key = name, .io.has_range = true,
-				 .io.range_off = off, .io.range_len = len, .io.out = out, .io.out_cap = len };
-	struct s3_response rs;
-	return s3_request(to_s3(b)->client, &rq, &rs);
+	return len ? s3_get_io(b, name, curl_io_range(off, len, out)) : 0;
 }
 
 static int s3_stat(struct cairn_backend *b, const char *name, uint64_t *size)

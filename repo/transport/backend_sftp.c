@@ -440,27 +440,25 @@ static int sftp_put(struct cairn_backend *b, const char *name, const void *data,
 	return rc;
 }
 
+/* A download of name (the whole file or a range, as io says). */
+static int sftp_download(struct cairn_backend *b, const char *name, struct curl_io io)
+{
+	struct request rq = { .verb = "download", .name = name, .io = io };
+	struct curl_xfer o;
+	return run(to_sftp(b), &rq, &o);
+}
+
 static int sftp_get(struct cairn_backend *b, const char *name, struct buf *out)
 {
 	curl_req_clear_error();
-	struct request rq = { .verb = "download", .name = name, .io.out_buf = out };
-	struct curl_xfer o;
-	out->len = 0;
-	int rc = run(to_sftp(b), &rq, &o);
-	/* room for a terminating NUL, as the local backend leaves */
-	return rc < 0 ? rc : buf_reserve(out, 1);
+	return curl_io_whole_done(sftp_download(b, name, curl_io_whole(out)), out);
 }
 
 static int sftp_get_range(struct cairn_backend *b, const char *name, uint64_t off, size_t len,
 			  void *out)
 {
 	curl_req_clear_error();
-	if (!len)
-		return 0;
-	struct request rq = { .verb = "download", .name = name, .io.has_range = true,
-			      .io.range_off = off, .io.range_len = len, .io.out = out, .io.out_cap = len };
-	struct curl_xfer o;
-	return run(to_sftp(b), &rq, &o);
+	return len ? sftp_download(b, name, curl_io_range(off, len, out)) : 0;
 }
 
 /* The modification time of an ls -l line, from its MONTH DAY TIME|YEAR

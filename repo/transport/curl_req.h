@@ -45,6 +45,26 @@ struct curl_io {
 	struct buf *out_buf;
 };
 
+/* A ranged read's io: len bytes of the object from off into out. */
+static inline struct curl_io curl_io_range(uint64_t off, size_t len, void *out)
+{
+	return (struct curl_io){ .has_range = true, .range_off = off, .range_len = len,
+				 .out = out, .out_cap = len };
+}
+
+/* A whole object's io: into out, emptied first. curl_io_whole_done()
+ * then leaves room for a NUL after it, as the local backend does. */
+static inline struct curl_io curl_io_whole(struct buf *out)
+{
+	out->len = 0;
+	return (struct curl_io){ .out_buf = out };
+}
+
+static inline int curl_io_whole_done(int rc, struct buf *out)
+{
+	return rc < 0 ? rc : buf_reserve(out, 1);
+}
+
 /* One request as the core runs it. */
 struct curl_req {
 	const char *protocols; /* "http,https", "sftp" */
