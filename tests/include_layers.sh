@@ -13,7 +13,7 @@ check() { # DIR ALLOWED-REGEX
 	return 0
 }
 check base 'base'
-check repo 'base|repo'
+check repo 'base|repo|transport'
 for wing in agent restore replicate; do
 	check $wing "base|repo|$wing"
 done
