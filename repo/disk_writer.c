@@ -178,7 +178,15 @@ void cairn_disk_writer_stats(const struct cairn_disk_writer *dw,
 	};
 }
 
+/* Worker threads ask while others may be recording a failure: the text is
+ * copied under the lock into the calling thread's buffer, as
+ * cairn_repo_error does. */
 const char *cairn_disk_writer_error(const struct cairn_disk_writer *dw)
 {
-	return dw->err;
+	static _Thread_local char line[sizeof(dw->err)];
+	struct cairn_disk_writer *m = (struct cairn_disk_writer *)dw; /* the lock only */
+	pthread_mutex_lock(&m->lock);
+	memcpy(line, dw->err, sizeof(line));
+	pthread_mutex_unlock(&m->lock);
+	return line;
 }

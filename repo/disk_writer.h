@@ -72,7 +72,8 @@ struct cairn_disk_writer_stats {
 /* Counters so far (exact once no slot is being given). */
 void cairn_disk_writer_stats(const struct cairn_disk_writer *dw,
 			     struct cairn_disk_writer_stats *out);
-/* The first failure's reason ("" when none). */
+/* The first failure's reason ("" when none). Safe from any thread: the
+ * text is the calling thread's copy, valid until its next call. */
 const char *cairn_disk_writer_error(const struct cairn_disk_writer *dw);
 
 #endif
