@@ -10,6 +10,7 @@
 
 #include "base/pipeline.h"
 #include "repo/repo.h"
+#include "repo/snapshot_build.h"
 
 /* A readable disk. Reads of ranges without data return zeros. */
 struct cairn_source;
@@ -27,6 +28,11 @@ const char *cairn_source_format(const struct cairn_source *s);
 /* True when [off, off+len) may hold non-zero data. */
 bool cairn_source_has_data(const struct cairn_source *s, uint64_t off,
 			   uint64_t len);
+/* From off (< size): the length of the next run that is all without
+ * data (*data false: reads as zeros) or all possibly with data (*data
+ * true), ending where that changes or at the end of the disk. A walk by
+ * extents costs what the data costs, not the virtual size. */
+uint64_t cairn_source_extent(const struct cairn_source *s, uint64_t off, bool *data);
 int cairn_source_read(struct cairn_source *s, void *buf, size_t len,
 		      uint64_t off, char *err, size_t errlen);
 /* A disk of a running guest: the NBD export of a libvirt pull-mode backup
@@ -40,6 +46,10 @@ bool cairn_source_has_dirty_map(const struct cairn_source *s);
 /* True when [off, off+len) changed since the checkpoint (always true
  * without a dirty map). */
 bool cairn_source_changed(const struct cairn_source *s, uint64_t off, uint64_t len);
+/* From off (< size): the length of the next run that is all changed
+ * (*changed) or all unchanged since the checkpoint, as the dirty map says
+ * (without one, the whole rest of the disk changed). */
+uint64_t cairn_source_changed_extent(const struct cairn_source *s, uint64_t off, bool *changed);
 /* Fails with -ESTALE when the disk changed size since it was opened. */
 int cairn_source_recheck(struct cairn_source *s, char *err, size_t errlen);
 
@@ -78,16 +88,11 @@ struct cairn_backup_result {
 	uint64_t new_bytes; /* bytes added to packs */
 };
 
-/* Building blocks of a backup: start a snapshot (name, host, time, tags,
- * room for ndisks), add its disks, then run: every disk is read from its
- * source (unchanged chunks of a source with a dirty map are taken from
- * prev[i], the same disk in the previous snapshot, with its map loaded)
- * and the snapshot is saved. */
-int cairn_snapshot_begin(struct cairn_snapshot *s, const char *source,
-			 const struct cairn_backup_opts *o, size_t ndisks);
-int cairn_snapshot_add_disk(struct cairn_snapshot *s, struct cairn_repo *r,
-			    const char *name, const char *path,
-			    const struct cairn_source *src);
+/* Building blocks of a backup: start a snapshot and add its disks
+ * (repo/snapshot_build.h), then run: every disk is read from its source
+ * (unchanged chunks of a source with a dirty map are taken from prev[i],
+ * the same disk in the previous snapshot, with its map loaded) and the
+ * snapshot is saved. */
 int cairn_backup_run(struct cairn_repo *r, struct cairn_snapshot *s,
 		     struct cairn_source *const *srcs, const struct cairn_disk *const *prev,
 		     const struct cairn_backup_opts *o, struct cairn_backup_result *res,

@@ -327,7 +327,8 @@ int cairn_backup_domain(struct cairn_repo *r, const struct cairn_domain_opts *o,
 	size_t nsel = 0;
 	for (size_t i = 0; rc == 0 && i < j.ndisks; i++)
 		nsel += j.disks[i].selected;
-	if (rc == 0 && (rc = cairn_snapshot_begin(s, "domain", &o->backup, nsel)) < 0)
+	if (rc == 0 && (rc = cairn_snapshot_begin(s, o->backup.name, "domain", o->backup.tags,
+						     o->backup.ntags, nsel)) < 0)
 		set_err(err, errlen, rc, "out of memory");
 	if (rc == 0 && !(s->domain_xml = strdup(j.xml)))
 		rc = -ENOMEM;

@@ -289,14 +289,11 @@ static int open_exports(struct live *l, struct cairn_snapshot *s, const struct c
 		snprintf(label, sizeof(label), "%s disk %s", j->o->domain, d->target);
 		rc = cairn_source_open_export(l->sock, d->target, pd ? bitmap : NULL, label,
 					      &srcs[k], j->err, j->errlen);
-		if (rc == 0 && (rc = cairn_snapshot_add_disk(s, j->r, d->target, d->path, srcs[k])) < 0)
+		if (rc == 0 && (rc = cairn_snapshot_add_disk(s, j->r, d->target, d->path, d->format,
+							     cairn_source_size(srcs[k]))) < 0)
 			set_err(j->err, j->errlen, rc, "out of memory");
-		if (rc == 0) {
-			free(s->disks[k].format);
-			if (!(s->disks[k].format = strdup(d->format)))
-				rc = -ENOMEM;
+		if (rc == 0)
 			prev[k] = pd;
-		}
 	}
 	return rc;
 }

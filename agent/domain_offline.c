@@ -254,7 +254,9 @@ int domain_backup_offline(struct domain_job *j, struct cairn_snapshot *s,
 		size_t k = s->ndisks;
 		rc = open_disk(&f, i, &srcs[k], &prev[k]);
 		if (rc == 0 && (rc = cairn_snapshot_add_disk(s, j->r, j->disks[i].target,
-							     j->disks[i].path, srcs[k])) < 0)
+							     j->disks[i].path,
+							     cairn_source_format(srcs[k]),
+							     cairn_source_size(srcs[k]))) < 0)
 			set_err(j->err, j->errlen, rc, "out of memory");
 	}
 	if (rc == 0 && last) {

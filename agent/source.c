@@ -52,6 +52,10 @@ const char *cairn_source_format(const struct cairn_source *s) { return s->format
 
 static int add_extent(struct extent_list *l, uint64_t start, uint64_t end)
 {
+	/* a walk may describe again what it already covered: keep the list
+	 * sorted and without overlaps */
+	if (l->n)
+		start = MAX(start, l->v[l->n - 1].end);
 	if (start >= end)
 		return 0;
 	if (l->n && l->v[l->n - 1].end == start) {
@@ -64,9 +68,9 @@ static int add_extent(struct extent_list *l, uint64_t start, uint64_t end)
 	return 0;
 }
 
-static bool overlaps(const struct extent_list *l, uint64_t off, uint64_t len)
+/* The first extent ending after off (l->n when none). */
+static size_t extent_after(const struct extent_list *l, uint64_t off)
 {
-	/* first extent ending after off */
 	size_t lo = 0, hi = l->n;
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
@@ -75,7 +79,37 @@ static bool overlaps(const struct extent_list *l, uint64_t off, uint64_t len)
 		else
 			hi = mid;
 	}
-	return lo < l->n && l->v[lo].start < off + len;
+	return lo;
+}
+
+static bool overlaps(const struct extent_list *l, uint64_t off, uint64_t len)
+{
+	size_t i = extent_after(l, off);
+	return i < l->n && l->v[i].start < off + len;
+}
+
+/* From off: the length of the run that is all inside extents of l (*in)
+ * or all outside them, up to size. */
+static uint64_t run_at(const struct extent_list *l, uint64_t size, uint64_t off, bool *in)
+{
+	size_t i = extent_after(l, off);
+	*in = i < l->n && l->v[i].start <= off;
+	uint64_t end = i == l->n ? size : *in ? l->v[i].end : l->v[i].start;
+	return MIN(end, size) - off;
+}
+
+uint64_t cairn_source_extent(const struct cairn_source *s, uint64_t off, bool *data)
+{
+	return run_at(&s->data, s->size, off, data);
+}
+
+uint64_t cairn_source_changed_extent(const struct cairn_source *s, uint64_t off, bool *changed)
+{
+	if (!s->has_dirty) {
+		*changed = true;
+		return s->size - off;
+	}
+	return run_at(&s->dirty, s->size, off, changed);
 }
 
 bool cairn_source_has_data(const struct cairn_source *s, uint64_t off, uint64_t len)
@@ -346,6 +380,25 @@ static int ahead_wait(struct nbd_handle *nbd, struct ahead *a)
 	return done == 1 ? 0 : -1;
 }
 
+/* The next chunk from off (chunk-aligned) on that holds data and (with a
+ * dirty map) changed, skipping holes and unchanged ranges run by run;
+ * s->size when none. */
+static uint64_t next_wanted(const struct cairn_source *s, uint64_t off, size_t chunk)
+{
+	while (off < s->size) {
+		uint64_t len = MIN((uint64_t)chunk, s->size - off), run;
+		bool in;
+		if (!cairn_source_has_data(s, off, len))
+			run = run_at(&s->data, s->size, off, &in);
+		else if (!cairn_source_changed(s, off, len))
+			run = run_at(&s->dirty, s->size, off, &in);
+		else
+			return off;
+		off += MAX(run / chunk, 1) * chunk;
+	}
+	return s->size;
+}
+
 /* Keeps AHEAD chunks in flight past `after`: the ones a backup reads next,
  * which hold data and (with a dirty map) changed. */
 static void ahead_fill(struct cairn_source *s, uint64_t after, size_t chunk)
@@ -354,16 +407,11 @@ static void ahead_fill(struct cairn_source *s, uint64_t after, size_t chunk)
 	for (struct ahead *a = s->ahead; a < s->ahead + AHEAD; a++) {
 		if (a->cookie)
 			continue;
-		uint64_t off = s->ahead_next;
-		size_t len = 0;
-		for (; off < s->size; off += chunk) {
-			len = (size_t)MIN((uint64_t)chunk, s->size - off);
-			if (cairn_source_has_data(s, off, len) && cairn_source_changed(s, off, len))
-				break;
-		}
+		uint64_t off = next_wanted(s, s->ahead_next, chunk);
 		s->ahead_next = off + chunk;
 		if (off >= s->size)
 			return;
+		size_t len = (size_t)MIN((uint64_t)chunk, s->size - off);
 		if (a->cap < len) {
 			uint8_t *b = realloc(a->buf, len);
 			if (!b)

@@ -9,6 +9,8 @@
 #include <xxhash.h>
 
 #include "base/pipeline.h"
+#include "repo/disk.h"
+#include "repo/disk_writer.h"
 #include "transcode.h"
 
 /* A source snapshot and its copy in dst: the reference for the next
@@ -20,8 +22,6 @@ struct pair {
 struct tc_slot {
 	uint8_t *buf; /* one destination chunk */
 	uint8_t *sbuf; /* one source chunk */
-	cairn_id id;
-	size_t len;
 };
 
 /* One disk being copied. */
@@ -30,19 +30,18 @@ struct tc_disk {
 	struct cairn_writer *w;
 	const struct cairn_replicate_opts *o;
 	struct cairn_disk *sd; /* source disk, map loaded */
-	struct cairn_disk *psd, *pdd; /* the previous pair's disk of that name, or NULL */
+	/* the previous pair's disk of that name, when its slots can be
+	 * reused (same size and chunk sizes, maps loaded), else NULL */
+	struct cairn_disk *psd, *pdd;
 	struct cairn_disk *dd; /* the copy being built */
+	struct cairn_disk_writer *dw; /* stores dd */
 	struct tc_slot *slots;
+	uint64_t done, total; /* progress (the consuming thread's) */
+	uint64_t new_chunks, new_bytes; /* once copied */
 	pthread_mutex_t lock; /* the fields below */
-	uint64_t new_chunks, new_bytes, done, total;
 	int failed;
 	char err[400];
 };
-
-static bool is_zero_id(const cairn_id *id)
-{
-	return !memcmp(id, &cairn_zero_id, sizeof(*id));
-}
 
 static int disk_fail(struct tc_disk *d, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -62,11 +61,9 @@ static int disk_fail(struct tc_disk *d, int rc, const char *fmt, ...)
 
 /* True when every source chunk under destination slot seq is the one the
  * previous snapshot had, so the previous copy's id for the slot holds. */
-static bool slot_unchanged(const struct tc_disk *d, uint64_t seq, uint64_t j0, uint64_t j1)
+static bool slot_unchanged(const struct tc_disk *d, uint64_t j0, uint64_t j1)
 {
-	if (!d->psd || !d->pdd || d->psd->size != d->sd->size ||
-	    d->psd->chunk_size != d->sd->chunk_size || d->pdd->chunk_size != d->dd->chunk_size ||
-	    seq >= d->pdd->nchunks || j1 >= d->psd->nchunks)
+	if (!d->psd)
 		return false;
 	for (uint64_t j = j0; j <= j1; j++)
 		if (memcmp(&d->psd->map[j], &d->sd->map[j], sizeof(cairn_id)))
@@ -75,21 +72,20 @@ static bool slot_unchanged(const struct tc_disk *d, uint64_t seq, uint64_t j0, u
 }
 
 /* Fills s->buf with the bytes [off, off+len) of the source disk. */
-static int read_slot(struct tc_disk *d, struct tc_slot *s, uint64_t off, uint64_t j0, uint64_t j1)
+static int read_slot(struct tc_disk *d, struct tc_slot *s, uint64_t off, size_t len, uint64_t j0,
+		     uint64_t j1)
 {
 	uint64_t scs = d->sd->chunk_size;
 	for (uint64_t j = j0; j <= j1; j++) {
-		uint64_t cstart = j * scs;
-		uint64_t clen = d->sd->size - cstart < scs ? d->sd->size - cstart : scs;
-		uint64_t from = off > cstart ? off : cstart;
-		uint64_t to = off + s->len < cstart + clen ? off + s->len : cstart + clen;
+		uint64_t cstart = j * scs, clen = cairn_disk_chunk_len(d->sd, j);
+		uint64_t from = MAX(off, cstart), to = MIN(off + len, cstart + clen);
 		uint8_t *at = s->buf + (from - off);
-		if (is_zero_id(&d->sd->map[j])) {
+		if (cairn_id_is_zero(&d->sd->map[j])) {
 			memset(at, 0, to - from);
 			continue;
 		}
 		/* a source chunk that is exactly this slot is read in place */
-		bool whole = cstart == off && clen == s->len;
+		bool whole = cstart == off && clen == len;
 		int n = cairn_repo_read_blob(d->src, &d->sd->map[j], whole ? s->buf : s->sbuf, scs);
 		if (n >= 0 && (uint64_t)n != clen)
 			n = -EBADMSG;
@@ -109,49 +105,51 @@ static int tc_produce(void *ctx, uint64_t seq, unsigned slot)
 	return 0;
 }
 
+static int writer_fail(struct tc_disk *d, int rc)
+{
+	return disk_fail(d, rc, "destination: %s", cairn_disk_writer_error(d->dw));
+}
+
+static bool source_zero(const struct tc_disk *d, uint64_t j0, uint64_t j1)
+{
+	for (uint64_t j = j0; j <= j1; j++)
+		if (!cairn_id_is_zero(&d->sd->map[j]))
+			return false;
+	return true;
+}
+
+/* Slot seq of the copy: the previous copy's id when the source did not
+ * change under it (and dst can still reuse that blob), zeros when every
+ * source chunk under it is zero, else read, re-cut and stored. */
 static int tc_work(void *ctx, uint64_t seq, unsigned slot)
 {
 	struct tc_disk *d = ctx;
-	struct tc_slot *s = &d->slots[slot];
 	if (d->o->cancel && *d->o->cancel)
 		return disk_fail(d, -EINTR, "interrupted");
-	uint64_t dcs = d->dd->chunk_size, off = seq * dcs;
-	s->len = (size_t)(d->dd->size - off < dcs ? d->dd->size - off : dcs);
-	uint64_t j0 = off / d->sd->chunk_size, j1 = (off + s->len - 1) / d->sd->chunk_size;
-	if (slot_unchanged(d, seq, j0, j1)) {
-		s->id = d->pdd->map[seq];
-		return 0;
+	uint64_t off = seq * d->dd->chunk_size;
+	size_t len = cairn_disk_chunk_len(d->dd, seq);
+	uint64_t j0 = off / d->sd->chunk_size, j1 = (off + len - 1) / d->sd->chunk_size;
+	if (slot_unchanged(d, j0, j1)) {
+		int64_t n = cairn_disk_writer_reuse(d->dw, seq, 1);
+		if (n != 0)
+			return n < 0 ? writer_fail(d, (int)n) : 0;
 	}
-	bool zero = true;
-	for (uint64_t j = j0; zero && j <= j1; j++)
-		zero = is_zero_id(&d->sd->map[j]);
-	int rc = zero ? 0 : read_slot(d, s, off, j0, j1);
+	if (source_zero(d, j0, j1)) {
+		int rc = cairn_disk_writer_zeros(d->dw, seq, 1);
+		return rc < 0 ? writer_fail(d, rc) : 0;
+	}
+	int rc = read_slot(d, &d->slots[slot], off, len, j0, j1);
 	if (rc < 0)
 		return rc;
-	if (zero || all_zero(s->buf, s->len)) {
-		s->id = cairn_zero_id;
-		return 0;
-	}
-	cairn_repo_chunk_id(d->dst, s->buf, s->len, &s->id);
-	bool added = false;
-	size_t stored = 0;
-	rc = cairn_writer_put(d->w, CAIRN_BLOB_DATA, &s->id, s->buf, s->len, &added, &stored);
-	if (rc < 0)
-		return disk_fail(d, rc, "destination: %s", cairn_repo_error(d->dst));
-	if (added) {
-		pthread_mutex_lock(&d->lock);
-		d->new_chunks++;
-		d->new_bytes += stored;
-		pthread_mutex_unlock(&d->lock);
-	}
-	return 0;
+	rc = cairn_disk_writer_put(d->dw, seq, d->slots[slot].buf, len);
+	return rc < 0 ? writer_fail(d, rc) : 0;
 }
 
 static int tc_consume(void *ctx, uint64_t seq, unsigned slot)
 {
 	struct tc_disk *d = ctx;
-	d->dd->map[seq] = d->slots[slot].id;
-	d->done += d->slots[slot].len;
+	(void)slot;
+	d->done += cairn_disk_chunk_len(d->dd, seq);
 	if (d->o->progress)
 		d->o->progress(d->o->progress_opaque, d->done, d->total);
 	return 0;
@@ -166,11 +164,48 @@ static void free_slots(struct tc_slot *v, unsigned n)
 	free(v);
 }
 
+/* The copy's whole-disk digests. `digest` is of the disk's bytes, whatever
+ * cuts them, so the source's carries over. digest2 depends on the cut: the
+ * writer's when it read every slot, else the source's when both cut alike;
+ * when both exist they must agree. */
+static int copy_digests(struct tc_disk *d)
+{
+	const struct cairn_disk *sd = d->sd;
+	struct cairn_disk *dd = d->dd;
+	dd->has_digest = sd->has_digest;
+	memcpy(dd->digest, sd->digest, sizeof(dd->digest));
+	if (!sd->has_digest2 || sd->chunk_size != dd->chunk_size)
+		return 0;
+	if (dd->has_digest2 && memcmp(dd->digest2, sd->digest2, sizeof(dd->digest2)))
+		return disk_fail(d, -EBADMSG, "disk %s: the copy's digest does not match the source's",
+				 sd->name);
+	dd->has_digest2 = true;
+	memcpy(dd->digest2, sd->digest2, sizeof(dd->digest2));
+	return 0;
+}
+
+/* The previous pair's disk serves for reuse only when it cut the same disk
+ * the same way. */
+static void drop_unusable_prev(struct tc_disk *d)
+{
+	if (!d->psd || !d->pdd || d->psd->size != d->sd->size ||
+	    d->psd->chunk_size != d->sd->chunk_size || d->psd->nchunks != d->sd->nchunks ||
+	    d->pdd->size != d->dd->size || d->pdd->chunk_size != d->dd->chunk_size ||
+	    d->pdd->nchunks != cairn_disk_chunk_count(d->dd->size, d->dd->chunk_size))
+		d->psd = d->pdd = NULL;
+}
+
 static int copy_disk(struct tc_disk *d)
 {
+	drop_unusable_prev(d);
+	_cleanup_(cairn_disk_writer_freep) struct cairn_disk_writer *dw = NULL;
+	int rc = cairn_disk_writer_new(d->dst, d->w, d->dd, d->pdd, &dw);
+	if (rc < 0)
+		return disk_fail(d, rc, "disk %s: %s", d->sd->name, strerror(-rc));
+	d->dw = dw;
 	unsigned workers = cairn_default_workers(), nslots = workers * 2;
 	d->slots = calloc(nslots, sizeof(*d->slots));
-	int rc = d->slots ? 0 : -ENOMEM;
+	rc = d->slots ? 0 : -ENOMEM;
 	for (unsigned i = 0; rc == 0 && i < nslots; i++) {
 		d->slots[i].buf = malloc(d->dd->chunk_size);
 		d->slots[i].sbuf = malloc(d->sd->chunk_size);
@@ -185,8 +220,16 @@ static int copy_disk(struct tc_disk *d)
 						       .consume = tc_consume };
 	rc = cairn_pipeline_run(&ops, d, d->dd->nchunks, workers, nslots);
 	free_slots(d->slots, nslots);
+	if (rc == 0 && (rc = cairn_disk_writer_finish(dw)) < 0)
+		writer_fail(d, rc);
+	if (rc == 0)
+		rc = copy_digests(d);
 	if (rc < 0 && !d->failed)
 		disk_fail(d, rc, "disk %s: %s", d->sd->name, strerror(-rc));
+	struct cairn_disk_writer_stats st;
+	cairn_disk_writer_stats(dw, &st);
+	d->new_chunks = st.new_chunks;
+	d->new_bytes = st.new_bytes;
 	return rc;
 }
 
@@ -236,14 +279,9 @@ static int clone_meta(const struct cairn_snapshot *s, struct cairn_snapshot *t, 
 		dd->format = dup_or_null(sd->format);
 		dd->path = dup_or_null(sd->path);
 		dd->size = sd->size;
-		dd->chunk_size = chunk;
-		dd->nchunks = (sd->size + chunk - 1) / chunk;
-		dd->map = calloc(dd->nchunks ? dd->nchunks : 1, sizeof(*dd->map));
-		/* the digest is of the disk's bytes, whatever cuts them */
-		dd->has_digest = sd->has_digest;
-		memcpy(dd->digest, sd->digest, sizeof(dd->digest));
+		dd->chunk_size = chunk; /* the disk writer makes the map */
 		dd->incremental = sd->incremental;
-		if (!dd->name || (sd->format && !dd->format) || (sd->path && !dd->path) || !dd->map)
+		if (!dd->name || (sd->format && !dd->format) || (sd->path && !dd->path))
 			return -ENOMEM;
 	}
 	return 0;
@@ -282,32 +320,50 @@ static int set_pair(struct tc_run *x, struct cairn_snapshot *src, struct cairn_s
 	return 0;
 }
 
-/* Reads every chunk of the copy back from dst (each is checked against its
- * id on the way) and, where the source recorded one, compares the disk's
- * digest. */
+/* Reads a copied disk back from dst (each chunk checked against its id on
+ * the way) and compares the whole-disk digests it has. */
+static int verify_disk(struct tc_run *x, const struct cairn_disk *d, uint8_t *buf,
+		       XXH3_state_t *h)
+{
+	_cleanup_(cairn_chunk_digest_freep) struct cairn_chunk_digest *cd = NULL;
+	int rc = d->has_digest2 ? cairn_chunk_digest_new(d->size, d->chunk_size, &cd) : 0;
+	XXH3_128bits_reset(h);
+	for (uint64_t c = 0; rc == 0 && c < d->nchunks; c++) {
+		size_t len = cairn_disk_chunk_len(d, c);
+		if (cairn_id_is_zero(&d->map[c])) {
+			memset(buf, 0, len);
+		} else {
+			int n = cairn_repo_read_blob(x->dst, &d->map[c], buf, d->chunk_size);
+			rc = n < 0 ? n : (size_t)n != len ? -EBADMSG : 0;
+		}
+		if (d->has_digest)
+			XXH3_128bits_update(h, buf, len);
+		if (cd)
+			cairn_chunk_digest_data(cd, c, buf, len);
+	}
+	uint8_t got[CAIRN_DIGEST_LEN];
+	XXH128_canonical_t c;
+	XXH128_canonicalFromHash(&c, XXH3_128bits_digest(h));
+	if (rc == 0 && d->has_digest && memcmp(c.digest, d->digest, sizeof(d->digest)))
+		rc = -EBADMSG;
+	if (rc == 0 && cd) {
+		cairn_chunk_digest_final(cd, got);
+		if (memcmp(got, d->digest2, sizeof(got)))
+			rc = -EBADMSG;
+	}
+	return rc;
+}
+
+/* Reads every chunk of the copy back from dst and, where it records them,
+ * compares the disk's digests. */
 static int verify_copy(struct tc_run *x, const struct cairn_snapshot *t)
 {
-	uint32_t cs = cairn_repo_chunk_size(x->dst);
-	_cleanup_free_ uint8_t *buf = malloc(cs);
+	_cleanup_free_ uint8_t *buf = malloc(cairn_repo_chunk_size(x->dst));
 	XXH3_state_t *h = XXH3_createState();
 	int rc = buf && h ? 0 : -ENOMEM;
 	for (size_t i = 0; rc == 0 && i < t->ndisks; i++) {
 		const struct cairn_disk *d = &t->disks[i];
-		XXH3_128bits_reset(h);
-		for (uint64_t c = 0; rc == 0 && c < d->nchunks; c++) {
-			size_t len = (size_t)(d->size - c * cs < cs ? d->size - c * cs : cs);
-			if (is_zero_id(&d->map[c])) {
-				memset(buf, 0, len);
-			} else {
-				int n = cairn_repo_read_blob(x->dst, &d->map[c], buf, cs);
-				rc = n < 0 ? n : (size_t)n != len ? -EBADMSG : 0;
-			}
-			XXH3_128bits_update(h, buf, len);
-		}
-		XXH128_canonical_t c;
-		XXH128_canonicalFromHash(&c, XXH3_128bits_digest(h));
-		if (rc == 0 && d->has_digest && memcmp(c.digest, d->digest, sizeof(d->digest)))
-			rc = -EBADMSG;
+		rc = verify_disk(x, d, buf, h);
 		if (rc < 0)
 			set_err(x->err, x->errlen, rc, "verify: snapshot %s disk %s in the destination: %s",
 				t->name, d->name, rc == -EBADMSG ? "does not match the source" : strerror(-rc));

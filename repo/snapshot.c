@@ -267,8 +267,15 @@ int cairn_snapshot_load_map(struct cairn_repo *r, struct cairn_disk *d)
 	_cleanup_free_ uint8_t *page = malloc(PAGE_IDS * CAIRN_ID_LEN);
 	if (!d->map || !page)
 		return -ENOMEM;
-	uint64_t at = 0;
+	uint64_t at = 0, last = 0; /* ids in the page before */
 	for (size_t i = 0; i < d->npages; i++) {
+		/* a page equal to the one before (zeros of a thin disk) is read once */
+		if (i && !memcmp(&d->pages[i], &d->pages[i - 1], sizeof(cairn_id)) &&
+		    at + last <= d->nchunks) {
+			memcpy(d->map + at, d->map + at - last, last * CAIRN_ID_LEN);
+			at += last;
+			continue;
+		}
 		struct cairn_blob_info info;
 		int len = cairn_repo_blob_info(r, &d->pages[i], &info);
 		if (len == 0 && info.raw_len > PAGE_IDS * CAIRN_ID_LEN)
@@ -284,7 +291,8 @@ int cairn_snapshot_load_map(struct cairn_repo *r, struct cairn_disk *d)
 		if (len % CAIRN_ID_LEN || at + (uint64_t)len / CAIRN_ID_LEN > d->nchunks)
 			return repo_err(r, -EBADMSG, "chunk map of disk %s is damaged", d->name);
 		memcpy(d->map + at, page, (size_t)len);
-		at += (uint64_t)len / CAIRN_ID_LEN;
+		last = (uint64_t)len / CAIRN_ID_LEN;
+		at += last;
 	}
 	if (at != d->nchunks)
 		return repo_err(r, -EBADMSG, "chunk map of disk %s is incomplete", d->name);
@@ -302,6 +310,12 @@ static int save_pages(struct cairn_repo *r, struct cairn_writer *w,
 	for (size_t i = 0; i < d->npages; i++) {
 		uint64_t first = (uint64_t)i * PAGE_IDS;
 		size_t len = (size_t)MIN((uint64_t)PAGE_IDS, d->nchunks - first) * CAIRN_ID_LEN;
+		/* a page equal to the one before (zeros of a thin disk) is hashed once */
+		if (i && len == PAGE_IDS * CAIRN_ID_LEN &&
+		    !memcmp(d->map + first, d->map + first - PAGE_IDS, len)) {
+			d->pages[i] = d->pages[i - 1];
+			continue;
+		}
 		cairn_repo_chunk_id(r, d->map + first, len, &d->pages[i]);
 		int rc = cairn_writer_put(w, CAIRN_BLOB_PAGE, &d->pages[i],
 					  d->map + first, len, NULL, NULL);
