@@ -48,6 +48,7 @@ TSAN_RUN := setarch $(shell uname -m) -R env TSAN_OPTIONS="halt_on_error=1 secon
 # integration tests that run threads: backup and restore, gc beside
 # backups, replication, check --read-data
 TSAN_IT := t_roundtrip_raw t_encryption t_gc_concurrent t_replicate_rechunk t_check t_multidisk
+TSAN_SERVE_IT := t_serve
 
 .PHONY: all deps check layers unit asan tsan integration demo bench install clean
 
@@ -131,9 +132,25 @@ build/tsan/cairn.sh: build/tsan/cairn
 	printf '#!/bin/sh\nexec %s %s "$$@"\n' '$(TSAN_RUN)' '$(CURDIR)/build/tsan/cairn' >$@
 	chmod +x $@
 
-tsan: $(TSAN_BIN) build/tsan/cairn.sh $(PLUGIN)
+# serve under TSan: nbdkit (not instrumented) loads an instrumented plugin
+# with the TSan runtime preloaded, so the plugin's threads are checked
+TSAN_PLUGIN := build/tsan/nbdkit-cairn-plugin.so
+$(TSAN_PLUGIN): $(PLUGIN_SRC:%.c=build/tsan-pic/%.o)
+	$(CC) $(CFLAGS) $(TSAN_FLAGS) -shared -o $@ $^ $(shell pkg-config --libs $(PLUGIN_PKGS)) -pthread
+
+build/tsan-pic/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(TSAN_FLAGS) -fPIC -fvisibility=hidden $(PKG_CFLAGS) -c -o $@ $<
+
+build/tsan/serve.sh: build/tsan/cairn $(TSAN_PLUGIN)
+	printf '#!/bin/sh\nexport CAIRN_NBDKIT_PLUGIN=%s LD_PRELOAD=%s\nexec %s %s "$$@"\n' '$(CURDIR)/$(TSAN_PLUGIN)' \
+		"$$($(CC) -print-file-name=libtsan.so)" '$(TSAN_RUN)' '$(CURDIR)/build/tsan/cairn' >$@
+	chmod +x $@
+
+tsan: $(TSAN_BIN) build/tsan/cairn.sh build/tsan/serve.sh $(PLUGIN)
 	@for t in $(TSAN_BIN); do echo "== tsan $$t"; $(TSAN_RUN) $$t || exit 1; done
 	CAIRN=$(CURDIR)/build/tsan/cairn.sh tests/integration/run.sh $(TSAN_IT)
+	CAIRN=$(CURDIR)/build/tsan/serve.sh tests/integration/run.sh $(TSAN_SERVE_IT)
 
 # the delaying TCP proxy of the WAN tests and benchmark (no dependencies)
 WANPROXY := build/wanproxy
