@@ -1,10 +1,9 @@
 /* cairn backup REPO --image [NAME=]FILE ... [--name NAME] [--tag T ...] */
 #include <errno.h>
 #include <libgen.h>
-#include <pthread.h>
 #include <stdio.h>
 
-#include "agent/agent.h"
+#include "agent/fleet.h"
 #include "cli.h"
 
 #define USAGE "backup REPO --image [NAME=]FILE [--image ...] | --domain NAME [--domain ...] [--disk D ...] | --all [--exclude GLOB ...] [--parallel N] [--connect URI] [--full] [--quiesce[=auto]] [--scratch-dir DIR] [--name NAME] [--tag T ...]"
@@ -177,61 +176,41 @@ static void print_notice(void *opaque, const char *line)
 }
 
 /* Backups of several domains running at once share the repository lock,
- * one writer and stdout. */
+ * one writer and stdout (agent/fleet.h calls done one at a time). */
 struct domain_run {
 	const struct cli *c;
-	struct cairn_repo *r;
-	struct backup_args *a;
-	struct cairn_writer *w; /* shared when parallel */
-	pthread_mutex_t lock; /* next, status, output */
-	size_t next;
+	struct progress progress[MAX_DISKS]; /* one per domain */
+	const char *name[MAX_DISKS]; /* the snapshot's */
+	int64_t start_ns[MAX_DISKS];
 	int status;
 };
 
-static void backup_one(struct domain_run *dr, const char *domain)
+static int begin_domain(void *opaque, size_t i, struct cairn_domain_opts *o)
 {
-	const struct backup_args *a = dr->a;
-	bool parallel = dr->w != NULL;
-	struct progress p;
-	progress_init(&p, parallel ? &(struct cli){ .quiet = true } : dr->c, domain);
-	struct cairn_domain_opts o = {
-		.uri = a->uri, .domain = domain, .full = a->full, .quiesce = a->quiesce,
-		.disks = a->nonly ? a->only : NULL, .ndisks = a->nonly,
-		.scratch_dir = a->scratch_dir,
-		.backup = { .name = a->name ? a->name : domain, .tags = a->tags,
-			    .ntags = a->ntags, .workers = a->workers,
-			    .progress = progress_update, .progress_opaque = &p,
-			    .cancel = &cli_interrupted, .notice = print_notice,
-			    .writer = dr->w },
-	};
-	struct cairn_backup_result res;
-	char err[512] = "";
-	int64_t t0 = mono_ns();
-	int brc = cairn_backup_domain(dr->r, &o, &res, err, sizeof(err));
-	progress_done(&p);
-	pthread_mutex_lock(&dr->lock);
-	if (brc < 0) {
-		int code = cli_fail(brc, err);
-		if (dr->status == EXIT_OK)
-			dr->status = code;
-	} else {
-		print_result(dr->c, o.backup.name, &res, (double)(mono_ns() - t0) / 1e9);
-		fflush(stdout);
-	}
-	pthread_mutex_unlock(&dr->lock);
+	struct domain_run *dr = opaque;
+	bool parallel = o->backup.writer != NULL;
+	progress_init(&dr->progress[i], parallel ? &(struct cli){ .quiet = true } : dr->c,
+		      o->domain);
+	o->backup.progress_opaque = &dr->progress[i];
+	dr->name[i] = o->backup.name;
+	dr->start_ns[i] = mono_ns();
+	return 0;
 }
 
-static void *domain_thread(void *arg)
+static void done_domain(void *opaque, size_t i, int rc, const struct cairn_backup_result *res,
+			const char *err)
 {
-	struct domain_run *dr = arg;
-	for (;;) {
-		pthread_mutex_lock(&dr->lock);
-		size_t i = dr->next++;
-		pthread_mutex_unlock(&dr->lock);
-		if (i >= dr->a->ndomains || cli_interrupted)
-			return NULL;
-		backup_one(dr, dr->a->domains[i]);
+	struct domain_run *dr = opaque;
+	double secs = (double)(mono_ns() - dr->start_ns[i]) / 1e9;
+	progress_done(&dr->progress[i]);
+	if (rc < 0) {
+		int code = cli_fail(rc, err);
+		if (dr->status == EXIT_OK)
+			dr->status = code;
+		return;
 	}
+	print_result(dr->c, dr->name[i], res, secs);
+	fflush(stdout);
 }
 
 /* Each domain is its own snapshot; a failing domain does not stop the
@@ -243,24 +222,21 @@ static int backup_domains(const struct cli *c, const char *url, struct backup_ar
 	if (rc != EXIT_OK)
 		return rc;
 	cli_catch_signals();
-	struct domain_run dr = { .c = c, .r = r, .a = a, .status = EXIT_OK };
-	pthread_mutex_init(&dr.lock, NULL);
-	unsigned nthreads = MIN(a->parallel ? a->parallel : 1u, (unsigned)a->ndomains);
-	if (nthreads > 1 && (rc = cairn_writer_new(r, &dr.w)) < 0) {
-		pthread_mutex_destroy(&dr.lock);
-		return cli_fail(rc, cairn_repo_error(r));
-	}
-	pthread_t th[64];
-	unsigned started = 0;
-	for (unsigned i = 1; i < nthreads; i++)
-		if (pthread_create(&th[started], NULL, domain_thread, &dr) == 0)
-			started++;
-	domain_thread(&dr);
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(th[i], NULL);
-	if (dr.w)
-		cairn_writer_free(dr.w);
-	pthread_mutex_destroy(&dr.lock);
+	struct domain_run dr = { .c = c, .status = EXIT_OK };
+	struct cairn_fleet_opts o = {
+		.domains = a->domains, .ndomains = a->ndomains, .parallel = a->parallel,
+		.domain = { .uri = a->uri, .full = a->full, .quiesce = a->quiesce,
+			    .disks = a->nonly ? a->only : NULL, .ndisks = a->nonly,
+			    .scratch_dir = a->scratch_dir,
+			    .backup = { .name = a->name, .tags = a->tags, .ntags = a->ntags,
+					.workers = a->workers, .progress = progress_update,
+					.cancel = &cli_interrupted, .notice = print_notice } },
+		.stop = &cli_interrupted,
+		.begin = begin_domain, .done = done_domain, .opaque = &dr,
+	};
+	char err[512] = "";
+	if ((rc = cairn_backup_fleet(r, &o, err, sizeof(err))) < 0)
+		return cli_fail(rc, err);
 	cli_print_warnings(r);
 	return dr.status;
 }
