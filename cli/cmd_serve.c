@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "serve/session.h"
 #include "serve_cli.h"
 
 #define USAGE                                                                  \
@@ -119,7 +120,7 @@ void serve_source_opts(const struct serve_source *src, const struct cairn_disk *
 	o->plugin = src->plugin;
 	o->repo = src->repo;
 	o->snapshot = src->snap_hex;
-	o->disk = d->name;
+	o->disk = d ? d->name : NULL;
 	o->password_file = src->password_file[0] ? src->password_file : NULL;
 	o->password = src->password;
 	o->backend = &src->backend;
@@ -140,16 +141,9 @@ void serve_source_close(struct serve_source *src)
 
 int serve_run_dir(char *out, size_t len)
 {
-	const char *xdg = getenv("XDG_RUNTIME_DIR");
-	if (geteuid() == 0)
-		snprintf(out, len, "/run/cairn");
-	else if (xdg && *xdg)
-		snprintf(out, len, "%s/cairn", xdg);
-	else
-		snprintf(out, len, "/tmp/cairn-%u", (unsigned)geteuid());
-	if (mkdir(out, 0755) < 0 && errno != EEXIST)
-		return cli_error("cannot create %s: %s", out, strerror(errno));
-	return -1;
+	char err[512] = "";
+	int rc = cairn_serve_run_dir(out, len, err, sizeof(err));
+	return rc < 0 ? cli_error("%s", err) : -1;
 }
 
 struct serve_args {

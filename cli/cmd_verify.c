@@ -11,9 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "instant_run.h"
-#include "restore/bootcheck.h"
-#include "restore/domxml.h"
+#include "serve/session.h"
+#include "serve_cli.h"
 
 #define USAGE                                                                      \
 	"verify-boot REPO SNAP [--name VM] [--timeout S] [--expect-console REGEX] " \
@@ -62,80 +61,25 @@ static int choose_checks(struct verify_args *a, const struct cairn_snapshot *s)
 	return -1;
 }
 
-static int rewrite(const char *name, const struct serve_source *src,
-		   const struct instant_run *ir, const char *console,
-		   struct cairn_domxml_result *x)
-{
-	struct cairn_domxml_disk disks[INSTANT_MAX_DISKS];
-	for (size_t i = 0; i < ir->n; i++)
-		disks[i] = (struct cairn_domxml_disk){ .target = ir->disks[i].d->name,
-						       .path = ir->disks[i].overlay,
-						       .format = "qcow2" };
-	struct cairn_domxml_opts o = { .name = name, .disks = disks, .ndisks = ir->n,
-				       .new_macs = true, .no_network = true,
-				       .console_log = console };
-	char err[512] = "";
-	int rc = cairn_domxml_rewrite(src->s->domain_xml, &o, x, err, sizeof(err));
-	return rc < 0 ? cli_fail(rc, err) : -1;
-}
-
-struct outcome {
-	int rc; /* of cairn_boot_wait */
-	double seconds;
-	char detail[600];
-};
-
 /* Servers, overlays, the transient VM, the wait; everything is undone. */
 static int boot_and_wait(const struct verify_args *a, struct serve_source *src,
-			 const char *name, struct outcome *out)
+			 const char *name, struct cairn_boot_outcome *out)
 {
-	struct instant_run ir = { 0 };
-	struct cairn_domxml_result x = { 0 };
-	_cleanup_(cairn_vm_host_closep) struct cairn_vm_host *h = NULL;
-	char console[PATH_MAX], err[512] = "";
-	int rc = instant_run_dir(name, ir.run, sizeof(ir.run));
-	if (rc < 0) {
-		/* the overlays only take the guest's writes during a test boot */
-		snprintf(ir.dir, sizeof(ir.dir), "%s", ir.run);
-		snprintf(console, sizeof(console), "%s/console.log", ir.run);
-		rc = instant_plan(name, src, &ir);
-	}
-	if (rc < 0)
-		rc = rewrite(name, src, &ir, console, &x);
-	if (rc < 0) {
-		int vrc = cairn_vm_host_open(a->uri, &h, err, sizeof(err));
-		if (vrc == 0)
-			vrc = cairn_vm_host_preflight(h, &x, true, err, sizeof(err));
-		rc = vrc < 0 ? cli_fail(vrc, err) : -1;
-	}
-	if (rc < 0 && (rc = instant_make_dir(ir.run, 0777)) < 0)
-		rc = instant_start_servers(src, &ir);
-	if (rc < 0) {
-		int vrc = cairn_vm_host_create_transient(h, x.xml, err, sizeof(err));
-		ir.defined = vrc == 0;
-		if (vrc < 0) {
-			out->rc = vrc;
-			snprintf(out->detail, sizeof(out->detail), "%s", err);
-		}
-	}
+	struct cairn_server_opts server;
+	serve_source_opts(src, NULL, &server);
+	struct cairn_session_opts o = { .name = name, .r = src->r, .s = src->s,
+					.server = &server, .uri = a->uri };
 	struct cairn_boot_check check = a->check;
-	check.console_log = console;
 	check.cancel = &cli_interrupted;
-	if (rc < 0 && ir.defined)
-		out->rc = cairn_boot_wait(h, x.name, &check, &out->seconds, out->detail,
-					  sizeof(out->detail));
-	if (h)
-		instant_undo(h, name, &ir);
-	else
-		instant_stop_servers(&ir);
-	unlink(console);
-	rmdir(ir.run);
-	cairn_domxml_result_free(&x);
-	return rc;
+	char err[512] = "";
+	int rc = cairn_session_boot_test(&o, &check, out, err, sizeof(err));
+	if (rc < 0)
+		return rc == -ENAMETOOLONG ? cli_usage("%s", err) : cli_fail(rc, err);
+	return -1;
 }
 
 static int record(struct cairn_repo *r, const struct serve_source *src,
-		  const struct verify_args *a, const struct outcome *out, int64_t started)
+		  const struct verify_args *a, const struct cairn_boot_outcome *out, int64_t started)
 {
 	char host[256] = "", method[32];
 	gethostname(host, sizeof(host) - 1);
@@ -153,7 +97,7 @@ static int record(struct cairn_repo *r, const struct serve_source *src,
 }
 
 static int report(const struct cli *c, const struct serve_source *src, const char *name,
-		  const struct outcome *out)
+		  const struct cairn_boot_outcome *out)
 {
 	if (c->json)
 		json_print(json_pack("{s:s, s:s, s:b, s:f, s:s}", "snapshot", src->snap_hex,
@@ -177,7 +121,7 @@ static int verify(const struct cli *c, struct verify_args *a, char **argv)
 		rc = choose_checks(a, src.s);
 	char name[96];
 	snprintf(name, sizeof(name), "cairn-verify-%.12s-%d", src.snap_hex, (int)getpid());
-	struct outcome out = { .rc = -EIO };
+	struct cairn_boot_outcome out = { .rc = -EIO };
 	int64_t started = now_ns();
 	cli_catch_signals();
 	if (rc < 0)

@@ -29,14 +29,13 @@ int serve_source_open(const struct cli *c, const char *repo, const char *snap,
 /* The disk to serve, its chunk map loaded (so a damaged map fails here);
  * disk NULL picks the only one. NULL (error printed, *rc the exit code). */
 struct cairn_disk *serve_source_disk(struct serve_source *src, const char *disk, int *rc);
-/* Server options for one disk (socket, pidfile etc. left to the caller). */
+/* Server options for one disk (socket, pidfile etc. left to the caller);
+ * d NULL: for every disk (serve/session.h sets it). */
 void serve_source_opts(const struct serve_source *src, const struct cairn_disk *d,
 		       struct cairn_server_opts *o);
 void serve_source_close(struct serve_source *src);
 
-/* Where cairn keeps sockets and pid files of its detached servers:
- * /run/cairn as root, else $XDG_RUNTIME_DIR/cairn or /tmp/cairn-UID;
- * created (mode 0755) when missing. -1 or an exit code. */
+/* cairn_serve_run_dir() (serve/session.h): -1 or an exit code. */
 int serve_run_dir(char *out, size_t len);
 
 #endif
