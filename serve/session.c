@@ -177,14 +177,21 @@ int cairn_session_prepare_instant(struct cairn_session *ss, const struct cairn_s
 	return rc < 0 ? rc : open_host(ss, o, err, errlen);
 }
 
+/* The directories QEMU must reach (a test boot has one), the servers and
+ * the overlays. */
+static int serve_disks(struct cairn_session *ss, const struct cairn_session_opts *o,
+		       char *err, size_t errlen)
+{
+	int rc = make_dir(ss->run, 0777, err, errlen);
+	if (rc == 0 && strcmp(ss->dir, ss->run))
+		rc = make_dir(ss->dir, 0777, err, errlen);
+	return rc < 0 ? rc : start_servers(ss, o, err, errlen);
+}
+
 int cairn_session_launch_instant(struct cairn_session *ss, const struct cairn_session_opts *o,
 				 char *err, size_t errlen)
 {
-	int rc = make_dir(ss->run, 0777, err, errlen);
-	if (rc == 0)
-		rc = make_dir(ss->dir, 0777, err, errlen);
-	if (rc == 0)
-		rc = start_servers(ss, o, err, errlen);
+	int rc = serve_disks(ss, o, err, errlen);
 	if (rc < 0)
 		return rc;
 	rc = cairn_vm_host_define(ss->host, ss->domain.xml, true, err, errlen);
@@ -281,9 +288,7 @@ static int boot_setup(struct cairn_session *ss, const struct cairn_session_opts 
 	if (rc == 0)
 		rc = open_host(ss, o, err, errlen);
 	if (rc == 0)
-		rc = make_dir(ss->run, 0777, err, errlen);
-	if (rc == 0)
-		rc = start_servers(ss, o, err, errlen);
+		rc = serve_disks(ss, o, err, errlen);
 	if (rc < 0)
 		return rc;
 	/* a VM that does not start is a failed test, not a local error */
