@@ -35,11 +35,11 @@ static int agent_option(void *ctx, int opt, const char *arg)
 {
 	struct agent_args *a = ctx;
 	switch (opt) {
-	case 'c': a->config = arg; return -1;
-	case 'f': a->foreground = true; return -1;
-	case 'o': a->once = true; return -1;
-	case 'r': a->run_job = arg; return -1;
-	case 'k': a->check = true; return -1;
+	case 'c': a->config = arg; return 0;
+	case 'f': a->foreground = true; return 0;
+	case 'o': a->once = true; return 0;
+	case 'r': a->run_job = arg; return 0;
+	case 'k': a->check = true; return 0;
 	}
 	return cli_usage("agent: unexpected option");
 }
@@ -59,7 +59,7 @@ static void log_line(void *opaque, int priority, const char *line)
 static int check_config(const struct cli *cl, const struct cairn_conf *c)
 {
 	if (cl->quiet)
-		return EXIT_OK;
+		return 0;
 	printf("%s: %zu repositories, %zu jobs\n", c->path, c->nrepos, c->njobs);
 	int64_t now = (int64_t)time(NULL);
 	for (size_t i = 0; i < c->njobs; i++) {
@@ -69,14 +69,14 @@ static int check_config(const struct cli *cl, const struct cairn_conf *c)
 			format_time_utc(n * 1000000000LL, when, sizeof(when));
 		printf("  job %s: next run %s\n", c->jobs[i].name, when);
 	}
-	return EXIT_OK;
+	return 0;
 }
 
 static int load(const char *path, struct cairn_conf *c)
 {
 	char err[512] = "";
 	int rc = cairn_conf_load(path, c, err, sizeof(err));
-	return rc < 0 ? cli_fail(rc, err) : -1;
+	return rc < 0 ? cli_fail(rc, err) : 0;
 }
 
 /* In the background (unless --foreground) until SIGTERM/SIGINT; SIGHUP
@@ -86,7 +86,7 @@ static int serve_forever(struct cairn_scheduler *s)
 	signal(SIGHUP, on_hup);
 	char err[512] = "";
 	int rc = cairn_scheduler_loop(s, err, sizeof(err));
-	return rc < 0 ? cli_fail(rc, err) : EXIT_OK;
+	return rc < 0 ? cli_fail(rc, err) : 0;
 }
 
 static int run(const struct cli *cl, const struct agent_args *a)
@@ -94,7 +94,7 @@ static int run(const struct cli *cl, const struct agent_args *a)
 	const char *path = a->config ? a->config : CAIRN_CONF_DEFAULT_PATH;
 	struct cairn_conf c;
 	int rc = load(path, &c);
-	if (rc >= 0)
+	if (rc)
 		return rc;
 	cli_catch_signals();
 	bool journal = getenv("JOURNAL_STREAM") != NULL;
@@ -105,22 +105,22 @@ static int run(const struct cli *cl, const struct agent_args *a)
 	else if (a->run_job) {
 		const struct cairn_conf_job *j = cairn_conf_job(&c, a->run_job);
 		rc = !j ? cli_error("%s has no [job %s]", path, a->run_job)
-			: cairn_scheduler_run_job(&s, j) ? EXIT_OK
-							 : EXIT_ERROR;
+			: cairn_scheduler_run_job(&s, j) ? 0
+							 : -EIO;
 	} else if (a->once) {
-		rc = cairn_scheduler_run_all(&s) ? EXIT_OK : EXIT_ERROR;
+		rc = cairn_scheduler_run_all(&s) ? 0 : -EIO;
 	} else if (!a->foreground && daemon(0, 1) < 0) {
 		rc = cli_error("cannot detach: %s", strerror(errno));
 	} else {
 		rc = serve_forever(&s);
 	}
-	if (cli_interrupted && rc == EXIT_OK && (a->once || a->run_job))
-		rc = EXIT_INTERRUPTED;
+	if (cli_interrupted && rc == 0 && (a->once || a->run_job))
+		rc = -EINTR;
 	cairn_conf_free(&c);
 	return rc;
 }
 
-int cmd_agent(int argc, char **argv)
+static int agent_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS,
@@ -134,9 +134,14 @@ int cmd_agent(int argc, char **argv)
 	struct cli c = { 0 };
 	struct agent_args a = { 0 };
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", agent_option, &a, USAGE, &nargs);
-	if (rc >= 0)
+	if (rc)
 		return rc;
 	if (nargs != 0 || (a.once + a.check + !!a.run_job) > 1)
 		return cli_usage("usage: cairn %s", USAGE);
 	return run(&c, &a);
+}
+
+int cmd_agent(int argc, char **argv)
+{
+	return cli_exit(agent_main(argc, argv));
 }

@@ -54,63 +54,63 @@ static int backup_option(void *ctx, int opt, const char *arg)
 			return cli_error("out of memory");
 		a->names[a->ndisks] = name;
 		a->disks[a->ndisks++] = (struct cairn_backup_disk){ name, path };
-		return -1;
+		return 0;
 	}
 	case 'n':
 		a->name = arg;
-		return -1;
+		return 0;
 	case 'D':
 		if (a->ndomains == MAX_DISKS)
 			return cli_usage("at most %d domains per run", MAX_DISKS);
 		a->domains[a->ndomains++] = arg;
-		return -1;
+		return 0;
 	case 'C':
 		a->uri = arg;
-		return -1;
+		return 0;
 	case 'F':
 		a->full = true;
-		return -1;
+		return 0;
 	case 'A':
 		a->all = true;
-		return -1;
+		return 0;
 	case 'Q':
 		if (arg && strcmp(arg, "auto"))
 			return cli_usage("--quiesce=%s: the only value is auto", arg);
 		a->quiesce = arg ? CAIRN_QUIESCE_AUTO : CAIRN_QUIESCE_YES;
-		return -1;
+		return 0;
 	case 'd':
 		if (a->nonly == MAX_DISKS)
 			return cli_usage("at most %d --disk options", MAX_DISKS);
 		a->only[a->nonly++] = arg;
-		return -1;
+		return 0;
 	case 'S':
 		a->scratch_dir = arg;
-		return -1;
+		return 0;
 	case 'p': {
 		char *end;
 		long n = strtol(arg, &end, 10);
 		if (n < 1 || n > 64 || *end)
 			return cli_usage("--parallel %s: give 1 to 64", arg);
 		a->parallel = (unsigned)n;
-		return -1;
+		return 0;
 	}
 	case 'x':
 		if (a->nexclude == MAX_TAGS)
 			return cli_usage("at most %d --exclude patterns", MAX_TAGS);
 		a->exclude[a->nexclude++] = arg;
-		return -1;
+		return 0;
 	case 't':
 		if (a->ntags == MAX_TAGS)
 			return cli_usage("at most %d tags", MAX_TAGS);
 		a->tags[a->ntags++] = arg;
-		return -1;
+		return 0;
 	case 'j': {
 		char *end;
 		long n = strtol(arg, &end, 10);
 		if (n < 1 || n > 256 || *end)
 			return cli_usage("--threads %s: give 1 to 256", arg);
 		a->workers = (unsigned)n;
-		return -1;
+		return 0;
 	}
 	}
 	return cli_usage("backup: unexpected option");
@@ -205,7 +205,7 @@ static void done_domain(void *opaque, size_t i, int rc, const struct cairn_backu
 	progress_done(&dr->progress[i]);
 	if (rc < 0) {
 		int code = cli_fail(rc, err);
-		if (dr->status == EXIT_OK)
+		if (dr->status == 0)
 			dr->status = code;
 		return;
 	}
@@ -219,10 +219,10 @@ static int backup_domains(const struct cli *c, const char *url, struct backup_ar
 {
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
 	int rc = cli_open_locked(c, url, CLI_SHARED, &r);
-	if (rc != EXIT_OK)
+	if (rc < 0)
 		return rc;
 	cli_catch_signals();
-	struct domain_run dr = { .c = c, .status = EXIT_OK };
+	struct domain_run dr = { .c = c, .status = 0 };
 	struct cairn_fleet_opts o = {
 		.domains = a->domains, .ndomains = a->ndomains, .parallel = a->parallel,
 		.domain = { .uri = a->uri, .full = a->full, .quiesce = a->quiesce,
@@ -241,7 +241,7 @@ static int backup_domains(const struct cli *c, const char *url, struct backup_ar
 	return dr.status;
 }
 
-int cmd_backup(int argc, char **argv)
+static int backup_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS,
@@ -264,50 +264,50 @@ int cmd_backup(int argc, char **argv)
 	struct backup_args a = { 0 };
 	_cleanup_free_ char *defname = NULL;
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", backup_option, &a, USAGE, &nargs);
-	if (rc < 0 && nargs != 1)
+	if (rc == 0 && nargs != 1)
 		rc = cli_usage("usage: cairn %s", USAGE);
-	if (rc < 0 && a.all && a.ndomains)
+	if (rc == 0 && a.all && a.ndomains)
 		rc = cli_usage("backup: --all and --domain exclude each other");
-	if (rc < 0 && a.nexclude && !a.all)
+	if (rc == 0 && a.nexclude && !a.all)
 		rc = cli_usage("backup: --exclude goes with --all");
-	if (rc < 0 && a.nonly && a.ndomains != 1)
+	if (rc == 0 && a.nonly && a.ndomains != 1)
 		rc = cli_usage("backup: --disk goes with a single --domain");
-	if (rc < 0 && a.ndisks && (a.nonly || a.quiesce || a.scratch_dir || a.parallel || a.full))
+	if (rc == 0 && a.ndisks && (a.nonly || a.quiesce || a.scratch_dir || a.parallel || a.full))
 		rc = cli_usage("backup: --disk, --quiesce, --scratch-dir, --parallel and --full are for domains");
 	char **listed = NULL;
 	size_t nlisted = 0;
-	if (rc < 0 && a.all && !a.ndisks) {
+	if (rc == 0 && a.all && !a.ndisks) {
 		char err[512] = "";
 		int lrc = cairn_list_domains(a.uri, a.exclude, a.nexclude, &listed, &nlisted, err,
 					     sizeof(err));
 		if (lrc < 0)
 			rc = cli_fail(lrc, err);
-		for (size_t i = 0; rc < 0 && i < nlisted && a.ndomains < MAX_DISKS; i++)
+		for (size_t i = 0; rc == 0 && i < nlisted && a.ndomains < MAX_DISKS; i++)
 			a.domains[a.ndomains++] = listed[i];
-		if (rc < 0 && !a.ndomains) {
+		if (rc == 0 && !a.ndomains) {
 			printf("no domains to back up\n");
-			rc = EXIT_OK;
+			rc = 1; /* done */
 		}
 	}
-	if (rc < 0 && !a.ndisks == !a.ndomains)
+	if (rc == 0 && !a.ndisks == !a.ndomains)
 		rc = cli_usage("backup: give --image FILE, --domain NAME or --all (one kind)");
-	if (rc < 0 && a.ndomains > 1 && a.name)
+	if (rc == 0 && a.ndomains > 1 && a.name)
 		rc = cli_usage("backup: --name needs a single --domain");
-	if (rc < 0 && a.ndomains)
+	if (rc == 0 && a.ndomains)
 		rc = backup_domains(&c, argv[1], &a);
 	for (size_t i = 0; i < nlisted; i++)
 		free(listed[i]);
 	free(listed);
 	if (a.ndomains)
 		return rc;
-	if (rc < 0 && !unique_disk_names(&a))
+	if (rc == 0 && !unique_disk_names(&a))
 		rc = cli_usage("backup: two images have the same disk name; name them with --image NAME=FILE");
-	if (rc < 0 && !a.name && !(a.name = defname = default_name(a.disks[0].path)))
+	if (rc == 0 && !a.name && !(a.name = defname = default_name(a.disks[0].path)))
 		rc = cli_error("out of memory");
-	if (rc < 0) {
+	if (rc == 0) {
 		_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
 		rc = cli_open_locked(&c, argv[1], CLI_SHARED, &r);
-		if (rc == EXIT_OK) {
+		if (rc == 0) {
 			struct progress p;
 			progress_init(&p, &c, "backup");
 			struct cairn_backup_opts o = { .name = a.name, .tags = a.tags,
@@ -331,4 +331,9 @@ int cmd_backup(int argc, char **argv)
 	for (size_t i = 0; i < a.ndisks; i++)
 		free(a.names[i]);
 	return rc;
+}
+
+int cmd_backup(int argc, char **argv)
+{
+	return cli_exit(backup_main(argc, argv));
 }

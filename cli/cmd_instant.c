@@ -25,11 +25,11 @@ static int instant_option(void *ctx, int opt, const char *arg)
 {
 	struct instant_args *a = ctx;
 	switch (opt) {
-	case 'n': a->name = arg; return -1;
-	case 'f': a->from = arg; return -1;
-	case 'o': a->to = arg; return -1;
-	case 'c': a->uri = arg; return -1;
-	case 'S': a->stop = arg; return -1;
+	case 'n': a->name = arg; return 0;
+	case 'f': a->from = arg; return 0;
+	case 'o': a->to = arg; return 0;
+	case 'c': a->uri = arg; return 0;
+	case 'S': a->stop = arg; return 0;
 	}
 	return cli_usage("instant-restore: unexpected option");
 }
@@ -57,7 +57,7 @@ static int restore_instant(const struct cli *c, const struct instant_args *a, ch
 {
 	struct serve_source src;
 	int rc = serve_source_open(c, argv[1], argv[2], a->from, &src);
-	if (rc >= 0)
+	if (rc)
 		return rc;
 	struct cairn_server_opts server;
 	serve_source_opts(&src, NULL, &server);
@@ -65,7 +65,7 @@ static int restore_instant(const struct cli *c, const struct instant_args *a, ch
 					.server = &server, .uri = a->uri, .to = a->to };
 	struct cairn_session ss;
 	char err[512] = "";
-	int code = EXIT_OK;
+	int code = 0;
 	if ((rc = cairn_session_prepare_instant(&ss, &o, err, sizeof(err))) < 0)
 		code = fail(rc, err);
 	cli_catch_signals();
@@ -100,10 +100,10 @@ static int stop(const struct cli *c, const struct instant_args *a)
 		return rc == -EBUSY ? cli_error("%s", err) : cli_fail(rc, err);
 	if (!c->quiet && !c->json)
 		printf("stopped the servers of %s\n", a->stop);
-	return EXIT_OK;
+	return 0;
 }
 
-int cmd_instant(int argc, char **argv)
+static int instant_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS,
@@ -117,11 +117,16 @@ int cmd_instant(int argc, char **argv)
 	struct cli c = { 0 };
 	struct instant_args a = { 0 };
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", instant_option, &a, USAGE, &nargs);
-	if (rc >= 0)
+	if (rc)
 		return rc;
 	if (a.stop)
 		return nargs == 0 ? stop(&c, &a) : cli_usage("usage: cairn %s", USAGE);
 	if (nargs != 2 || !a.name)
 		return cli_usage("usage: cairn %s", USAGE);
 	return restore_instant(&c, &a, argv);
+}
+
+int cmd_instant(int argc, char **argv)
+{
+	return cli_exit(instant_main(argc, argv));
 }

@@ -54,7 +54,7 @@ static int add_pick(struct restore_args *a, const char *arg)
 		return cli_error("out of memory");
 	if (!*p->disk || (p->path && !*p->path))
 		return cli_usage("--disk %s: use --disk NAME or --disk NAME=PATH", arg);
-	return -1;
+	return 0;
 }
 
 static int add_map(struct restore_args *a, const char *arg)
@@ -68,7 +68,7 @@ static int add_map(struct restore_args *a, const char *arg)
 	a->maps[a->nmaps++] = (struct cairn_domxml_map){ from, to };
 	if (!to || !*from || !*to)
 		return cli_usage("--network-map %s: use --network-map OLD=NEW", arg);
-	return -1;
+	return 0;
 }
 
 static void free_args(struct restore_args *a)
@@ -88,15 +88,15 @@ static int restore_option(void *ctx, int opt, const char *arg)
 	struct restore_args *a = ctx;
 	switch (opt) {
 	case 'd': return add_pick(a, arg);
-	case 'o': a->to = arg; return -1;
-	case 'n': a->name = arg; return -1;
-	case 'f': a->force = true; return -1;
-	case 'D': a->define = true; return -1;
-	case 'S': a->start = a->define = true; return -1;
-	case 'A': a->as = arg; return -1;
-	case 'c': a->uri = arg; return -1;
+	case 'o': a->to = arg; return 0;
+	case 'n': a->name = arg; return 0;
+	case 'f': a->force = true; return 0;
+	case 'D': a->define = true; return 0;
+	case 'S': a->start = a->define = true; return 0;
+	case 'A': a->as = arg; return 0;
+	case 'c': a->uri = arg; return 0;
 	case 'm': return add_map(a, arg);
-	case 'M': a->new_macs = true; return -1;
+	case 'M': a->new_macs = true; return 0;
 	case 'F':
 		a->format_given = true;
 		if (!strcmp(arg, "raw"))
@@ -105,7 +105,7 @@ static int restore_option(void *ctx, int opt, const char *arg)
 			a->format = CAIRN_FMT_QCOW2;
 		else
 			return cli_usage("--format %s: use raw or qcow2", arg);
-		return -1;
+		return 0;
 	}
 	return cli_usage("restore: unexpected option");
 }
@@ -156,7 +156,7 @@ static int check_option_mix(const struct restore_args *a)
 {
 	if (!a->define && (a->as || a->uri || a->nmaps || a->new_macs))
 		return cli_usage("--as, --connect, --network-map and --new-macs go with --define");
-	return -1;
+	return 0;
 }
 
 static void print_defined(const struct cli *c, const struct restore_args *a,
@@ -195,10 +195,10 @@ static struct cairn_vm_restore_opts vm_opts(const struct restore_args *a,
 static int run(const struct cli *c, struct restore_args *a, char **argv)
 {
 	int rc = check_option_mix(a);
-	if (rc >= 0)
+	if (rc)
 		return rc;
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
-	if ((rc = cli_open_repo(c, argv[1], &r)) != EXIT_OK)
+	if ((rc = cli_open_repo(c, argv[1], &r)) < 0)
 		return rc;
 	if ((rc = cairn_repo_load_index(r)) < 0)
 		return cli_fail(rc, cairn_repo_error(r));
@@ -213,7 +213,7 @@ static int run(const struct cli *c, struct restore_args *a, char **argv)
 	struct cairn_vm_restore_opts o = vm_opts(a, picks, &dout);
 	struct cairn_vm_restore v;
 	char err[512] = "";
-	int code = EXIT_OK;
+	int code = 0;
 	/* -EINVAL from the plan: the request does not fit the snapshot */
 	rc = cairn_vm_restore_plan(s, &o, &v, err, sizeof(err));
 	if (rc < 0)
@@ -221,7 +221,7 @@ static int run(const struct cli *c, struct restore_args *a, char **argv)
 	if (rc == 0) {
 		cli_catch_signals();
 		rc = cairn_vm_restore_run(r, s, &o, &v, err, sizeof(err));
-		code = rc < 0 ? cli_fail(rc, err) : EXIT_OK;
+		code = rc < 0 ? cli_fail(rc, err) : 0;
 	}
 	if (rc == 0 && a->define)
 		print_defined(c, a, &v.domain, out);
@@ -233,7 +233,7 @@ static int run(const struct cli *c, struct restore_args *a, char **argv)
 	return code;
 }
 
-int cmd_restore(int argc, char **argv)
+static int restore_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS,
@@ -253,8 +253,13 @@ int cmd_restore(int argc, char **argv)
 	struct cli c = { 0 };
 	struct restore_args a = { 0 };
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", restore_option, &a, USAGE, &nargs);
-	if (rc < 0)
+	if (rc == 0)
 		rc = nargs == 2 ? run(&c, &a, argv) : cli_usage("usage: cairn %s", USAGE);
 	free_args(&a);
 	return rc;
+}
+
+int cmd_restore(int argc, char **argv)
+{
+	return cli_exit(restore_main(argc, argv));
 }

@@ -30,16 +30,16 @@ static int verify_option(void *ctx, int opt, const char *arg)
 	char *end;
 	long v;
 	switch (opt) {
-	case 'n': a->name = arg; return -1;
-	case 'c': a->uri = arg; return -1;
-	case 'e': a->check.console_regex = arg; return -1;
-	case 's': a->check.script = arg; return -1;
+	case 'n': a->name = arg; return 0;
+	case 'c': a->uri = arg; return 0;
+	case 'e': a->check.console_regex = arg; return 0;
+	case 's': a->check.script = arg; return 0;
 	case 't':
 		v = strtol(arg, &end, 10);
 		if (*end || end == arg || v < 1 || v > 86400)
 			return cli_usage("--timeout %s: give seconds (1..86400)", arg);
 		a->check.timeout_s = (unsigned)v;
-		return -1;
+		return 0;
 	}
 	return cli_usage("verify-boot: unexpected option");
 }
@@ -58,7 +58,7 @@ static int choose_checks(struct verify_args *a, const struct cairn_snapshot *s)
 					 s->name);
 		a->check.agent = true;
 	}
-	return -1;
+	return 0;
 }
 
 /* Servers, overlays, the transient VM, the wait; everything is undone. */
@@ -75,7 +75,7 @@ static int boot_and_wait(const struct verify_args *a, struct serve_source *src,
 	int rc = cairn_session_boot_test(&o, &check, out, err, sizeof(err));
 	if (rc < 0)
 		return rc == -ENAMETOOLONG ? cli_usage("%s", err) : cli_fail(rc, err);
-	return -1;
+	return 0;
 }
 
 static int record(struct cairn_repo *r, const struct serve_source *src,
@@ -93,7 +93,7 @@ static int record(struct cairn_repo *r, const struct serve_source *src,
 		rc = cairn_verification_save(r, &v);
 		cairn_repo_unlock(r);
 	}
-	return rc < 0 ? cli_fail(rc, cairn_repo_error(r)) : -1;
+	return rc < 0 ? cli_fail(rc, cairn_repo_error(r)) : 0;
 }
 
 static int report(const struct cli *c, const struct serve_source *src, const char *name,
@@ -107,7 +107,7 @@ static int report(const struct cli *c, const struct serve_source *src, const cha
 		if (!c->json && !c->quiet)
 			printf("snapshot %.12s of %s booted as %s in %.1fs: %s\n", src->snap_hex,
 			       src->s->name, name, out->seconds, out->detail);
-		return EXIT_OK;
+		return 0;
 	}
 	return cli_error("snapshot %.12s of %s did not pass its boot test: %s", src->snap_hex,
 			 src->s->name, out->detail);
@@ -117,26 +117,26 @@ static int verify(const struct cli *c, struct verify_args *a, char **argv)
 {
 	struct serve_source src;
 	int rc = serve_source_open(c, argv[1], argv[2], a->name, &src);
-	if (rc < 0)
+	if (rc == 0)
 		rc = choose_checks(a, src.s);
 	char name[96];
 	snprintf(name, sizeof(name), "cairn-verify-%.12s-%d", src.snap_hex, (int)getpid());
 	struct cairn_boot_outcome out = { .rc = -EIO };
 	int64_t started = now_ns();
 	cli_catch_signals();
-	if (rc < 0)
+	if (rc == 0)
 		rc = boot_and_wait(a, &src, name, &out);
 	/* an interrupted test proves nothing either way: not recorded */
-	if (rc < 0 && out.rc != -EINTR)
+	if (rc == 0 && out.rc != -EINTR)
 		rc = record(src.r, &src, a, &out, started);
-	if (rc < 0)
+	if (rc == 0)
 		rc = out.rc == -EINTR ? cli_fail(out.rc, "interrupted; nothing recorded")
 				      : report(c, &src, name, &out);
 	serve_source_close(&src);
 	return rc;
 }
 
-int cmd_verify(int argc, char **argv)
+static int verify_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS,
@@ -150,9 +150,14 @@ int cmd_verify(int argc, char **argv)
 	struct cli c = { 0 };
 	struct verify_args a = { .check = { .timeout_s = DEFAULT_TIMEOUT_S } };
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", verify_option, &a, USAGE, &nargs);
-	if (rc >= 0)
+	if (rc)
 		return rc;
 	if (nargs != 2)
 		return cli_usage("usage: cairn %s", USAGE);
 	return verify(&c, &a, argv);
+}
+
+int cmd_verify(int argc, char **argv)
+{
+	return cli_exit(verify_main(argc, argv));
 }
