@@ -1,11 +1,12 @@
 /* cairn agent [--config F] [--foreground] [--once | --run-job NAME | --check-config]
  *
  * Starts the scheduling daemon (daemon/scheduler.h), which runs every job
- * of the configuration at its schedule (catching up a run missed while the host was down), never two
- * runs of a job at once (jobs run one after the other), records each run
- * (state directory, `cairn status`), writes Prometheus metrics, notifies on
- * failure. SIGTERM/SIGINT end a running backup cleanly and stop; SIGHUP
- * reloads the configuration (a bad one is refused, the old one kept). */
+ * of the configuration at its schedule (catching up a run missed while the
+ * host was down), never two runs of a job at once (jobs run one after the
+ * other), records each run (state directory, `cairn status`), writes
+ * Prometheus metrics, notifies on failure. SIGTERM/SIGINT end a running
+ * backup cleanly and stop; SIGHUP reloads the configuration (a bad one is
+ * refused, the old one kept). This file parses, starts it and prints. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>

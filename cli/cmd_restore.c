@@ -3,7 +3,8 @@
  *                [--network-map OLD=NEW ...] [--new-macs]] [--force]
  *
  * One disk to a file, or every (chosen) disk of the snapshot into a
- * directory, optionally defined and started as a libvirt domain. */
+ * directory, optionally defined and started as a libvirt domain
+ * (restore/vm_restore.h does it; this file parses and prints). */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>

@@ -1,6 +1,7 @@
-/* What serve, mount and instant-restore share: the repository, snapshot and
- * password resolved and checked before any server starts, so that their
- * errors are cairn's one line and not nbdkit's. */
+/* What serve, mount, instant-restore and verify-boot share: the
+ * repository, snapshot and password resolved from the command line and
+ * checked before any server starts, so that their errors are cairn's one
+ * line and not nbdkit's. The sessions themselves are serve/session.h. */
 #ifndef CAIRN_CLI_SERVE_H
 #define CAIRN_CLI_SERVE_H
 
