@@ -8,7 +8,11 @@
 
 #include "repo/repo.h"
 
-/* Exit codes (README "Exit codes"). */
+/* Exit codes (README "Exit codes"). Only the cmd_* entry points return
+ * them, through cli_exit(); everything else in cli/ returns 0 (or a count)
+ * or a negative errno with its message already printed: -EINVAL a usage
+ * error, -EBADMSG damaged data, -EKEYREJECTED a wrong password, -EBUSY
+ * locked, -EINTR interrupted, any other errno a plain error. */
 enum {
 	EXIT_OK = 0,
 	EXIT_ERROR = 1,
@@ -52,18 +56,23 @@ struct cli {
 /* Handles a common option; false when c is not one. */
 bool cli_common_option(struct cli *c, int opt, const char *arg);
 
+/* Print one line; return -EIO (an error) and -EINVAL (a usage error). */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Maps a negative errno to an exit code and prints msg as the one line. */
+/* Prints msg (or rc's text) as the one line of a failed library call and
+ * returns the errno that carries its exit code (-EIO for any that has no
+ * own code, so that a library's -EINVAL is no usage error). */
 int cli_fail(int rc, const char *msg);
+/* The one mapping of cli's return convention to exit codes: 0 or a count
+ * is EXIT_OK, a negative errno its exit code (see above). */
+int cli_exit(int rc);
 
 /* Reads the password: --password-file, CAIRN_PASSWORD, or a TTY prompt.
  * Returns NULL (with a message printed) when none is available. */
 char *cli_password(const struct cli *c, bool confirm);
 char *cli_new_password(void);
-/* Opens the repository, prompting for a password only when needed.
- * Returns an exit code (EXIT_OK on success). */
+/* Opens the repository, prompting for a password only when needed. */
 int cli_open_repo(const struct cli *c, const char *url, struct cairn_repo **out);
 enum cli_lock { CLI_SHARED, CLI_EXCLUSIVE, CLI_GC };
 /* cli_open_repo, then takes the repository lock. */
@@ -115,9 +124,10 @@ int cmd_instant(int argc, char **argv);
 
 /* Parses options with getopt_long (options may come before or after
  * positional arguments): common ones into c, the rest through own, which
- * returns -1 to go on or an exit code to stop. Returns -1 when the command
- * should run, with the *nargs positional arguments moved to argv[1..];
- * otherwise the exit code. usage is printed for --help. */
+ * returns 0 to go on or a negative errno to stop. Returns 0 when the
+ * command should run, with the *nargs positional arguments moved to
+ * argv[1..]; 1 when it is done (usage printed for --help); else a
+ * negative errno. */
 typedef int (*cli_option_fn)(void *ctx, int opt, const char *arg);
 int cli_parse(struct cli *c, int argc, char **argv, const struct option *opts,
 	      const char *shortopts, cli_option_fn own, void *ctx,

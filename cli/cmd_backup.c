@@ -1,10 +1,9 @@
 /* cairn backup REPO --image [NAME=]FILE ... [--name NAME] [--tag T ...] */
 #include <errno.h>
 #include <libgen.h>
-#include <pthread.h>
 #include <stdio.h>
 
-#include "agent/agent.h"
+#include "agent/fleet.h"
 #include "cli.h"
 
 #define USAGE "backup REPO --image [NAME=]FILE [--image ...] | --domain NAME [--domain ...] [--disk D ...] | --all [--exclude GLOB ...] [--parallel N] [--connect URI] [--full] [--quiesce[=auto]] [--scratch-dir DIR] [--name NAME] [--tag T ...]"
@@ -55,63 +54,63 @@ static int backup_option(void *ctx, int opt, const char *arg)
 			return cli_error("out of memory");
 		a->names[a->ndisks] = name;
 		a->disks[a->ndisks++] = (struct cairn_backup_disk){ name, path };
-		return -1;
+		return 0;
 	}
 	case 'n':
 		a->name = arg;
-		return -1;
+		return 0;
 	case 'D':
 		if (a->ndomains == MAX_DISKS)
 			return cli_usage("at most %d domains per run", MAX_DISKS);
 		a->domains[a->ndomains++] = arg;
-		return -1;
+		return 0;
 	case 'C':
 		a->uri = arg;
-		return -1;
+		return 0;
 	case 'F':
 		a->full = true;
-		return -1;
+		return 0;
 	case 'A':
 		a->all = true;
-		return -1;
+		return 0;
 	case 'Q':
 		if (arg && strcmp(arg, "auto"))
 			return cli_usage("--quiesce=%s: the only value is auto", arg);
 		a->quiesce = arg ? CAIRN_QUIESCE_AUTO : CAIRN_QUIESCE_YES;
-		return -1;
+		return 0;
 	case 'd':
 		if (a->nonly == MAX_DISKS)
 			return cli_usage("at most %d --disk options", MAX_DISKS);
 		a->only[a->nonly++] = arg;
-		return -1;
+		return 0;
 	case 'S':
 		a->scratch_dir = arg;
-		return -1;
+		return 0;
 	case 'p': {
 		char *end;
 		long n = strtol(arg, &end, 10);
 		if (n < 1 || n > 64 || *end)
 			return cli_usage("--parallel %s: give 1 to 64", arg);
 		a->parallel = (unsigned)n;
-		return -1;
+		return 0;
 	}
 	case 'x':
 		if (a->nexclude == MAX_TAGS)
 			return cli_usage("at most %d --exclude patterns", MAX_TAGS);
 		a->exclude[a->nexclude++] = arg;
-		return -1;
+		return 0;
 	case 't':
 		if (a->ntags == MAX_TAGS)
 			return cli_usage("at most %d tags", MAX_TAGS);
 		a->tags[a->ntags++] = arg;
-		return -1;
+		return 0;
 	case 'j': {
 		char *end;
 		long n = strtol(arg, &end, 10);
 		if (n < 1 || n > 256 || *end)
 			return cli_usage("--threads %s: give 1 to 256", arg);
 		a->workers = (unsigned)n;
-		return -1;
+		return 0;
 	}
 	}
 	return cli_usage("backup: unexpected option");
@@ -177,61 +176,41 @@ static void print_notice(void *opaque, const char *line)
 }
 
 /* Backups of several domains running at once share the repository lock,
- * one writer and stdout. */
+ * one writer and stdout (agent/fleet.h calls done one at a time). */
 struct domain_run {
 	const struct cli *c;
-	struct cairn_repo *r;
-	struct backup_args *a;
-	struct cairn_writer *w; /* shared when parallel */
-	pthread_mutex_t lock; /* next, status, output */
-	size_t next;
+	struct progress progress[MAX_DISKS]; /* one per domain */
+	const char *name[MAX_DISKS]; /* the snapshot's */
+	int64_t start_ns[MAX_DISKS];
 	int status;
 };
 
-static void backup_one(struct domain_run *dr, const char *domain)
+static int begin_domain(void *opaque, size_t i, struct cairn_domain_opts *o)
 {
-	const struct backup_args *a = dr->a;
-	bool parallel = dr->w != NULL;
-	struct progress p;
-	progress_init(&p, parallel ? &(struct cli){ .quiet = true } : dr->c, domain);
-	struct cairn_domain_opts o = {
-		.uri = a->uri, .domain = domain, .full = a->full, .quiesce = a->quiesce,
-		.disks = a->nonly ? a->only : NULL, .ndisks = a->nonly,
-		.scratch_dir = a->scratch_dir,
-		.backup = { .name = a->name ? a->name : domain, .tags = a->tags,
-			    .ntags = a->ntags, .workers = a->workers,
-			    .progress = progress_update, .progress_opaque = &p,
-			    .cancel = &cli_interrupted, .notice = print_notice,
-			    .writer = dr->w },
-	};
-	struct cairn_backup_result res;
-	char err[512] = "";
-	int64_t t0 = mono_ns();
-	int brc = cairn_backup_domain(dr->r, &o, &res, err, sizeof(err));
-	progress_done(&p);
-	pthread_mutex_lock(&dr->lock);
-	if (brc < 0) {
-		int code = cli_fail(brc, err);
-		if (dr->status == EXIT_OK)
-			dr->status = code;
-	} else {
-		print_result(dr->c, o.backup.name, &res, (double)(mono_ns() - t0) / 1e9);
-		fflush(stdout);
-	}
-	pthread_mutex_unlock(&dr->lock);
+	struct domain_run *dr = opaque;
+	bool parallel = o->backup.writer != NULL;
+	progress_init(&dr->progress[i], parallel ? &(struct cli){ .quiet = true } : dr->c,
+		      o->domain);
+	o->backup.progress_opaque = &dr->progress[i];
+	dr->name[i] = o->backup.name;
+	dr->start_ns[i] = mono_ns();
+	return 0;
 }
 
-static void *domain_thread(void *arg)
+static void done_domain(void *opaque, size_t i, int rc, const struct cairn_backup_result *res,
+			const char *err)
 {
-	struct domain_run *dr = arg;
-	for (;;) {
-		pthread_mutex_lock(&dr->lock);
-		size_t i = dr->next++;
-		pthread_mutex_unlock(&dr->lock);
-		if (i >= dr->a->ndomains || cli_interrupted)
-			return NULL;
-		backup_one(dr, dr->a->domains[i]);
+	struct domain_run *dr = opaque;
+	double secs = (double)(mono_ns() - dr->start_ns[i]) / 1e9;
+	progress_done(&dr->progress[i]);
+	if (rc < 0) {
+		int code = cli_fail(rc, err);
+		if (dr->status == 0)
+			dr->status = code;
+		return;
 	}
+	print_result(dr->c, dr->name[i], res, secs);
+	fflush(stdout);
 }
 
 /* Each domain is its own snapshot; a failing domain does not stop the
@@ -240,32 +219,29 @@ static int backup_domains(const struct cli *c, const char *url, struct backup_ar
 {
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
 	int rc = cli_open_locked(c, url, CLI_SHARED, &r);
-	if (rc != EXIT_OK)
+	if (rc < 0)
 		return rc;
 	cli_catch_signals();
-	struct domain_run dr = { .c = c, .r = r, .a = a, .status = EXIT_OK };
-	pthread_mutex_init(&dr.lock, NULL);
-	unsigned nthreads = MIN(a->parallel ? a->parallel : 1u, (unsigned)a->ndomains);
-	if (nthreads > 1 && (rc = cairn_writer_new(r, &dr.w)) < 0) {
-		pthread_mutex_destroy(&dr.lock);
-		return cli_fail(rc, cairn_repo_error(r));
-	}
-	pthread_t th[64];
-	unsigned started = 0;
-	for (unsigned i = 1; i < nthreads; i++)
-		if (pthread_create(&th[started], NULL, domain_thread, &dr) == 0)
-			started++;
-	domain_thread(&dr);
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(th[i], NULL);
-	if (dr.w)
-		cairn_writer_free(dr.w);
-	pthread_mutex_destroy(&dr.lock);
+	struct domain_run dr = { .c = c, .status = 0 };
+	struct cairn_fleet_opts o = {
+		.domains = a->domains, .ndomains = a->ndomains, .parallel = a->parallel,
+		.domain = { .uri = a->uri, .full = a->full, .quiesce = a->quiesce,
+			    .disks = a->nonly ? a->only : NULL, .ndisks = a->nonly,
+			    .scratch_dir = a->scratch_dir,
+			    .backup = { .name = a->name, .tags = a->tags, .ntags = a->ntags,
+					.workers = a->workers, .progress = progress_update,
+					.cancel = &cli_interrupted, .notice = print_notice } },
+		.stop = &cli_interrupted,
+		.begin = begin_domain, .done = done_domain, .opaque = &dr,
+	};
+	char err[512] = "";
+	if ((rc = cairn_backup_fleet(r, &o, err, sizeof(err))) < 0)
+		return cli_fail(rc, err);
 	cli_print_warnings(r);
 	return dr.status;
 }
 
-int cmd_backup(int argc, char **argv)
+static int backup_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS,
@@ -288,50 +264,50 @@ int cmd_backup(int argc, char **argv)
 	struct backup_args a = { 0 };
 	_cleanup_free_ char *defname = NULL;
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", backup_option, &a, USAGE, &nargs);
-	if (rc < 0 && nargs != 1)
+	if (rc == 0 && nargs != 1)
 		rc = cli_usage("usage: cairn %s", USAGE);
-	if (rc < 0 && a.all && a.ndomains)
+	if (rc == 0 && a.all && a.ndomains)
 		rc = cli_usage("backup: --all and --domain exclude each other");
-	if (rc < 0 && a.nexclude && !a.all)
+	if (rc == 0 && a.nexclude && !a.all)
 		rc = cli_usage("backup: --exclude goes with --all");
-	if (rc < 0 && a.nonly && a.ndomains != 1)
+	if (rc == 0 && a.nonly && a.ndomains != 1)
 		rc = cli_usage("backup: --disk goes with a single --domain");
-	if (rc < 0 && a.ndisks && (a.nonly || a.quiesce || a.scratch_dir || a.parallel || a.full))
+	if (rc == 0 && a.ndisks && (a.nonly || a.quiesce || a.scratch_dir || a.parallel || a.full))
 		rc = cli_usage("backup: --disk, --quiesce, --scratch-dir, --parallel and --full are for domains");
 	char **listed = NULL;
 	size_t nlisted = 0;
-	if (rc < 0 && a.all && !a.ndisks) {
+	if (rc == 0 && a.all && !a.ndisks) {
 		char err[512] = "";
 		int lrc = cairn_list_domains(a.uri, a.exclude, a.nexclude, &listed, &nlisted, err,
 					     sizeof(err));
 		if (lrc < 0)
 			rc = cli_fail(lrc, err);
-		for (size_t i = 0; rc < 0 && i < nlisted && a.ndomains < MAX_DISKS; i++)
+		for (size_t i = 0; rc == 0 && i < nlisted && a.ndomains < MAX_DISKS; i++)
 			a.domains[a.ndomains++] = listed[i];
-		if (rc < 0 && !a.ndomains) {
+		if (rc == 0 && !a.ndomains) {
 			printf("no domains to back up\n");
-			rc = EXIT_OK;
+			rc = 1; /* done */
 		}
 	}
-	if (rc < 0 && !a.ndisks == !a.ndomains)
+	if (rc == 0 && !a.ndisks == !a.ndomains)
 		rc = cli_usage("backup: give --image FILE, --domain NAME or --all (one kind)");
-	if (rc < 0 && a.ndomains > 1 && a.name)
+	if (rc == 0 && a.ndomains > 1 && a.name)
 		rc = cli_usage("backup: --name needs a single --domain");
-	if (rc < 0 && a.ndomains)
+	if (rc == 0 && a.ndomains)
 		rc = backup_domains(&c, argv[1], &a);
 	for (size_t i = 0; i < nlisted; i++)
 		free(listed[i]);
 	free(listed);
 	if (a.ndomains)
 		return rc;
-	if (rc < 0 && !unique_disk_names(&a))
+	if (rc == 0 && !unique_disk_names(&a))
 		rc = cli_usage("backup: two images have the same disk name; name them with --image NAME=FILE");
-	if (rc < 0 && !a.name && !(a.name = defname = default_name(a.disks[0].path)))
+	if (rc == 0 && !a.name && !(a.name = defname = default_name(a.disks[0].path)))
 		rc = cli_error("out of memory");
-	if (rc < 0) {
+	if (rc == 0) {
 		_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
 		rc = cli_open_locked(&c, argv[1], CLI_SHARED, &r);
-		if (rc == EXIT_OK) {
+		if (rc == 0) {
 			struct progress p;
 			progress_init(&p, &c, "backup");
 			struct cairn_backup_opts o = { .name = a.name, .tags = a.tags,
@@ -355,4 +331,9 @@ int cmd_backup(int argc, char **argv)
 	for (size_t i = 0; i < a.ndisks; i++)
 		free(a.names[i]);
 	return rc;
+}
+
+int cmd_backup(int argc, char **argv)
+{
+	return cli_exit(backup_main(argc, argv));
 }

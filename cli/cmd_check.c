@@ -23,7 +23,7 @@ static int parse_subset(struct cairn_check_opts *o, const char *arg)
 		return cli_usage("--read-data-subset %s: use N%% (1..100) or i/n", arg);
 	}
 	o->read_data = true;
-	return -1;
+	return 0;
 }
 
 static int check_option(void *ctx, int opt, const char *arg)
@@ -31,7 +31,7 @@ static int check_option(void *ctx, int opt, const char *arg)
 	struct check_args *a = ctx;
 	if (opt == 'r') {
 		a->o.read_data = true;
-		return -1;
+		return 0;
 	}
 	if (opt == 's')
 		return parse_subset(&a->o, arg);
@@ -47,7 +47,7 @@ static void print_problem(void *opaque, const char *line)
 		printf("%s\n", line);
 }
 
-int cmd_check(int argc, char **argv)
+static int check_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS,
@@ -60,12 +60,12 @@ int cmd_check(int argc, char **argv)
 	struct cli c = { 0 };
 	struct check_args a = { 0 };
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", check_option, &a, usage, &nargs);
-	if (rc >= 0)
+	if (rc)
 		return rc;
 	if (nargs != 1)
 		return cli_usage("usage: cairn %s", usage);
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
-	if ((rc = cli_open_locked(&c, argv[1], CLI_SHARED, &r)) != EXIT_OK)
+	if ((rc = cli_open_locked(&c, argv[1], CLI_SHARED, &r)) < 0)
 		return rc;
 	if (c.json)
 		a.problems = json_array();
@@ -94,7 +94,7 @@ int cmd_check(int argc, char **argv)
 		       : subset       ? "structure and the data of a subset of the packs"
 				      : "structure and all data",
 		       secs);
-	return problems ? EXIT_DAMAGED : EXIT_OK;
+	return problems ? -EBADMSG : 0;
 }
 
 static void print_line(void *opaque, const char *line)
@@ -103,18 +103,18 @@ static void print_line(void *opaque, const char *line)
 	cli_warn("%s", line);
 }
 
-int cmd_repair(int argc, char **argv)
+static int repair_main(int argc, char **argv)
 {
 	static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
 	static const char usage[] = "repair index REPO";
 	struct cli c = { 0 };
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", NULL, NULL, usage, &nargs);
-	if (rc >= 0)
+	if (rc)
 		return rc;
 	if (nargs != 2 || strcmp(argv[1], "index"))
 		return cli_usage("usage: cairn %s", usage);
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
-	if ((rc = cli_open_locked(&c, argv[2], CLI_EXCLUSIVE, &r)) != EXIT_OK)
+	if ((rc = cli_open_locked(&c, argv[2], CLI_EXCLUSIVE, &r)) < 0)
 		return rc;
 	int packs = cairn_repo_repair_index(r, print_line, NULL);
 	if (packs < 0)
@@ -123,21 +123,21 @@ int cmd_repair(int argc, char **argv)
 		json_print(json_pack("{s:i}", "packs_indexed", packs));
 	else if (!c.quiet)
 		printf("index rebuilt from %d pack(s)\n", packs);
-	return EXIT_OK;
+	return 0;
 }
 
-int cmd_stats(int argc, char **argv)
+static int stats_main(int argc, char **argv)
 {
 	static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
 	static const char usage[] = "stats REPO [--json]";
 	struct cli c = { 0 };
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", NULL, NULL, usage, &nargs);
-	if (rc >= 0)
+	if (rc)
 		return rc;
 	if (nargs != 1)
 		return cli_usage("usage: cairn %s", usage);
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
-	if ((rc = cli_open_repo(&c, argv[1], &r)) != EXIT_OK)
+	if ((rc = cli_open_repo(&c, argv[1], &r)) < 0)
 		return rc;
 	struct cairn_stats st;
 	if ((rc = cairn_repo_stats(r, &st)) < 0)
@@ -157,7 +157,7 @@ int cmd_stats(int argc, char **argv)
 				     "index_files", (json_int_t)st.index_files, "dedupe_ratio",
 				     dedupe, "compression_ratio", compress, "total_ratio", total,
 				     "chunk_size", (json_int_t)cairn_repo_chunk_size(r)));
-		return EXIT_OK;
+		return 0;
 	}
 	char lb[32], rb[32], ub[32], sb[32];
 	format_bytes(st.logical_bytes, lb, sizeof(lb));
@@ -175,5 +175,20 @@ int cmd_stats(int argc, char **argv)
 	       (unsigned long long)st.snapshots, lb, rb, ub,
 	       (unsigned long long)st.unique_chunks, sb, (unsigned long long)st.packs,
 	       (unsigned long long)st.index_files, dedupe, compress, total);
-	return EXIT_OK;
+	return 0;
+}
+
+int cmd_check(int argc, char **argv)
+{
+	return cli_exit(check_main(argc, argv));
+}
+
+int cmd_repair(int argc, char **argv)
+{
+	return cli_exit(repair_main(argc, argv));
+}
+
+int cmd_stats(int argc, char **argv)
+{
+	return cli_exit(stats_main(argc, argv));
 }

@@ -29,7 +29,7 @@ static int parse_count(const char *opt, const char *arg, unsigned *out)
 	if (*end || end == arg || v < 0 || v > 1000000)
 		return cli_usage("--%s %s: give a count (0 or more)", opt, arg);
 	*out = (unsigned)v;
-	return -1;
+	return 0;
 }
 
 static int forget_option(void *ctx, int opt, const char *arg)
@@ -40,9 +40,9 @@ static int forget_option(void *ctx, int opt, const char *arg)
 		if (a->nnames == MAX_NAMES)
 			return cli_usage("at most %d --name options", MAX_NAMES);
 		a->names[a->nnames++] = arg;
-		return -1;
-	case 'a': a->all = true; return -1;
-	case 'd': a->dry_run = true; return -1;
+		return 0;
+	case 'a': a->all = true; return 0;
+	case 'd': a->dry_run = true; return 0;
 	case 'l': return parse_count("keep-last", arg, &a->p.last);
 	case 'H': return parse_count("keep-hourly", arg, &a->p.hourly);
 	case 'D': return parse_count("keep-daily", arg, &a->p.daily);
@@ -54,13 +54,13 @@ static int forget_option(void *ctx, int opt, const char *arg)
 			return cli_usage("--keep-within %s: use a duration such as 7d, 2w, 6m, 1y6m, 36h",
 					 arg);
 		a->p.has_within = true;
-		return -1;
+		return 0;
 	case 't':
 		if (a->p.ntags == MAX_TAGS)
 			return cli_usage("at most %d --keep-tag options", MAX_TAGS);
 		a->tags[a->p.ntags++] = arg;
 		a->p.tags = a->tags;
-		return -1;
+		return 0;
 	}
 	return cli_usage("forget: unexpected option");
 }
@@ -137,10 +137,10 @@ static int forget_all(const struct cli *c, const struct forget_args *a, struct c
 	if (rc == 0 && c->json)
 		json_print(json_incref(x.out));
 	json_decref(x.out);
-	return rc < 0 ? cli_fail(rc, cairn_repo_error(r)) : EXIT_OK;
+	return rc < 0 ? cli_fail(rc, cairn_repo_error(r)) : 0;
 }
 
-int cmd_forget(int argc, char **argv)
+static int forget_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS,
@@ -161,7 +161,7 @@ int cmd_forget(int argc, char **argv)
 	struct forget_args a = { 0 };
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", forget_option, &a, FORGET_USAGE,
 				  &nargs);
-	if (rc >= 0)
+	if (rc)
 		return rc;
 	if (nargs != 1)
 		return cli_usage("usage: cairn %s", FORGET_USAGE);
@@ -170,7 +170,7 @@ int cmd_forget(int argc, char **argv)
 	if (cairn_keep_policy_empty(&a.p))
 		return cli_usage("no --keep-* rule given: forget would remove every snapshot");
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
-	if ((rc = cli_open_locked(&c, argv[1], CLI_SHARED, &r)) != EXIT_OK)
+	if ((rc = cli_open_locked(&c, argv[1], CLI_SHARED, &r)) < 0)
 		return rc;
 	return forget_all(&c, &a, r);
 }
@@ -180,7 +180,7 @@ static int protect_option(void *ctx, int opt, const char *arg)
 	if (opt != 'n')
 		return cli_usage("unexpected option");
 	*(const char **)ctx = arg;
-	return -1;
+	return 0;
 }
 
 static int set_protection(int argc, char **argv, bool on)
@@ -194,12 +194,12 @@ static int set_protection(int argc, char **argv, bool on)
 	struct cli c = { 0 };
 	const char *name = NULL;
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", protect_option, &name, usage, &nargs);
-	if (rc >= 0)
+	if (rc)
 		return rc;
 	if (nargs != 2)
 		return cli_usage("usage: cairn %s", usage);
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
-	if ((rc = cli_open_locked(&c, argv[1], CLI_SHARED, &r)) != EXIT_OK)
+	if ((rc = cli_open_locked(&c, argv[1], CLI_SHARED, &r)) < 0)
 		return rc;
 	_cleanup_(cairn_snapshot_freep) struct cairn_snapshot *s = NULL;
 	if ((rc = cairn_snapshot_find(r, argv[2], name, &s)) < 0 ||
@@ -212,15 +212,30 @@ static int set_protection(int argc, char **argv, bool on)
 	else if (!c.quiet)
 		printf("snapshot %.12s of %s is %s\n", id, s->name,
 		       on ? "protected" : "no longer protected");
-	return EXIT_OK;
+	return 0;
 }
 
-int cmd_protect(int argc, char **argv)
+static int protect_main(int argc, char **argv)
 {
 	return set_protection(argc, argv, true);
 }
 
-int cmd_unprotect(int argc, char **argv)
+static int unprotect_main(int argc, char **argv)
 {
 	return set_protection(argc, argv, false);
+}
+
+int cmd_forget(int argc, char **argv)
+{
+	return cli_exit(forget_main(argc, argv));
+}
+
+int cmd_protect(int argc, char **argv)
+{
+	return cli_exit(protect_main(argc, argv));
+}
+
+int cmd_unprotect(int argc, char **argv)
+{
+	return cli_exit(unprotect_main(argc, argv));
 }

@@ -15,13 +15,13 @@ static int gc_option(void *ctx, int opt, const char *arg)
 	char *end;
 	long v;
 	switch (opt) {
-	case 'd': o->dry_run = true; return -1;
+	case 'd': o->dry_run = true; return 0;
 	case 'u':
 		v = strtol(arg, &end, 10);
 		if (end == arg || (*end && strcmp(end, "%")) || v < 0 || v > 100)
 			return cli_usage("--max-unused %s: give a percentage 0..100", arg);
 		o->max_unused_pct = (unsigned)v;
-		return -1;
+		return 0;
 	}
 	return cli_usage("gc: unexpected option");
 }
@@ -97,7 +97,7 @@ static void print_text(const struct cairn_gc_opts *o, const struct cairn_gc_resu
 	print_immutable(r);
 }
 
-int cmd_gc(int argc, char **argv)
+static int gc_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS,
@@ -108,14 +108,14 @@ int cmd_gc(int argc, char **argv)
 	struct cli c = { 0 };
 	struct cairn_gc_opts o = { .max_unused_pct = DEFAULT_MAX_UNUSED };
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", gc_option, &o, USAGE, &nargs);
-	if (rc >= 0)
+	if (rc)
 		return rc;
 	if (nargs != 1)
 		return cli_usage("usage: cairn %s", USAGE);
 	if ((rc = test_now(&o.now_s)) != 0)
 		return rc;
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
-	if ((rc = cli_open_locked(&c, argv[1], CLI_GC, &r)) != EXIT_OK)
+	if ((rc = cli_open_locked(&c, argv[1], CLI_GC, &r)) < 0)
 		return rc;
 	struct cairn_gc_result res;
 	cli_catch_signals();
@@ -148,5 +148,10 @@ int cmd_gc(int argc, char **argv)
 		json_print(j);
 	} else if (!c.quiet)
 		print_text(&o, &res);
-	return EXIT_OK;
+	return 0;
+}
+
+int cmd_gc(int argc, char **argv)
+{
+	return cli_exit(gc_main(argc, argv));
 }

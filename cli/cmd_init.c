@@ -24,30 +24,30 @@ static int init_option(void *ctx, int opt, const char *arg)
 	uint64_t v;
 	a->params_given |= opt == 'c' || opt == 'z' || opt == 'e';
 	switch (opt) {
-	case 'R': a->replica_of = arg; return -1;
-	case 'F': a->from_password_file = arg; return -1;
+	case 'R': a->replica_of = arg; return 0;
+	case 'F': a->from_password_file = arg; return 0;
 	case 'I': {
 		char *end;
 		long d = strtol(arg, &end, 10);
 		if (end == arg || *end || d < 1 || d > 36500)
 			return cli_usage("--immutable %s: give the retention in days (1..36500)", arg);
 		a->o.immutable_days = (unsigned)d;
-		return -1;
+		return 0;
 	}
 	case 'c':
 		if (parse_size(arg, &v) < 0 || v < CAIRN_MIN_CHUNK || v > CAIRN_MAX_CHUNK ||
 		    (v & (v - 1)))
 			return cli_usage("--chunk-size %s: give a power of two from 64K to 8M", arg);
 		a->o.chunk_size = (uint32_t)v;
-		return -1;
+		return 0;
 	case 'z':
 		if (!strcmp(arg, "none")) {
 			a->o.compression_level = 0;
-			return -1;
+			return 0;
 		}
 		if (!strcmp(arg, "zstd")) {
 			a->o.compression_level = CAIRN_DEFAULT_LEVEL;
-			return -1;
+			return 0;
 		}
 		char *end;
 		long lvl;
@@ -55,7 +55,7 @@ static int init_option(void *ctx, int opt, const char *arg)
 		    lvl > 19 || *end)
 			return cli_usage("--compression %s: use zstd, zstd:N (1-19) or none", arg);
 		a->o.compression_level = (int)lvl;
-		return -1;
+		return 0;
 	case 'e':
 		if (!strcmp(arg, "none"))
 			a->o.encrypt = false;
@@ -63,12 +63,12 @@ static int init_option(void *ctx, int opt, const char *arg)
 			a->o.encrypt = true;
 		else
 			return cli_usage("--encryption %s: use aes-256-gcm or none", arg);
-		return -1;
+		return 0;
 	}
 	return cli_usage("init: unexpected option");
 }
 
-int cmd_init(int argc, char **argv)
+static int init_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS,
@@ -85,7 +85,7 @@ int cmd_init(int argc, char **argv)
 				      .compression_level = CAIRN_DEFAULT_LEVEL,
 				      .encrypt = true } };
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", init_option, &a, USAGE, &nargs);
-	if (rc >= 0)
+	if (rc)
 		return rc;
 	if (nargs != 1)
 		return cli_usage("usage: cairn %s", USAGE);
@@ -98,7 +98,7 @@ int cmd_init(int argc, char **argv)
 		struct cli from = c;
 		if (a.from_password_file)
 			from.password_file = a.from_password_file;
-		if ((rc = cli_open_repo(&from, a.replica_of, &src)) != EXIT_OK)
+		if ((rc = cli_open_repo(&from, a.replica_of, &src)) < 0)
 			return rc;
 		a.o.replica_of = src;
 		a.o.encrypt = cairn_repo_encrypted(src);
@@ -108,7 +108,7 @@ int cmd_init(int argc, char **argv)
 	if (a.o.encrypt) {
 		pw = cli_password(&c, true);
 		if (!pw)
-			return EXIT_ERROR;
+			return -EIO;
 		a.o.password = pw;
 	}
 	char err[512] = "";
@@ -130,5 +130,10 @@ int cmd_init(int argc, char **argv)
 			printf("immutable: every backup object is locked for %u days (S3 Object "
 			       "Lock, COMPLIANCE mode)\n", a.o.immutable_days);
 	}
-	return EXIT_OK;
+	return 0;
+}
+
+int cmd_init(int argc, char **argv)
+{
+	return cli_exit(init_main(argc, argv));
 }

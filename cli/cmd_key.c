@@ -11,7 +11,7 @@ static int key_option(void *ctx, int opt, const char *arg)
 	if (opt != 'N')
 		return cli_usage("key: unexpected option");
 	*(const char **)ctx = arg;
-	return -1;
+	return 0;
 }
 
 static char *read_first_line(const char *path)
@@ -55,10 +55,10 @@ static int key_list(const struct cli *c, struct cairn_repo *r)
 	if (arr)
 		json_print(arr);
 	free(keys);
-	return EXIT_OK;
+	return 0;
 }
 
-int cmd_key(int argc, char **argv)
+static int key_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS,
@@ -68,7 +68,7 @@ int cmd_key(int argc, char **argv)
 	struct cli c = { 0 };
 	const char *newfile = NULL;
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", key_option, &newfile, USAGE, &nargs);
-	if (rc >= 0)
+	if (rc)
 		return rc;
 	if (nargs < 2)
 		return cli_usage("usage: cairn %s", USAGE);
@@ -78,7 +78,7 @@ int cmd_key(int argc, char **argv)
 	if ((!list && !add && !rm) || nargs != (rm ? 3 : 2))
 		return cli_usage("usage: cairn %s", USAGE);
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
-	if ((rc = cli_open_repo(&c, argv[2], &r)) != EXIT_OK)
+	if ((rc = cli_open_repo(&c, argv[2], &r)) < 0)
 		return rc;
 	if (!cairn_repo_encrypted(r))
 		return cli_error("%s is not encrypted: it has no keys", argv[2]);
@@ -89,11 +89,11 @@ int cmd_key(int argc, char **argv)
 			return cli_fail(rc, cairn_repo_error(r));
 		if (!c.quiet && !c.json)
 			printf("removed key %s\n", argv[3]);
-		return EXIT_OK;
+		return 0;
 	}
 	_cleanup_free_ char *pw = newfile ? read_first_line(newfile) : cli_new_password();
 	if (!pw)
-		return EXIT_ERROR;
+		return -EIO;
 	char id[65];
 	if ((rc = cairn_key_add(r, pw, id)) < 0)
 		return cli_fail(rc, cairn_repo_error(r));
@@ -101,5 +101,10 @@ int cmd_key(int argc, char **argv)
 		json_print(json_pack("{s:s}", "id", id));
 	else if (!c.quiet)
 		printf("added key %.12s\n", id);
-	return EXIT_OK;
+	return 0;
+}
+
+int cmd_key(int argc, char **argv)
+{
+	return cli_exit(key_main(argc, argv));
 }

@@ -26,15 +26,15 @@ static int replicate_option(void *ctx, int opt, const char *arg)
 		if (a->o.nnames == MAX_FILTERS)
 			return cli_usage("at most %d --name options", MAX_FILTERS);
 		a->names[a->o.nnames++] = arg;
-		return -1;
+		return 0;
 	case 's':
 		if (a->o.nsnapshots == MAX_FILTERS)
 			return cli_usage("at most %d --snapshot options", MAX_FILTERS);
 		a->snaps[a->o.nsnapshots++] = arg;
-		return -1;
-	case 'v': a->o.verify = true; return -1;
-	case 'd': a->o.dry_run = true; return -1;
-	case 'T': a->to_password_file = arg; return -1;
+		return 0;
+	case 'v': a->o.verify = true; return 0;
+	case 'd': a->o.dry_run = true; return 0;
+	case 'T': a->to_password_file = arg; return 0;
 	}
 	return cli_usage("replicate: unexpected option");
 }
@@ -81,9 +81,9 @@ static int run(const struct cli *c, struct replicate_args *a, char **argv)
 	if (a->to_password_file)
 		to.password_file = a->to_password_file;
 	int rc = cli_open_locked(c, argv[1], CLI_SHARED, &src);
-	if (rc != EXIT_OK)
+	if (rc < 0)
 		return rc;
-	if ((rc = cli_open_locked(&to, argv[2], CLI_SHARED, &dst)) != EXIT_OK)
+	if ((rc = cli_open_locked(&to, argv[2], CLI_SHARED, &dst)) < 0)
 		return rc;
 	a->o.names = a->names;
 	a->o.snapshots = a->snaps;
@@ -102,10 +102,10 @@ static int run(const struct cli *c, struct replicate_args *a, char **argv)
 		return cli_fail(rc, err);
 	cli_print_warnings(src);
 	print_summary(c, a, &res, (double)(mono_ns() - t0) / 1e9);
-	return EXIT_OK;
+	return 0;
 }
 
-int cmd_replicate(int argc, char **argv)
+static int replicate_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS,
@@ -119,10 +119,15 @@ int cmd_replicate(int argc, char **argv)
 	struct cli c = { 0 };
 	struct replicate_args a = { 0 };
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", replicate_option, &a, USAGE, &nargs);
-	if (rc >= 0)
+	if (rc)
 		return rc;
 	if (nargs != 2)
 		return cli_usage("usage: cairn %s", USAGE);
 	a.o.connections = c.backend.connections; /* the common option */
 	return run(&c, &a, argv);
+}
+
+int cmd_replicate(int argc, char **argv)
+{
+	return cli_exit(replicate_main(argc, argv));
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "serve/session.h"
 #include "serve_cli.h"
 
 #define USAGE                                                                  \
@@ -19,12 +20,12 @@ static int open_with_password(const struct cli *c, const char *url, struct serve
 	_cleanup_free_ char *pw = NULL;
 	if (c->password_file || getenv("CAIRN_PASSWORD")) {
 		if (!(pw = cli_password(c, false)))
-			return EXIT_ERROR;
+			return -EIO;
 	}
 	int rc = cairn_repo_open_with(url, pw, &c->backend, &src->r, err, sizeof(err));
 	if (rc == -EKEYREJECTED && !pw && isatty(0)) {
 		if (!(pw = cli_password(c, false)))
-			return EXIT_ERROR;
+			return -EIO;
 		rc = cairn_repo_open_with(url, pw, &c->backend, &src->r, err, sizeof(err));
 	}
 	if (rc == -EKEYREJECTED && !pw)
@@ -37,7 +38,7 @@ static int open_with_password(const struct cli *c, const char *url, struct serve
 		return cli_error("cannot resolve %s: %s", c->password_file, strerror(errno));
 	if (cairn_repo_encrypted(src->r) && !c->password_file)
 		src->password = TAKE_PTR(pw);
-	return -1;
+	return 0;
 }
 
 static int open_source(const struct cli *c, const char *repo, const char *snap,
@@ -45,7 +46,7 @@ static int open_source(const struct cli *c, const char *repo, const char *snap,
 {
 	memset(src, 0, sizeof(*src));
 	int rc = open_with_password(c, repo, src);
-	if (rc >= 0)
+	if (rc)
 		return rc;
 	/* nbdkit leaves the working directory: a local path goes absolute */
 	bool remote = !strncmp(repo, "s3:", 3) || !strncmp(repo, "sftp:", 5);
@@ -71,14 +72,14 @@ static int open_source(const struct cli *c, const char *repo, const char *snap,
 	char err[512] = "";
 	if ((rc = cairn_server_find_plugin(src->plugin, sizeof(src->plugin), err, sizeof(err))) < 0)
 		return cli_fail(rc, err);
-	return -1;
+	return 0;
 }
 
 int serve_source_open(const struct cli *c, const char *repo, const char *snap,
 		      const char *name, struct serve_source *src)
 {
 	int rc = open_source(c, repo, snap, name, src);
-	if (rc >= 0)
+	if (rc < 0)
 		serve_source_close(src);
 	return rc;
 }
@@ -119,7 +120,7 @@ void serve_source_opts(const struct serve_source *src, const struct cairn_disk *
 	o->plugin = src->plugin;
 	o->repo = src->repo;
 	o->snapshot = src->snap_hex;
-	o->disk = d->name;
+	o->disk = d ? d->name : NULL;
 	o->password_file = src->password_file[0] ? src->password_file : NULL;
 	o->password = src->password;
 	o->backend = &src->backend;
@@ -140,16 +141,9 @@ void serve_source_close(struct serve_source *src)
 
 int serve_run_dir(char *out, size_t len)
 {
-	const char *xdg = getenv("XDG_RUNTIME_DIR");
-	if (geteuid() == 0)
-		snprintf(out, len, "/run/cairn");
-	else if (xdg && *xdg)
-		snprintf(out, len, "%s/cairn", xdg);
-	else
-		snprintf(out, len, "/tmp/cairn-%u", (unsigned)geteuid());
-	if (mkdir(out, 0755) < 0 && errno != EEXIST)
-		return cli_error("cannot create %s: %s", out, strerror(errno));
-	return -1;
+	char err[512] = "";
+	int rc = cairn_serve_run_dir(out, len, err, sizeof(err));
+	return rc < 0 ? cli_error("%s", err) : 0;
 }
 
 struct serve_args {
@@ -161,14 +155,14 @@ static int serve_option(void *ctx, int opt, const char *arg)
 {
 	struct serve_args *a = ctx;
 	switch (opt) {
-	case 'n': a->name = arg; return -1;
-	case 'd': a->disk = arg; return -1;
-	case 's': a->socket = arg; return -1;
-	case 'p': a->port = arg; return -1;
-	case 'a': a->address = arg; return -1;
-	case 'F': a->pidfile = arg; return -1;
-	case 'f': a->foreground = true; return -1;
-	case 'S': a->stop = true; return -1;
+	case 'n': a->name = arg; return 0;
+	case 'd': a->disk = arg; return 0;
+	case 's': a->socket = arg; return 0;
+	case 'p': a->port = arg; return 0;
+	case 'a': a->address = arg; return 0;
+	case 'F': a->pidfile = arg; return 0;
+	case 'f': a->foreground = true; return 0;
+	case 'S': a->stop = true; return 0;
 	}
 	return cli_usage("serve: unexpected option");
 }
@@ -180,7 +174,7 @@ static int absolute_path(const char *path, char *out, size_t len)
 	if (path[0] != '/' && !getcwd(cwd, sizeof(cwd)))
 		return cli_error("getcwd: %s", strerror(errno));
 	int n = snprintf(out, len, "%s%s%s", cwd, *cwd ? "/" : "", path);
-	return n >= 0 && (size_t)n < len ? -1 : cli_usage("%s: path too long", path);
+	return n >= 0 && (size_t)n < len ? 0 : cli_usage("%s: path too long", path);
 }
 
 static int plan_endpoint(const struct serve_args *a, char *sock, char *pidfile, size_t len)
@@ -193,19 +187,19 @@ static int plan_endpoint(const struct serve_args *a, char *sock, char *pidfile, 
 	if (a->address && !a->port)
 		return cli_usage("--address goes with --port");
 	int rc;
-	if (a->socket && (rc = absolute_path(a->socket, sock, len)) >= 0)
+	if (a->socket && (rc = absolute_path(a->socket, sock, len)) < 0)
 		return rc;
 	if (a->pidfile)
 		return absolute_path(a->pidfile, pidfile, len);
 	if (a->socket)
 		return snprintf(pidfile, len, "%s.pid", sock) < (int)len
-			       ? -1
+			       ? 0
 			       : cli_usage("--socket %s: path too long", a->socket);
 	char dir[PATH_MAX - 32];
-	if ((rc = serve_run_dir(dir, sizeof(dir))) >= 0)
+	if ((rc = serve_run_dir(dir, sizeof(dir))) < 0)
 		return rc;
 	snprintf(pidfile, len, "%s/serve-%s.pid", dir, a->port);
-	return -1;
+	return 0;
 }
 
 static void relay(void *opaque, const char *line)
@@ -244,10 +238,10 @@ static int run(const struct cli *c, struct serve_args *a, char **argv)
 {
 	char sock[PATH_MAX] = "", pidfile[PATH_MAX] = "", err[512] = "", uri[PATH_MAX + 64];
 	int rc = plan_endpoint(a, sock, pidfile, sizeof(sock));
-	if (rc >= 0)
+	if (rc)
 		return rc;
 	struct serve_source src;
-	if ((rc = serve_source_open(c, argv[1], argv[2], a->name, &src)) >= 0)
+	if ((rc = serve_source_open(c, argv[1], argv[2], a->name, &src)) < 0)
 		return rc;
 	struct cairn_disk *d = serve_source_disk(&src, a->disk, &rc);
 	struct cairn_server_opts o;
@@ -261,9 +255,9 @@ static int run(const struct cli *c, struct serve_args *a, char **argv)
 		o.foreground = a->foreground;
 		cli_catch_signals();
 		int src_rc = cairn_server_start(&o, &srv, err, sizeof(err));
-		rc = src_rc < 0 ? cli_fail(src_rc, err) : -1;
+		rc = src_rc < 0 ? cli_fail(src_rc, err) : 0;
 	}
-	if (rc < 0) {
+	if (rc == 0) {
 		if (a->socket)
 			snprintf(uri, sizeof(uri), "nbd+unix:///?socket=%s", sock);
 		else
@@ -273,12 +267,12 @@ static int run(const struct cli *c, struct serve_args *a, char **argv)
 	}
 	/* the server has its own copy of the repository; ours can go */
 	serve_source_close(&src);
-	if (rc < 0 && a->foreground) {
+	if (rc == 0 && a->foreground) {
 		int wrc = cairn_server_wait(srv, relay, NULL, &cli_interrupted, err, sizeof(err));
 		unlink(pidfile);
-		rc = wrc < 0 ? cli_fail(wrc, err) : -1;
+		rc = wrc < 0 ? cli_fail(wrc, err) : 0;
 	}
-	return rc < 0 ? EXIT_OK : rc;
+	return rc;
 }
 
 /* A detached server: nbdkit leaves its pid file and socket behind when
@@ -287,22 +281,22 @@ static int stop(const struct cli *c, const struct serve_args *a)
 {
 	char sock[PATH_MAX] = "", pidfile[PATH_MAX] = "", err[512] = "";
 	int rc = plan_endpoint(a, sock, pidfile, sizeof(sock));
-	if (rc >= 0)
+	if (rc)
 		return rc;
 	pid_t pid = cairn_server_running(pidfile);
 	if ((rc = cairn_server_stop(pidfile, *sock ? sock : NULL, err, sizeof(err))) < 0)
 		return rc == -ENOENT ? cli_error("no server: %s does not exist", pidfile)
 				     : cli_fail(rc, err);
 	if (c->quiet || c->json)
-		return EXIT_OK;
+		return 0;
 	if (pid)
 		printf("stopped server %d\n", (int)pid);
 	else
 		printf("no server was running; removed %s\n", pidfile);
-	return EXIT_OK;
+	return 0;
 }
 
-int cmd_serve(int argc, char **argv)
+static int serve_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS,
@@ -319,9 +313,14 @@ int cmd_serve(int argc, char **argv)
 	struct cli c = { 0 };
 	struct serve_args a = { 0 };
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", serve_option, &a, USAGE, &nargs);
-	if (rc < 0 && a.stop)
-		rc = nargs == 0 ? stop(&c, &a) : cli_usage("usage: cairn %s", USAGE);
-	if (rc < 0)
+	if (rc == 0 && a.stop)
+		return nargs == 0 ? stop(&c, &a) : cli_usage("usage: cairn %s", USAGE);
+	if (rc == 0)
 		rc = nargs == 2 ? run(&c, &a, argv) : cli_usage("usage: cairn %s", USAGE);
 	return rc;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+	return cli_exit(serve_main(argc, argv));
 }

@@ -9,7 +9,7 @@ static int name_option(void *ctx, int opt, const char *arg)
 	if (opt != 'n')
 		return cli_usage("unexpected option");
 	*(const char **)ctx = arg;
-	return -1;
+	return 0;
 }
 
 /* "incremental" when any disk was read only where it changed. */
@@ -87,7 +87,7 @@ static json_t *snapshot_json(const struct cairn_snapshot *s, const struct cairn_
 			 verification_json(ver));
 }
 
-int cmd_snapshots(int argc, char **argv)
+static int snapshots_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS,
@@ -98,12 +98,12 @@ int cmd_snapshots(int argc, char **argv)
 	struct cli c = { 0 };
 	const char *name = NULL;
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", name_option, &name, usage, &nargs);
-	if (rc >= 0)
+	if (rc)
 		return rc;
 	if (nargs != 1)
 		return cli_usage("usage: cairn %s", usage);
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
-	if ((rc = cli_open_repo(&c, argv[1], &r)) != EXIT_OK)
+	if ((rc = cli_open_repo(&c, argv[1], &r)) < 0)
 		return rc;
 	struct cairn_snapshot **v;
 	size_t n;
@@ -152,7 +152,7 @@ int cmd_snapshots(int argc, char **argv)
 		json_print(arr);
 	cairn_snapshot_list_free(v, n);
 	cairn_verification_list_free(ver, nver);
-	return EXIT_OK;
+	return 0;
 }
 
 static int cmp_id(const void *a, const void *b)
@@ -188,7 +188,7 @@ static int disk_usage(struct cairn_repo *r, struct cairn_disk *d, uint64_t *nonz
 	return 0;
 }
 
-int cmd_ls(int argc, char **argv)
+static int ls_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS,
@@ -199,12 +199,12 @@ int cmd_ls(int argc, char **argv)
 	struct cli c = { 0 };
 	const char *name = NULL;
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", name_option, &name, usage, &nargs);
-	if (rc >= 0)
+	if (rc)
 		return rc;
 	if (nargs != 2)
 		return cli_usage("usage: cairn %s", usage);
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
-	if ((rc = cli_open_repo(&c, argv[1], &r)) != EXIT_OK)
+	if ((rc = cli_open_repo(&c, argv[1], &r)) < 0)
 		return rc;
 	_cleanup_(cairn_snapshot_freep) struct cairn_snapshot *s = NULL;
 	if ((rc = cairn_snapshot_find(r, argv[2], name, &s)) < 0)
@@ -243,5 +243,15 @@ int cmd_ls(int argc, char **argv)
 	}
 	if (j)
 		json_print(j);
-	return EXIT_OK;
+	return 0;
+}
+
+int cmd_snapshots(int argc, char **argv)
+{
+	return cli_exit(snapshots_main(argc, argv));
+}
+
+int cmd_ls(int argc, char **argv)
+{
+	return cli_exit(ls_main(argc, argv));
 }

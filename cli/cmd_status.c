@@ -15,7 +15,7 @@ static int status_option(void *ctx, int opt, const char *arg)
 	if (opt != 's')
 		return cli_usage("status: unexpected option");
 	*(const char **)ctx = arg;
-	return -1;
+	return 0;
 }
 
 static void when(int64_t ns, char *out, size_t len)
@@ -56,7 +56,7 @@ static void print_table(const struct cairn_run_record *v, size_t n)
 	}
 }
 
-int cmd_status(int argc, char **argv)
+static int status_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS,
@@ -66,7 +66,7 @@ int cmd_status(int argc, char **argv)
 	struct cli c = { 0 };
 	const char *dir = DEFAULT_STATE_DIR;
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", status_option, &dir, USAGE, &nargs);
-	if (rc >= 0)
+	if (rc)
 		return rc;
 	if (nargs != 0)
 		return cli_usage("usage: cairn %s", USAGE);
@@ -90,5 +90,10 @@ int cmd_status(int argc, char **argv)
 	}
 	free(v);
 	/* scripts and monitoring can ask "did the last runs all succeed?" */
-	return failed ? EXIT_ERROR : EXIT_OK;
+	return failed ? -EIO : 0;
+}
+
+int cmd_status(int argc, char **argv)
+{
+	return cli_exit(status_main(argc, argv));
 }

@@ -11,9 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "instant_run.h"
-#include "restore/bootcheck.h"
-#include "restore/domxml.h"
+#include "serve/session.h"
+#include "serve_cli.h"
 
 #define USAGE                                                                      \
 	"verify-boot REPO SNAP [--name VM] [--timeout S] [--expect-console REGEX] " \
@@ -31,16 +30,16 @@ static int verify_option(void *ctx, int opt, const char *arg)
 	char *end;
 	long v;
 	switch (opt) {
-	case 'n': a->name = arg; return -1;
-	case 'c': a->uri = arg; return -1;
-	case 'e': a->check.console_regex = arg; return -1;
-	case 's': a->check.script = arg; return -1;
+	case 'n': a->name = arg; return 0;
+	case 'c': a->uri = arg; return 0;
+	case 'e': a->check.console_regex = arg; return 0;
+	case 's': a->check.script = arg; return 0;
 	case 't':
 		v = strtol(arg, &end, 10);
 		if (*end || end == arg || v < 1 || v > 86400)
 			return cli_usage("--timeout %s: give seconds (1..86400)", arg);
 		a->check.timeout_s = (unsigned)v;
-		return -1;
+		return 0;
 	}
 	return cli_usage("verify-boot: unexpected option");
 }
@@ -59,83 +58,28 @@ static int choose_checks(struct verify_args *a, const struct cairn_snapshot *s)
 					 s->name);
 		a->check.agent = true;
 	}
-	return -1;
+	return 0;
 }
-
-static int rewrite(const char *name, const struct serve_source *src,
-		   const struct instant_run *ir, const char *console,
-		   struct cairn_domxml_result *x)
-{
-	struct cairn_domxml_disk disks[INSTANT_MAX_DISKS];
-	for (size_t i = 0; i < ir->n; i++)
-		disks[i] = (struct cairn_domxml_disk){ .target = ir->disks[i].d->name,
-						       .path = ir->disks[i].overlay,
-						       .format = "qcow2" };
-	struct cairn_domxml_opts o = { .name = name, .disks = disks, .ndisks = ir->n,
-				       .new_macs = true, .no_network = true,
-				       .console_log = console };
-	char err[512] = "";
-	int rc = cairn_domxml_rewrite(src->s->domain_xml, &o, x, err, sizeof(err));
-	return rc < 0 ? cli_fail(rc, err) : -1;
-}
-
-struct outcome {
-	int rc; /* of cairn_boot_wait */
-	double seconds;
-	char detail[600];
-};
 
 /* Servers, overlays, the transient VM, the wait; everything is undone. */
 static int boot_and_wait(const struct verify_args *a, struct serve_source *src,
-			 const char *name, struct outcome *out)
+			 const char *name, struct cairn_boot_outcome *out)
 {
-	struct instant_run ir = { 0 };
-	struct cairn_domxml_result x = { 0 };
-	_cleanup_(cairn_vm_host_closep) struct cairn_vm_host *h = NULL;
-	char console[PATH_MAX], err[512] = "";
-	int rc = instant_run_dir(name, ir.run, sizeof(ir.run));
-	if (rc < 0) {
-		/* the overlays only take the guest's writes during a test boot */
-		snprintf(ir.dir, sizeof(ir.dir), "%s", ir.run);
-		snprintf(console, sizeof(console), "%s/console.log", ir.run);
-		rc = instant_plan(name, src, &ir);
-	}
-	if (rc < 0)
-		rc = rewrite(name, src, &ir, console, &x);
-	if (rc < 0) {
-		int vrc = cairn_vm_host_open(a->uri, &h, err, sizeof(err));
-		if (vrc == 0)
-			vrc = cairn_vm_host_preflight(h, &x, true, err, sizeof(err));
-		rc = vrc < 0 ? cli_fail(vrc, err) : -1;
-	}
-	if (rc < 0 && (rc = instant_make_dir(ir.run, 0777)) < 0)
-		rc = instant_start_servers(src, &ir);
-	if (rc < 0) {
-		int vrc = cairn_vm_host_create_transient(h, x.xml, err, sizeof(err));
-		ir.defined = vrc == 0;
-		if (vrc < 0) {
-			out->rc = vrc;
-			snprintf(out->detail, sizeof(out->detail), "%s", err);
-		}
-	}
+	struct cairn_server_opts server;
+	serve_source_opts(src, NULL, &server);
+	struct cairn_session_opts o = { .name = name, .r = src->r, .s = src->s,
+					.server = &server, .uri = a->uri };
 	struct cairn_boot_check check = a->check;
-	check.console_log = console;
 	check.cancel = &cli_interrupted;
-	if (rc < 0 && ir.defined)
-		out->rc = cairn_boot_wait(h, x.name, &check, &out->seconds, out->detail,
-					  sizeof(out->detail));
-	if (h)
-		instant_undo(h, name, &ir);
-	else
-		instant_stop_servers(&ir);
-	unlink(console);
-	rmdir(ir.run);
-	cairn_domxml_result_free(&x);
-	return rc;
+	char err[512] = "";
+	int rc = cairn_session_boot_test(&o, &check, out, err, sizeof(err));
+	if (rc < 0)
+		return rc == -ENAMETOOLONG ? cli_usage("%s", err) : cli_fail(rc, err);
+	return 0;
 }
 
 static int record(struct cairn_repo *r, const struct serve_source *src,
-		  const struct verify_args *a, const struct outcome *out, int64_t started)
+		  const struct verify_args *a, const struct cairn_boot_outcome *out, int64_t started)
 {
 	char host[256] = "", method[32];
 	gethostname(host, sizeof(host) - 1);
@@ -149,11 +93,11 @@ static int record(struct cairn_repo *r, const struct serve_source *src,
 		rc = cairn_verification_save(r, &v);
 		cairn_repo_unlock(r);
 	}
-	return rc < 0 ? cli_fail(rc, cairn_repo_error(r)) : -1;
+	return rc < 0 ? cli_fail(rc, cairn_repo_error(r)) : 0;
 }
 
 static int report(const struct cli *c, const struct serve_source *src, const char *name,
-		  const struct outcome *out)
+		  const struct cairn_boot_outcome *out)
 {
 	if (c->json)
 		json_print(json_pack("{s:s, s:s, s:b, s:f, s:s}", "snapshot", src->snap_hex,
@@ -163,7 +107,7 @@ static int report(const struct cli *c, const struct serve_source *src, const cha
 		if (!c->json && !c->quiet)
 			printf("snapshot %.12s of %s booted as %s in %.1fs: %s\n", src->snap_hex,
 			       src->s->name, name, out->seconds, out->detail);
-		return EXIT_OK;
+		return 0;
 	}
 	return cli_error("snapshot %.12s of %s did not pass its boot test: %s", src->snap_hex,
 			 src->s->name, out->detail);
@@ -173,26 +117,26 @@ static int verify(const struct cli *c, struct verify_args *a, char **argv)
 {
 	struct serve_source src;
 	int rc = serve_source_open(c, argv[1], argv[2], a->name, &src);
-	if (rc < 0)
+	if (rc == 0)
 		rc = choose_checks(a, src.s);
 	char name[96];
 	snprintf(name, sizeof(name), "cairn-verify-%.12s-%d", src.snap_hex, (int)getpid());
-	struct outcome out = { .rc = -EIO };
+	struct cairn_boot_outcome out = { .rc = -EIO };
 	int64_t started = now_ns();
 	cli_catch_signals();
-	if (rc < 0)
+	if (rc == 0)
 		rc = boot_and_wait(a, &src, name, &out);
 	/* an interrupted test proves nothing either way: not recorded */
-	if (rc < 0 && out.rc != -EINTR)
+	if (rc == 0 && out.rc != -EINTR)
 		rc = record(src.r, &src, a, &out, started);
-	if (rc < 0)
+	if (rc == 0)
 		rc = out.rc == -EINTR ? cli_fail(out.rc, "interrupted; nothing recorded")
 				      : report(c, &src, name, &out);
 	serve_source_close(&src);
 	return rc;
 }
 
-int cmd_verify(int argc, char **argv)
+static int verify_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS,
@@ -206,9 +150,14 @@ int cmd_verify(int argc, char **argv)
 	struct cli c = { 0 };
 	struct verify_args a = { .check = { .timeout_s = DEFAULT_TIMEOUT_S } };
 	int nargs, rc = cli_parse(&c, argc, argv, opts, "", verify_option, &a, USAGE, &nargs);
-	if (rc >= 0)
+	if (rc)
 		return rc;
 	if (nargs != 2)
 		return cli_usage("usage: cairn %s", USAGE);
 	return verify(&c, &a, argv);
+}
+
+int cmd_verify(int argc, char **argv)
+{
+	return cli_exit(verify_main(argc, argv));
 }

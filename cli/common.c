@@ -21,7 +21,7 @@ bool cli_common_option(struct cli *c, int opt, const char *arg)
 }
 
 /* --connections N, --limit-upload/--limit-download RATE (bytes/s, K/M/G
- * suffixes): -1 when taken, else the exit code. */
+ * suffixes). */
 static int transfer_option(struct cli *c, int opt, const char *arg)
 {
 	uint64_t v;
@@ -31,7 +31,7 @@ static int transfer_option(struct cli *c, int opt, const char *arg)
 		if (*end || end == arg || n < 1 || n > 64)
 			return cli_usage("--connections %s: give 1..64", arg);
 		c->backend.connections = (unsigned)n;
-		return -1;
+		return 0;
 	}
 	if (parse_size(arg, &v) < 0 || v == 0)
 		return cli_usage("%s %s: give bytes per second, e.g. 10M",
@@ -40,7 +40,7 @@ static int transfer_option(struct cli *c, int opt, const char *arg)
 		c->backend.limit_upload = v;
 	else
 		c->backend.limit_download = v;
-	return -1;
+	return 0;
 }
 
 static void vprint(const char *prefix, const char *fmt, va_list ap)
@@ -57,7 +57,7 @@ int cli_error(const char *fmt, ...)
 	va_start(ap, fmt);
 	vprint("", fmt, ap);
 	va_end(ap);
-	return EXIT_ERROR;
+	return -EIO;
 }
 
 int cli_usage(const char *fmt, ...)
@@ -66,7 +66,7 @@ int cli_usage(const char *fmt, ...)
 	va_start(ap, fmt);
 	vprint("", fmt, ap);
 	va_end(ap);
-	return EXIT_USAGE;
+	return -EINVAL;
 }
 
 void cli_warn(const char *fmt, ...)
@@ -81,11 +81,23 @@ int cli_fail(int rc, const char *msg)
 {
 	fprintf(stderr, "cairn: %s\n", msg && *msg ? msg : strerror(-rc));
 	switch (-rc) {
+	case EBADMSG:
+	case EKEYREJECTED:
+	case EBUSY:
+	case EINTR: return rc;
+	default: return -EIO; /* -EINVAL is the command line's */
+	}
+}
+
+int cli_exit(int rc)
+{
+	switch (-rc) {
+	case EINVAL: return EXIT_USAGE;
 	case EBADMSG: return EXIT_DAMAGED;
 	case EKEYREJECTED: return EXIT_PASSWORD;
 	case EBUSY: return EXIT_LOCKED;
 	case EINTR: return EXIT_INTERRUPTED;
-	default: return EXIT_ERROR;
+	default: return rc < 0 ? EXIT_ERROR : EXIT_OK;
 	}
 }
 
@@ -184,13 +196,13 @@ int cli_open_repo(const struct cli *c, const char *url, struct cairn_repo **out)
 	if (c->password_file || getenv("CAIRN_PASSWORD")) {
 		pw = cli_password(c, false);
 		if (!pw)
-			return EXIT_ERROR;
+			return -EIO;
 	}
 	int rc = cairn_repo_open_with(url, pw, &c->backend, out, err, sizeof(err));
 	if (rc == -EKEYREJECTED && !pw && isatty(0)) {
 		pw = cli_password(c, false);
 		if (!pw)
-			return EXIT_ERROR;
+			return -EIO;
 		rc = cairn_repo_open_with(url, pw, &c->backend, out, err, sizeof(err));
 	}
 	if (rc < 0) {
@@ -200,14 +212,14 @@ int cli_open_repo(const struct cli *c, const char *url, struct cairn_repo **out)
 				 url);
 		return cli_fail(rc, err);
 	}
-	return EXIT_OK;
+	return 0;
 }
 
 int cli_open_locked(const struct cli *c, const char *url, enum cli_lock lock,
 		    struct cairn_repo **out)
 {
 	int rc = cli_open_repo(c, url, out);
-	if (rc != EXIT_OK)
+	if (rc < 0)
 		return rc;
 	rc = lock == CLI_GC ? cairn_repo_lock_gc(*out) : cairn_repo_lock(*out, lock == CLI_EXCLUSIVE);
 	if (rc < 0) {
@@ -216,7 +228,7 @@ int cli_open_locked(const struct cli *c, const char *url, enum cli_lock lock,
 		*out = NULL;
 		return rc;
 	}
-	return EXIT_OK;
+	return 0;
 }
 
 void cli_print_warnings(const struct cairn_repo *r)
@@ -301,12 +313,12 @@ int cli_parse(struct cli *c, int argc, char **argv, const struct option *opts,
 	if (!pos)
 		return cli_error("out of memory");
 	while ((opt = getopt_long(argc, argv, spec, opts, NULL)) != -1) {
-		int rc = -1;
+		int rc = 0;
 		if (opt == 1)
 			pos[npos++] = optarg;
 		else if (opt == 'h') {
 			printf("usage: cairn %s\n", usage);
-			rc = EXIT_OK;
+			rc = 1;
 		} else if (opt == '?')
 			rc = cli_usage("%s: unknown option '%s' (usage: cairn %s)", argv[0],
 				       argv[optind - 1], usage);
@@ -318,8 +330,8 @@ int cli_parse(struct cli *c, int argc, char **argv, const struct option *opts,
 		else if (opt >= CLI_OPT_CONNECTIONS && opt <= CLI_OPT_LIMIT_DOWNLOAD)
 			rc = transfer_option(c, opt, optarg);
 		else if (!cli_common_option(c, opt, optarg))
-			rc = own ? own(ctx, opt, optarg) : -1;
-		if (rc >= 0) {
+			rc = own ? own(ctx, opt, optarg) : 0;
+		if (rc != 0) {
 			free(pos);
 			return rc;
 		}
@@ -333,5 +345,5 @@ int cli_parse(struct cli *c, int argc, char **argv, const struct option *opts,
 	free(pos);
 	*nargs = npos;
 	c->prog = argv[0];
-	return -1;
+	return 0;
 }

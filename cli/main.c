@@ -57,5 +57,5 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].fn(argc - 1, argv + 1);
-	return cli_usage("unknown command '%s' (see 'cairn --help')", argv[1]);
+	return cli_exit(cli_usage("unknown command '%s' (see 'cairn --help')", argv[1]));
 }

@@ -1,6 +1,7 @@
-/* What serve, mount and instant-restore share: the repository, snapshot and
- * password resolved and checked before any server starts, so that their
- * errors are cairn's one line and not nbdkit's. */
+/* What serve, mount, instant-restore and verify-boot share: the
+ * repository, snapshot and password resolved from the command line and
+ * checked before any server starts, so that their errors are cairn's one
+ * line and not nbdkit's. The sessions themselves are serve/session.h. */
 #ifndef CAIRN_CLI_SERVE_H
 #define CAIRN_CLI_SERVE_H
 
@@ -22,21 +23,19 @@ struct serve_source {
 };
 
 /* Opens REPO, loads the index, finds SNAP (of name), finds the plugin.
- * Returns -1 on success, else the exit code (the error printed; nothing
- * left open). */
+ * Returns 0 or a negative errno (the error printed; nothing left open). */
 int serve_source_open(const struct cli *c, const char *repo, const char *snap,
 		      const char *name, struct serve_source *src);
 /* The disk to serve, its chunk map loaded (so a damaged map fails here);
- * disk NULL picks the only one. NULL (error printed, *rc the exit code). */
+ * disk NULL picks the only one. NULL (error printed, *rc its errno). */
 struct cairn_disk *serve_source_disk(struct serve_source *src, const char *disk, int *rc);
-/* Server options for one disk (socket, pidfile etc. left to the caller). */
+/* Server options for one disk (socket, pidfile etc. left to the caller);
+ * d NULL: for every disk (serve/session.h sets it). */
 void serve_source_opts(const struct serve_source *src, const struct cairn_disk *d,
 		       struct cairn_server_opts *o);
 void serve_source_close(struct serve_source *src);
 
-/* Where cairn keeps sockets and pid files of its detached servers:
- * /run/cairn as root, else $XDG_RUNTIME_DIR/cairn or /tmp/cairn-UID;
- * created (mode 0755) when missing. -1 or an exit code. */
+/* cairn_serve_run_dir() (serve/session.h), its error printed. */
 int serve_run_dir(char *out, size_t len);
 
 #endif

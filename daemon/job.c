@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,18 +11,23 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "agent/fleet.h"
 #include "job.h"
 #include "replicate/replicate.h"
+
+struct vm_notice {
+	const struct cairn_job_spec *j;
+	const char *vm;
+};
 
 struct job_run {
 	const struct cairn_job_spec *j;
 	struct cairn_repo *r;
-	struct cairn_writer *w; /* shared by parallel backups */
 	char **vms;
 	size_t nvms;
-	struct cairn_run_record *runs;
-	size_t next; /* next VM to back up */
-	pthread_mutex_t lock; /* next, log */
+	struct cairn_run_record *runs; /* one per VM */
+	struct vm_notice *notices; /* one per VM */
+	int *lock_fds; /* one per VM, while it is backed up */
 };
 
 static void logf_(const struct cairn_job_spec *j, int priority, const char *vm, const char *fmt,
@@ -125,11 +129,6 @@ static int lock_vm(const struct cairn_job_spec *j, const char *vm)
 	return fd;
 }
 
-struct vm_notice {
-	const struct cairn_job_spec *j;
-	const char *vm;
-};
-
 /* The backup's own notices (why a disk was read in full, a foreign
  * checkpoint left alone...) belong in the job's log too. */
 static void on_backup_notice(void *opaque, const char *line)
@@ -138,14 +137,17 @@ static void on_backup_notice(void *opaque, const char *line)
 	logf_(n->j, LOG_NOTICE, n->vm, "%s", line);
 }
 
-static void backup_vm(struct job_run *x, size_t i)
+/* Before VM i: its record starts, its lock is taken (else it is skipped). */
+static int begin_vm(void *opaque, size_t i, struct cairn_domain_opts *o)
 {
+	struct job_run *x = opaque;
 	const struct cairn_job_spec *j = x->j;
 	struct cairn_run_record *rec = &x->runs[i];
 	snprintf(rec->job, sizeof(rec->job), "%s", j->name);
 	snprintf(rec->vm, sizeof(rec->vm), "%s", x->vms[i]);
 	rec->start_ns = now_ns();
-	struct vm_notice notice = { j, x->vms[i] };
+	x->notices[i] = (struct vm_notice){ j, x->vms[i] };
+	o->backup.notice_opaque = &x->notices[i];
 	int fd = lock_vm(j, x->vms[i]);
 	if (fd < 0) {
 		snprintf(rec->message, sizeof(rec->message),
@@ -154,68 +156,44 @@ static void backup_vm(struct job_run *x, size_t i)
 			 strerror(-fd));
 		rec->end_ns = now_ns();
 		logf_(j, LOG_WARNING, x->vms[i], "%s", rec->message);
-		return;
+		return fd;
 	}
-	struct cairn_domain_opts o = { .uri = j->uri, .domain = x->vms[i], .quiesce = j->quiesce,
-				       .scratch_dir = j->scratch_dir,
-				       .backup = { .name = x->vms[i], .cancel = j->cancel,
-						   .writer = x->w, .notice = on_backup_notice,
-						   .notice_opaque = &notice } };
-	struct cairn_backup_result res;
-	char err[512] = "";
+	x->lock_fds[i] = fd;
 	logf_(j, LOG_INFO, x->vms[i], "backup started");
-	int rc = cairn_backup_domain(x->r, &o, &res, err, sizeof(err));
-	close(fd);
+	return 0;
+}
+
+static void done_vm(void *opaque, size_t i, int rc, const struct cairn_backup_result *res,
+		    const char *err)
+{
+	struct job_run *x = opaque;
+	struct cairn_run_record *rec = &x->runs[i];
+	close(x->lock_fds[i]);
 	rec->end_ns = now_ns();
 	rec->ok = rc == 0;
 	if (rc == 0) {
-		hex_encode(res.snapshot.b, CAIRN_ID_LEN, rec->snapshot);
-		rec->bytes_read = res.bytes_read;
-		rec->bytes_stored = res.new_bytes;
+		hex_encode(res->snapshot.b, CAIRN_ID_LEN, rec->snapshot);
+		rec->bytes_read = res->bytes_read;
+		rec->bytes_stored = res->new_bytes;
 		snprintf(rec->message, sizeof(rec->message), "snapshot %.12s", rec->snapshot);
 	} else {
 		snprintf(rec->message, sizeof(rec->message), "%s", err);
 	}
-	logf_(j, rc == 0 ? LOG_INFO : LOG_ERR, x->vms[i], "%s (%.1fs)", rc == 0 ? rec->message : err,
-	      (double)(rec->end_ns - rec->start_ns) / 1e9);
-}
-
-static void *backup_thread(void *arg)
-{
-	struct job_run *x = arg;
-	for (;;) {
-		pthread_mutex_lock(&x->lock);
-		size_t i = x->next++;
-		pthread_mutex_unlock(&x->lock);
-		if (i >= x->nvms)
-			return NULL;
-		backup_vm(x, i);
-	}
+	logf_(x->j, rc == 0 ? LOG_INFO : LOG_ERR, x->vms[i], "%s (%.1fs)",
+	      rc == 0 ? rec->message : err, (double)(rec->end_ns - rec->start_ns) / 1e9);
 }
 
 static int backup_all(struct job_run *x, char *err, size_t errlen)
 {
-	unsigned n = x->j->parallel > 1 ? x->j->parallel : 1;
-	if (n > x->nvms)
-		n = (unsigned)x->nvms;
-	if (n > 1) {
-		int rc = cairn_writer_new(x->r, &x->w);
-		if (rc < 0)
-			return set_err(err, errlen, rc, "%s", cairn_repo_error(x->r));
-	}
-	pthread_t th[64];
-	unsigned started = 0;
-	for (; started < n && started < 64; started++)
-		if (pthread_create(&th[started], NULL, backup_thread, x) != 0)
-			break;
-	if (!started)
-		backup_thread(x);
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(th[i], NULL);
-	if (x->w)
-		cairn_writer_free(x->w);
-	x->w = NULL;
-	return 0;
+	const struct cairn_job_spec *j = x->j;
+	struct cairn_fleet_opts o = {
+		.domains = (const char *const *)x->vms, .ndomains = x->nvms,
+		.parallel = j->parallel,
+		.domain = { .uri = j->uri, .quiesce = j->quiesce, .scratch_dir = j->scratch_dir,
+			    .backup = { .cancel = j->cancel, .notice = on_backup_notice } },
+		.begin = begin_vm, .done = done_vm, .opaque = x,
+	};
+	return cairn_backup_fleet(x->r, &o, err, errlen);
 }
 
 /* A failure after the backups (retention, replication) shows on every VM's
@@ -288,11 +266,12 @@ int cairn_job_run(const struct cairn_job_spec *j, struct cairn_run_record **runs
 		  char *err, size_t errlen)
 {
 	struct job_run x = { .j = j };
-	pthread_mutex_init(&x.lock, NULL);
 	*runs = NULL;
 	*n = 0;
 	int rc = resolve_vms(&x, err, errlen);
-	if (rc == 0 && !(x.runs = calloc(x.nvms, sizeof(*x.runs))))
+	if (rc == 0 && (!(x.runs = calloc(x.nvms, sizeof(*x.runs))) ||
+			!(x.notices = calloc(x.nvms, sizeof(*x.notices))) ||
+			!(x.lock_fds = calloc(x.nvms, sizeof(*x.lock_fds)))))
 		rc = set_err(err, errlen, -ENOMEM, "out of memory");
 	if (rc == 0 && j->pre_hook && (rc = run_hook(j, j->pre_hook, NULL, err, errlen)) < 0)
 		logf_(j, LOG_ERR, NULL, "pre-hook: %s", err);
@@ -316,7 +295,8 @@ int cairn_job_run(const struct cairn_job_spec *j, struct cairn_run_record **runs
 	for (size_t i = 0; i < x.nvms; i++)
 		free(x.vms[i]);
 	free(x.vms);
-	pthread_mutex_destroy(&x.lock);
+	free(x.notices);
+	free(x.lock_fds);
 	if (rc < 0) {
 		free(x.runs);
 		return rc;
