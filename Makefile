@@ -14,7 +14,7 @@ APT_BUILD := build-essential pkg-config libzstd-dev libssl-dev libxxhash-dev \
 	nbdkit-plugin-dev libcurl4-openssl-dev libinih-dev
 APT_RUN := qemu-utils nbdkit libnbd-bin e2fsprogs python3 openssl util-linux \
 	libvirt-daemon-system libvirt-clients qemu-system-x86 linux-image-amd64 \
-	busybox-static cpio xz-utils qemu-guest-agent ceph-mon ceph-osd radosgw ceph-common curl openssh-server
+	busybox-static cpio xz-utils qemu-guest-agent python3-libnbd ceph-mon ceph-osd radosgw ceph-common curl openssh-server
 APT_BENCH := restic borgbackup zstd time openssl virtnbdbackup rclone
 DEPS_STAMP := .deps-ok
 
