@@ -156,6 +156,21 @@ int blob_encode(const struct cairn_repo *r, struct scratch *sc,
 int blob_decode(const struct cairn_repo *r, struct scratch *sc,
 		const struct idx_entry *e, const uint8_t *in, uint8_t *out, bool rehash);
 
+/* repo.c: the read path's pieces, shared with the disk reader.
+ * The entry of a stored (not pending) blob and its pack's id (pack may be
+ * NULL); false when the index does not hold it. Thread-safe. */
+bool repo_lookup_entry(const struct cairn_repo *r, const cairn_id *id, struct idx_entry *out,
+		       cairn_id *pack);
+/* The id of pack number num (an idx_entry's pack). Thread-safe. */
+void repo_pack_id(const struct cairn_repo *r, uint32_t num, cairn_id *pack);
+/* Decodes a blob's stored bytes, already fetched by the caller, into out
+ * (e->raw_len bytes) and verifies them like the read path: rehash false
+ * is cairn_repo_read_chunk's check (the AES-GCM tag alone when
+ * encrypted), true cairn_repo_read_blob's. 0, -EBADMSG or -ENOMEM.
+ * Thread-safe. */
+int repo_decode_stored(struct cairn_repo *r, const struct idx_entry *e, const uint8_t *stored,
+		       void *out, bool rehash);
+
 /* envelope.c: section 8. */
 int envelope_seal(const struct cairn_repo *r, enum envelope_kind kind,
 		  const void *in, size_t len, struct buf *out);

@@ -252,8 +252,8 @@ const char *cairn_repo_warning(const struct cairn_repo *r, size_t i)
 
 /* Copies the entry of a stored blob (and its pack's id) out of the table
  * under the lock: writers may be growing the table meanwhile. */
-static bool lookup_entry(const struct cairn_repo *r, const cairn_id *id,
-			 struct idx_entry *out, cairn_id *pack)
+bool repo_lookup_entry(const struct cairn_repo *r, const cairn_id *id, struct idx_entry *out,
+		       cairn_id *pack)
 {
 	struct cairn_repo *m = (struct cairn_repo *)r; /* the lock only */
 	pthread_rwlock_rdlock(&m->idx_lock);
@@ -272,11 +272,30 @@ int cairn_repo_blob_info(const struct cairn_repo *r, const cairn_id *id,
 			 struct cairn_blob_info *out)
 {
 	struct idx_entry e;
-	if (!lookup_entry(r, id, &e, NULL))
+	if (!repo_lookup_entry(r, id, &e, NULL))
 		return -ENOENT;
 	out->raw_len = e.raw_len;
 	out->stored_len = e.stored_len;
 	return 0;
+}
+
+void repo_pack_id(const struct cairn_repo *r, uint32_t num, cairn_id *pack)
+{
+	struct cairn_repo *m = (struct cairn_repo *)r; /* the lock only */
+	pthread_rwlock_rdlock(&m->idx_lock);
+	*pack = r->idx.packs[num];
+	pthread_rwlock_unlock(&m->idx_lock);
+}
+
+int repo_decode_stored(struct cairn_repo *r, const struct idx_entry *e, const uint8_t *stored,
+		       void *out, bool rehash)
+{
+	struct scratch *sc = scratch_get(r);
+	if (!sc)
+		return -ENOMEM;
+	int rc = blob_decode(r, sc, e, stored, out, rehash);
+	scratch_put(r, sc);
+	return rc == -ENOMEM ? rc : rc < 0 ? -EBADMSG : 0;
 }
 
 static int read_blob(struct cairn_repo *r, const cairn_id *id, void *buf, size_t cap,
@@ -285,7 +304,7 @@ static int read_blob(struct cairn_repo *r, const cairn_id *id, void *buf, size_t
 	char hex[65], name[128];
 	struct idx_entry ent;
 	cairn_id pack;
-	const struct idx_entry *e = lookup_entry(r, id, &ent, &pack) ? &ent : NULL;
+	const struct idx_entry *e = repo_lookup_entry(r, id, &ent, &pack) ? &ent : NULL;
 	hex_encode(id->b, CAIRN_ID_LEN, hex);
 	if (!e)
 		/* manifests only reference indexed blobs (write order), so

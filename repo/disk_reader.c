@@ -1,0 +1,337 @@
+/* The disk reader (repo/disk_reader.h): plans a slot range by pack
+ * (read_plan.c), then runs the ranged reads on a few threads that each
+ * fetch a range, decode its chunks and deliver them. Connections in
+ * flight and bytes held are counted in the reader, so concurrent fetches
+ * share both bounds. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "disk.h"
+#include "disk_reader.h"
+#include "read_plan.h"
+#include "base/pipeline.h"
+
+#define OUT_ALIGN 4096u /* decoded chunks may be written with O_DIRECT */
+
+struct cairn_dreader {
+	struct cairn_repo *r;
+	const struct cairn_disk *d;
+	unsigned connections; /* ranged reads in flight at most */
+	unsigned threads; /* per fetch at most */
+	size_t budget;
+	struct read_plan_limits lim;
+	pthread_mutex_t lock; /* in_flight, held */
+	pthread_cond_t cond;
+	unsigned in_flight;
+	size_t held;
+	_Atomic uint64_t fetched;
+};
+
+/* One fetch call: its plan, callbacks and first error. */
+struct fetch {
+	struct cairn_dreader *rd;
+	const struct read_plan *plan;
+	const struct cairn_dreader_cb *cb;
+	const volatile int *cancel;
+	pthread_mutex_t lock; /* next, rc, err */
+	size_t next;
+	int rc;
+	char *err;
+	size_t errlen;
+};
+
+int cairn_dreader_new(struct cairn_repo *r, const struct cairn_disk *d,
+		      const struct cairn_dreader_opts *o, struct cairn_dreader **out,
+		      char *err, size_t errlen)
+{
+	if (!d->map && d->nchunks)
+		return set_err(err, errlen, -EINVAL, "disk %s: chunk map not loaded", d->name);
+	struct cairn_dreader *rd = calloc(1, sizeof(*rd));
+	if (!rd)
+		return set_err(err, errlen, -ENOMEM, "out of memory");
+	rd->r = r;
+	rd->d = d;
+	unsigned cpus = cairn_default_workers();
+	rd->connections = o && o->connections ? o->connections
+			  : r->be->connections ? r->be->connections : cpus;
+	rd->budget = o && o->budget ? o->budget : CAIRN_DREADER_DEFAULT_BUDGET;
+	rd->lim.max_range = o && o->max_range ? o->max_range : READ_PLAN_MAX_RANGE;
+	rd->lim.merge_gap = o && o->merge_gap ? o->merge_gap : READ_PLAN_MERGE_GAP;
+	/* a thread holds one range and one decoded chunk: enough threads to
+	 * keep every connection busy and every core decoding, no more than
+	 * the budget holds */
+	size_t per_thread = rd->lim.max_range + d->chunk_size;
+	rd->threads = MAX(rd->connections, cpus);
+	rd->threads = (unsigned)MAX(1, MIN((size_t)rd->threads, rd->budget / per_thread));
+	pthread_mutex_init(&rd->lock, NULL);
+	pthread_cond_init(&rd->cond, NULL);
+	*out = rd;
+	return 0;
+}
+
+void cairn_dreader_free(struct cairn_dreader *rd)
+{
+	if (!rd)
+		return;
+	pthread_mutex_destroy(&rd->lock);
+	pthread_cond_destroy(&rd->cond);
+	free(rd);
+}
+
+uint64_t cairn_dreader_fetched_bytes(const struct cairn_dreader *rd)
+{
+	return atomic_load(&((struct cairn_dreader *)rd)->fetched);
+}
+
+/* Waits for n bytes of the budget (one holder always proceeds). */
+static void budget_take(struct cairn_dreader *rd, size_t n)
+{
+	pthread_mutex_lock(&rd->lock);
+	while (rd->held && rd->held + n > rd->budget)
+		pthread_cond_wait(&rd->cond, &rd->lock);
+	rd->held += n;
+	pthread_mutex_unlock(&rd->lock);
+}
+
+static void budget_give(struct cairn_dreader *rd, size_t n)
+{
+	pthread_mutex_lock(&rd->lock);
+	rd->held -= n;
+	pthread_cond_broadcast(&rd->cond);
+	pthread_mutex_unlock(&rd->lock);
+}
+
+static int ranged_read(struct cairn_dreader *rd, const char *pack, uint64_t off, size_t len,
+		       void *buf)
+{
+	pthread_mutex_lock(&rd->lock);
+	while (rd->in_flight >= rd->connections)
+		pthread_cond_wait(&rd->cond, &rd->lock);
+	rd->in_flight++;
+	pthread_mutex_unlock(&rd->lock);
+	struct cairn_backend *be = rd->r->be;
+	int rc = be->ops->get_range(be, pack, off, len, buf);
+	pthread_mutex_lock(&rd->lock);
+	rd->in_flight--;
+	pthread_cond_broadcast(&rd->cond);
+	pthread_mutex_unlock(&rd->lock);
+	if (rc == 0)
+		atomic_fetch_add(&rd->fetched, len);
+	return rc;
+}
+
+/* Records the fetch's first error; returns rc. */
+static int fetch_fail(struct fetch *f, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fetch_fail(struct fetch *f, int rc, const char *fmt, ...)
+{
+	pthread_mutex_lock(&f->lock);
+	if (f->rc == 0) {
+		f->rc = rc;
+		if (fmt && f->err && f->errlen) {
+			va_list ap;
+			va_start(ap, fmt);
+			vsnprintf(f->err, f->errlen, fmt, ap);
+			va_end(ap);
+		}
+	}
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+static bool fetch_stopped(struct fetch *f)
+{
+	pthread_mutex_lock(&f->lock);
+	bool stop = f->rc != 0;
+	pthread_mutex_unlock(&f->lock);
+	if (!stop && f->cancel && *f->cancel)
+		fetch_fail(f, -EINTR, "interrupted");
+	return stop || (f->cancel && *f->cancel);
+}
+
+static int range_error(struct fetch *f, const struct plan_range *rg, const char *pack, int rc)
+{
+	const struct cairn_disk *d = f->rd->d;
+	const struct plan_blob *b = &f->plan->blobs[rg->blob_first];
+	uint64_t seq = f->plan->slots[b->slot_first];
+	char hex[65];
+	hex_encode(b->e.id.b, CAIRN_ID_LEN, hex);
+	const char *why = rc == -ENOENT ? "is missing"
+			  : rc == -EIO	 ? "is truncated"
+					 : cairn_backend_error(f->rd->r->be, rc);
+	if (!why)
+		why = strerror(-rc);
+	if (rc == -ENOENT || rc == -EIO)
+		return fetch_fail(f, -EBADMSG,
+				  "disk %s: pack %s %s (chunk %.16s of slot %llu at offset %llu)",
+				  d->name, pack, why, hex, (unsigned long long)seq,
+				  (unsigned long long)(seq * d->chunk_size));
+	return fetch_fail(f, rc, "disk %s: cannot read pack %s (chunk %.16s of slot %llu at offset %llu): %s",
+			  d->name, pack, hex, (unsigned long long)seq,
+			  (unsigned long long)(seq * d->chunk_size), why);
+}
+
+/* Decodes one blob of a fetched range and delivers it to its slots. */
+static int deliver_blob(struct fetch *f, const struct plan_blob *b, const uint8_t *stored,
+			uint8_t *out, const char *pack)
+{
+	const struct cairn_disk *d = f->rd->d;
+	uint64_t seq = f->plan->slots[b->slot_first];
+	char hex[65];
+	hex_encode(b->e.id.b, CAIRN_ID_LEN, hex);
+	if (b->e.raw_len > d->chunk_size)
+		return fetch_fail(f, -EBADMSG, "disk %s: chunk %.16s of slot %llu is %u bytes, larger than a chunk",
+				  d->name, hex, (unsigned long long)seq, b->e.raw_len);
+	int rc = repo_decode_stored(f->rd->r, &b->e, stored, out, false);
+	if (rc == -ENOMEM)
+		return fetch_fail(f, rc, "out of memory");
+	if (rc < 0)
+		return fetch_fail(f, -EBADMSG,
+				  "disk %s: chunk %.16s of slot %llu (offset %llu) in pack %s is damaged (authentication or hash mismatch)",
+				  d->name, hex, (unsigned long long)seq,
+				  (unsigned long long)(seq * d->chunk_size), pack);
+	for (size_t i = 0; i < b->nslots; i++) {
+		seq = f->plan->slots[b->slot_first + i];
+		size_t len = cairn_disk_chunk_len(d, seq);
+		if (len != b->e.raw_len)
+			return fetch_fail(f, -EBADMSG, "disk %s: chunk %.16s of slot %llu has %u bytes, expected %zu",
+					  d->name, hex, (unsigned long long)seq, b->e.raw_len, len);
+		rc = f->cb->data(f->cb->opaque, seq, out, len);
+		if (rc)
+			return fetch_fail(f, rc < 0 ? rc : -EIO, NULL);
+	}
+	return 0;
+}
+
+static int do_range(struct fetch *f, const struct plan_range *rg, uint8_t *out)
+{
+	cairn_id pack_id;
+	char pack[128];
+	repo_pack_id(f->rd->r, rg->pack, &pack_id);
+	pack_name(&pack_id, pack, sizeof(pack));
+	uint8_t *buf = malloc(rg->len + 1);
+	if (!buf)
+		return fetch_fail(f, -ENOMEM, "out of memory");
+	int rc = ranged_read(f->rd, pack, rg->off, rg->len, buf);
+	if (rc < 0)
+		rc = range_error(f, rg, pack, rc);
+	for (size_t i = 0; rc == 0 && i < rg->nblobs && !fetch_stopped(f); i++) {
+		const struct plan_blob *b = &f->plan->blobs[rg->blob_first + i];
+		rc = deliver_blob(f, b, buf + (b->e.offset - rg->off), out, pack);
+	}
+	free(buf);
+	return rc;
+}
+
+static void *fetch_worker(void *arg)
+{
+	struct fetch *f = arg;
+	struct cairn_dreader *rd = f->rd;
+	uint8_t *out = aligned_alloc(OUT_ALIGN, (rd->d->chunk_size + OUT_ALIGN - 1) / OUT_ALIGN * OUT_ALIGN);
+	if (!out) {
+		fetch_fail(f, -ENOMEM, "out of memory");
+		return NULL;
+	}
+	while (!fetch_stopped(f)) {
+		pthread_mutex_lock(&f->lock);
+		size_t i = f->next++;
+		pthread_mutex_unlock(&f->lock);
+		if (i >= f->plan->nranges)
+			break;
+		const struct plan_range *rg = &f->plan->ranges[i];
+		size_t hold = rg->len + rd->d->chunk_size;
+		budget_take(rd, hold);
+		do_range(f, rg, out);
+		budget_give(rd, hold);
+	}
+	free(out);
+	return NULL;
+}
+
+/* Runs the plan's ranges on up to rd->threads threads, the caller's one
+ * of them. */
+static void run_ranges(struct fetch *f)
+{
+	size_t n = MIN((size_t)f->rd->threads, f->plan->nranges);
+	pthread_t *tids = n > 1 ? calloc(n - 1, sizeof(*tids)) : NULL;
+	size_t started = 0;
+	for (; tids && started < n - 1; started++)
+		if (pthread_create(&tids[started], NULL, fetch_worker, f))
+			break;
+	fetch_worker(f);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(tids[i], NULL);
+	free(tids);
+}
+
+/* The zero slots of [first, end), as runs, minus skipped ones. */
+static int deliver_zeros(struct fetch *f, uint64_t first, uint64_t end, const uint64_t *skip)
+{
+	const struct cairn_disk *d = f->rd->d;
+	for (uint64_t seq = first; seq < end;) {
+		bool zero;
+		uint64_t run = cairn_disk_run(d, seq, end - seq, &zero);
+		for (uint64_t e = seq + run; zero && seq < e;) {
+			uint64_t a = seq;
+			while (a < e && read_plan_skipped(skip, a))
+				a++;
+			uint64_t b = a;
+			while (b < e && !read_plan_skipped(skip, b))
+				b++;
+			int rc = a < b ? f->cb->zeros(f->cb->opaque, a, b - a) : 0;
+			if (rc)
+				return fetch_fail(f, rc < 0 ? rc : -EIO, NULL);
+			seq = b;
+		}
+		seq += zero ? 0 : run;
+	}
+	return 0;
+}
+
+static bool lookup(void *opaque, const cairn_id *id, struct idx_entry *out)
+{
+	return repo_lookup_entry(opaque, id, out, NULL);
+}
+
+static int plan_error(struct fetch *f, const struct read_plan *p, int rc)
+{
+	const struct cairn_disk *d = f->rd->d;
+	if (rc != -ENOENT)
+		return fetch_fail(f, rc, "out of memory");
+	char hex[65];
+	hex_encode(d->map[p->missing_seq].b, CAIRN_ID_LEN, hex);
+	return fetch_fail(f, -EBADMSG,
+			  "disk %s: chunk %.16s of slot %llu (offset %llu) is missing from the index (repository damaged; try 'cairn repair index')",
+			  d->name, hex, (unsigned long long)p->missing_seq,
+			  (unsigned long long)(p->missing_seq * d->chunk_size));
+}
+
+int cairn_dreader_fetch(struct cairn_dreader *rd, uint64_t first, uint64_t count,
+			const uint64_t *skip, const struct cairn_dreader_cb *cb,
+			const volatile int *cancel, char *err, size_t errlen)
+{
+	struct fetch f = { .rd = rd, .cb = cb, .cancel = cancel, .err = err, .errlen = errlen };
+	pthread_mutex_init(&f.lock, NULL);
+	uint64_t end = first + MIN(count, rd->d->nchunks - MIN(first, rd->d->nchunks));
+	while (first < end && !fetch_stopped(&f)) {
+		struct read_plan p;
+		int rc = read_plan_build(rd->d, first, end, skip, &rd->lim, lookup, rd->r, &p);
+		if (rc < 0)
+			plan_error(&f, &p, rc);
+		else if (cb->zeros)
+			rc = deliver_zeros(&f, first, p.next, skip);
+		if (rc == 0) {
+			f.plan = &p;
+			f.next = 0;
+			run_ranges(&f);
+		}
+		first = p.next;
+		read_plan_free(&p);
+	}
+	pthread_mutex_destroy(&f.lock);
+	if (f.rc && err && errlen && !err[0])
+		snprintf(err, errlen, "disk %s: %s", rd->d->name, strerror(-f.rc));
+	return f.rc;
+}
