@@ -1,6 +1,6 @@
 /* cairn restore REPO SNAP --to FILE|DIR [--disk D[=PATH] ...] [--format raw|qcow2]
  *               [--define [--as NEW] [--start] [--connect URI]
- *                [--network-map OLD=NEW ...] [--new-macs]] [--force]
+ *                [--network-map OLD=NEW ...] [--new-macs]] [--force] [--resume]
  *
  * One disk to a file, or every (chosen) disk of the snapshot into a
  * directory, optionally defined and started as a libvirt domain
@@ -16,7 +16,7 @@
 
 #define USAGE                                                                          \
 	"restore REPO SNAP [--name VM] --to FILE|DIR [--disk D[=PATH] ...] "            \
-	"[--format raw|qcow2] [--force] [--define [--as NEW] [--start] [--connect URI] " \
+	"[--format raw|qcow2] [--force] [--resume] [--define [--as NEW] [--start] [--connect URI] " \
 	"[--network-map OLD=NEW ...] [--new-macs]]"
 #define MAX_PICKS 64
 #define MAX_MAPS 32
@@ -35,7 +35,7 @@ struct restore_args {
 	char *map_text[MAX_MAPS];
 	size_t nmaps;
 	enum cairn_image_format format;
-	bool force;
+	bool force, resume;
 };
 
 static int split_pair(const char *arg, char **left, char **right)
@@ -92,6 +92,7 @@ static int restore_option(void *ctx, int opt, const char *arg)
 	case 'o': a->to = arg; return 0;
 	case 'n': a->name = arg; return 0;
 	case 'f': a->force = true; return 0;
+	case 'R': a->resume = true; return 0;
 	case 'D': a->define = true; return 0;
 	case 'S': a->start = a->define = true; return 0;
 	case 'A': a->as = arg; return 0;
@@ -143,12 +144,15 @@ static void disk_done(void *opaque, const struct cairn_vm_restore_target *t, int
 						cairn_image_format_name(t->format), "size",
 						(json_int_t)res->bytes, "bytes_written",
 						(json_int_t)res->bytes_written, "digest_ok",
-						t->d->has_digest, "seconds", secs));
+						t->d->has_digest || t->d->has_digest2,
+						"seconds", secs));
 	else if (!out->c->quiet) {
 		char size[32];
 		format_bytes(res->bytes, size, sizeof(size));
 		printf("restored disk %s (%s) to %s, %s verified, %.1fs\n", t->d->name, size,
-		       t->path, t->d->has_digest ? "whole-disk digest and chunks" : "chunks",
+		       t->path,
+		       t->d->has_digest || t->d->has_digest2 ? "whole-disk digest and chunks"
+							     : "chunks",
 		       secs);
 	}
 }
@@ -187,7 +191,8 @@ static struct cairn_vm_restore_opts vm_opts(const struct restore_args *a,
 		picks[i] = (struct cairn_vm_restore_pick){ a->picks[i].disk, a->picks[i].path };
 	return (struct cairn_vm_restore_opts){
 		.to = a->to, .picks = picks, .npicks = a->npicks, .format = a->format,
-		.format_given = a->format_given, .force = a->force, .define = a->define,
+		.format_given = a->format_given, .force = a->force, .resume = a->resume,
+		.define = a->define,
 		.start = a->start, .as = a->as, .uri = a->uri, .net_map = a->maps,
 		.nnet_map = a->nmaps, .new_macs = a->new_macs, .cancel = &cli_interrupted,
 		.disk_begin = disk_begin, .disk_done = disk_done, .opaque = out };
@@ -198,6 +203,7 @@ static int run(const struct cli *c, struct restore_args *a, char **argv)
 	int rc = check_option_mix(a);
 	if (rc)
 		return rc;
+	cli_catch_signals(); /* also while the repository opens (scrypt) */
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
 	if ((rc = cli_open_repo(c, argv[1], &r)) < 0)
 		return rc;
@@ -220,7 +226,6 @@ static int run(const struct cli *c, struct restore_args *a, char **argv)
 	if (rc < 0)
 		code = rc == -EINVAL ? cli_usage("%s", err) : cli_fail(rc, err);
 	if (rc == 0) {
-		cli_catch_signals();
 		rc = cairn_vm_restore_run(r, s, &o, &v, err, sizeof(err));
 		code = rc < 0 ? cli_fail(rc, err) : 0;
 	}
@@ -243,6 +248,7 @@ static int restore_main(int argc, char **argv)
 		{ "name", required_argument, NULL, 'n' },
 		{ "format", required_argument, NULL, 'F' },
 		{ "force", no_argument, NULL, 'f' },
+		{ "resume", no_argument, NULL, 'R' },
 		{ "define", no_argument, NULL, 'D' },
 		{ "start", no_argument, NULL, 'S' },
 		{ "as", required_argument, NULL, 'A' },

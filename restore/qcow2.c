@@ -158,6 +158,28 @@ int qcow2_writer_write(struct qcow2_writer *w, const void *buf, size_t len,
 	return rc < 0 ? rc : put(w, buf, len, host);
 }
 
+int qcow2_writer_read(struct qcow2_writer *w, void *buf, size_t len, uint64_t off)
+{
+	if (off > w->size || len > w->size - off)
+		return -EINVAL;
+	uint8_t *p = buf;
+	while (len) {
+		size_t in = CLUSTER - off % CLUSTER, n = MIN(len, in);
+		pthread_mutex_lock(&w->lock);
+		uint64_t host = w->map[off / CLUSTER];
+		pthread_mutex_unlock(&w->lock);
+		int rc = host ? pread_full(w->fd, p, n, host + off % CLUSTER) : 0;
+		if (rc == -EIO) /* the hole past a short last write */
+			rc = 0, memset(p, 0, n);
+		if (rc < 0)
+			return rc;
+		if (!host)
+			memset(p, 0, n);
+		p += n, off += n, len -= n;
+	}
+	return 0;
+}
+
 static bool l2_used(const struct qcow2_writer *w, uint64_t l1_index)
 {
 	uint64_t first = l1_index * L2_ENTRIES;

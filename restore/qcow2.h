@@ -37,6 +37,10 @@ int qcow2_writer_new(int fd, int direct_fd, uint64_t size, struct qcow2_writer *
 int qcow2_writer_write(struct qcow2_writer *w, const void *buf, size_t len,
 		       uint64_t off);
 
+/* Reads guest bytes [off, off + len) back as written so far (unwritten
+ * clusters read as zeros). fd must be open for reading too. */
+int qcow2_writer_read(struct qcow2_writer *w, void *buf, size_t len, uint64_t off);
+
 /* Writes the metadata and then the header. Not thread-safe: call it once
  * all writes have returned. */
 int qcow2_writer_finish(struct qcow2_writer *w);

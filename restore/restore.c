@@ -1,96 +1,294 @@
-/* Restoring a disk: workers fetch, decrypt, decompress, verify and write
- * chunks (zero chunks stay holes, or become zeros on a block device); the
- * calling thread feeds the whole-disk digest in order. */
+/* Restoring a disk through the disk reader (repo/disk_reader.h): chunks
+ * arrive out of order and are written at their offsets, zero runs stay
+ * holes (or become zeros on a block device), and the whole-disk digest is
+ * checked: digest2 fed as chunks arrive, or, for a snapshot that has only
+ * the v1 digest, by reading the written target back in disk order. A raw
+ * file restore keeps a journal (restore/journal.h) so that a killed or
+ * failed restore can be resumed. */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <time.h>
 #include <xxhash.h>
 
+#include "journal.h"
+#include "repo/disk.h"
+#include "repo/disk_reader.h"
 #include "restore.h"
 #include "sink.h"
 
-#define SLOTS_PER_WORKER 4
+/* How often the journal is brought up to date: a resumed restore fetches
+ * again at most what was written in this time or this many bytes. */
+#define JOURNAL_EVERY_NS (5 * 1000000000ll)
+#define JOURNAL_EVERY_BYTES (256ull << 20)
+#define READBACK_BYTES (8u << 20)
 
-struct restore_job {
+struct restore_run {
 	struct cairn_repo *r;
 	struct cairn_disk *d;
 	struct sink *sink;
-	XXH3_state_t *xxh;
-	const uint8_t *zeros;
-	uint8_t **bufs;
 	const struct cairn_restore_opts *o;
-	struct cairn_restore_result *res;
+	struct cairn_chunk_digest *cd; /* NULL: digest2 not checked */
+	uint8_t *zeros; /* one chunk, for block devices */
+	_Atomic uint64_t *written; /* data slots written (or resumed) */
+	struct restore_journal *j; /* NULL: not resumable */
+	const uint64_t *resumed; /* slots a resumed restore skips, or NULL */
+	_Atomic uint64_t done_bytes, bytes_written, chunks, zero_chunks, since_sync;
+	pthread_mutex_t lock; /* progress reports and journal stores */
+	int64_t last_sync_ns;
 	char *err;
 	size_t errlen;
 };
 
-static size_t chunk_len(const struct cairn_disk *d, uint64_t seq)
+static void report(struct restore_run *x, uint64_t bytes)
 {
-	return (size_t)MIN((uint64_t)d->chunk_size, d->size - seq * d->chunk_size);
+	uint64_t done = atomic_fetch_add(&x->done_bytes, bytes) + bytes;
+	if (!x->o->progress)
+		return;
+	pthread_mutex_lock(&x->lock);
+	x->o->progress(x->o->progress_opaque, MIN(done, x->d->size), x->d->size);
+	pthread_mutex_unlock(&x->lock);
 }
 
-static bool is_zero_id(const cairn_id *id)
+/* Syncs the target, then records every slot written before the sync.
+ * Called with x->lock held. */
+static int store_journal(struct restore_run *x)
 {
-	return !memcmp(id, &cairn_zero_id, sizeof(*id));
+	for (size_t i = 0; i < x->j->nwords; i++)
+		x->j->done[i] = atomic_load(&x->written[i]);
+	int rc = x->sink->sync(x->sink);
+	if (rc == 0)
+		rc = journal_store(x->j, x->err, x->errlen);
+	x->last_sync_ns = mono_ns();
+	atomic_store(&x->since_sync, 0);
+	return rc;
 }
 
-static int produce(void *ctx, uint64_t seq, unsigned slot)
+static int maybe_store_journal(struct restore_run *x, size_t len)
 {
-	struct restore_job *j = ctx;
-	(void)seq;
-	(void)slot;
-	if (j->o->cancel && *j->o->cancel)
-		return set_err(j->err, j->errlen, -EINTR, "interrupted; %s not written",
-			       j->o->target);
-	return 0;
+	uint64_t since = atomic_fetch_add(&x->since_sync, len) + len;
+	if (!x->j || (since < JOURNAL_EVERY_BYTES &&
+		      mono_ns() - __atomic_load_n(&x->last_sync_ns, __ATOMIC_RELAXED) <
+			      JOURNAL_EVERY_NS))
+		return 0;
+	if (pthread_mutex_trylock(&x->lock))
+		return 0; /* another thread is storing it */
+	int rc = store_journal(x);
+	pthread_mutex_unlock(&x->lock);
+	return rc;
 }
 
-static int work(void *ctx, uint64_t seq, unsigned slot)
+static int on_data(void *opaque, uint64_t seq, const void *data, size_t len)
 {
-	struct restore_job *j = ctx;
-	const cairn_id *id = &j->d->map[seq];
-	size_t len = chunk_len(j->d, seq);
-	if (is_zero_id(id))
-		return j->sink->needs_zeros
-			       ? j->sink->write(j->sink, j->zeros, len, seq * j->d->chunk_size)
-			       : 0;
-	int n = cairn_repo_read_chunk(j->r, id, j->bufs[slot], j->d->chunk_size);
-	if (n < 0)
-		return set_err(j->err, j->errlen, n, "disk %s: %s", j->d->name,
-			       cairn_repo_error(j->r));
-	if ((size_t)n != len)
-		return set_err(j->err, j->errlen, -EBADMSG,
-			       "disk %s: chunk %llu has %d bytes, expected %zu", j->d->name,
-			       (unsigned long long)seq, n, len);
-	return j->sink->write(j->sink, j->bufs[slot], len, seq * j->d->chunk_size);
+	struct restore_run *x = opaque;
+	int rc = x->sink->write(x->sink, data, len, seq * x->d->chunk_size);
+	if (rc < 0)
+		return rc;
+	if (x->cd)
+		cairn_chunk_digest_data(x->cd, seq, data, len);
+	atomic_fetch_or(&x->written[seq / 64], 1ull << (seq % 64));
+	atomic_fetch_add(&x->bytes_written, len);
+	atomic_fetch_add(&x->chunks, 1);
+	report(x, len);
+	return maybe_store_journal(x, len);
 }
 
-static int consume(void *ctx, uint64_t seq, unsigned slot)
+static int on_zeros(void *opaque, uint64_t seq, uint64_t count)
 {
-	struct restore_job *j = ctx;
-	size_t len = chunk_len(j->d, seq);
-	uint64_t off = seq * j->d->chunk_size;
-	if (is_zero_id(&j->d->map[seq])) {
-		XXH3_128bits_update(j->xxh, j->zeros, len);
-		j->res->zero_chunks++;
-	} else {
-		XXH3_128bits_update(j->xxh, j->bufs[slot], len);
-		j->res->bytes_written += len;
+	struct restore_run *x = opaque;
+	const struct cairn_disk *d = x->d;
+	for (uint64_t s = seq; x->sink->needs_zeros && s < seq + count; s++) {
+		int rc = x->sink->write(x->sink, x->zeros, cairn_disk_chunk_len(d, s),
+					s * d->chunk_size);
+		if (rc < 0)
+			return rc;
 	}
-	j->res->chunks++;
-	if (j->o->progress)
-		j->o->progress(j->o->progress_opaque, off + len, j->d->size);
+	if (x->cd)
+		cairn_chunk_digest_zeros(x->cd, seq, count);
+	atomic_fetch_add(&x->chunks, count);
+	atomic_fetch_add(&x->zero_chunks, count);
+	uint64_t end = MIN(d->size, (seq + count) * d->chunk_size);
+	report(x, end - seq * d->chunk_size);
 	return 0;
 }
 
-static int check_digest(struct restore_job *j)
+/* Slots a resumed restore does not fetch still count in the digest: read
+ * them back from the partial target. */
+static int feed_resumed(struct restore_run *x, uint8_t *buf)
 {
-	XXH128_canonical_t c;
-	XXH128_canonicalFromHash(&c, XXH3_128bits_digest(j->xxh));
-	if (memcmp(c.digest, j->d->digest, sizeof(j->d->digest)))
-		return set_err(j->err, j->errlen, -EBADMSG,
-			       "disk %s: restored data does not match the digest recorded at backup",
-			       j->d->name);
+	const struct cairn_disk *d = x->d;
+	for (uint64_t seq = 0; seq < d->nchunks; seq++) {
+		if (!(x->resumed[seq / 64] >> (seq % 64) & 1))
+			continue;
+		size_t len = cairn_disk_chunk_len(d, seq);
+		int rc = x->sink->read(x->sink, buf, len, seq * d->chunk_size);
+		if (rc < 0)
+			return rc;
+		if (x->cd)
+			cairn_chunk_digest_data(x->cd, seq, buf, len);
+		atomic_fetch_add(&x->bytes_written, len);
+		atomic_fetch_add(&x->chunks, 1);
+		report(x, len);
+	}
 	return 0;
+}
+
+/* The v1 digest, XXH3-128 of the disk in order: read the written target
+ * back (zero runs hashed from memory, not read). */
+static int readback_v1(struct restore_run *x, uint8_t digest[16])
+{
+	const struct cairn_disk *d = x->d;
+	XXH3_state_t *st = XXH3_createState();
+	uint8_t *buf = malloc(READBACK_BYTES);
+	int rc = st && buf ? 0 : -ENOMEM;
+	if (rc == 0)
+		XXH3_128bits_reset(st);
+	uint64_t per = READBACK_BYTES / d->chunk_size;
+	if (!per)
+		per = 1; /* cannot happen: chunks are at most 8 MiB */
+	for (uint64_t seq = 0; rc == 0 && seq < d->nchunks;) {
+		bool zero;
+		uint64_t run = cairn_disk_run(d, seq, per, &zero);
+		uint64_t off = seq * d->chunk_size;
+		size_t len = (size_t)(MIN(d->size, (seq + run) * d->chunk_size) - off);
+		if (zero)
+			memset(buf, 0, len);
+		else
+			rc = x->sink->read(x->sink, buf, len, off);
+		if (rc == 0)
+			XXH3_128bits_update(st, buf, len);
+		seq += run;
+	}
+	if (rc == 0) {
+		XXH128_canonical_t c;
+		XXH128_canonicalFromHash(&c, XXH3_128bits_digest(st));
+		memcpy(digest, c.digest, 16);
+	}
+	XXH3_freeState(st);
+	free(buf);
+	return rc == -ENOMEM ? set_err(x->err, x->errlen, rc, "out of memory") : rc;
+}
+
+static int check_digest(struct restore_run *x)
+{
+	const struct cairn_disk *d = x->d;
+	uint8_t got[16];
+	const uint8_t *want = NULL;
+	if (x->cd) {
+		cairn_chunk_digest_final(x->cd, got);
+		want = d->digest2;
+	} else if (d->has_digest) {
+		int rc = readback_v1(x, got);
+		if (rc < 0)
+			return rc;
+		want = d->digest;
+	}
+	if (want && memcmp(got, want, 16))
+		return set_err(x->err, x->errlen, -EBADMSG,
+			       "disk %s: restored data does not match the digest recorded at backup",
+			       d->name);
+	return 0;
+}
+
+static int fetch_all(struct restore_run *x)
+{
+	struct cairn_dreader_opts ro = { .connections = x->o->workers };
+	_cleanup_(cairn_dreader_freep) struct cairn_dreader *rd = NULL;
+	int rc = cairn_dreader_new(x->r, x->d, &ro, &rd, x->err, x->errlen);
+	if (rc < 0)
+		return rc;
+	const struct cairn_dreader_cb cb = { .data = on_data, .zeros = on_zeros, .opaque = x };
+	x->err[0] = '\0';
+	rc = cairn_dreader_fetch(rd, 0, x->d->nchunks, x->resumed, &cb, x->o->cancel, x->err,
+				 x->errlen);
+	if (rc == -EINTR)
+		set_err(x->err, x->errlen, rc, "interrupted");
+	return rc;
+}
+
+static int open_sink(struct restore_run *x)
+{
+	const struct cairn_restore_opts *o = x->o;
+	if (o->format == CAIRN_FMT_QCOW2)
+		return sink_qcow2_open(o->target, x->d->size, o->force, &x->sink, x->err,
+				       x->errlen);
+	return sink_raw_open(o->target, x->d->size, o->force, o->resume, &x->sink, x->err,
+			     x->errlen);
+}
+
+/* A raw file restore is resumable: its journal, loaded when resuming. */
+static int setup_journal(struct restore_run *x, struct restore_journal *j)
+{
+	const struct cairn_restore_opts *o = x->o;
+	if (o->format != CAIRN_FMT_RAW || x->sink->needs_zeros) {
+		if (o->resume)
+			return set_err(x->err, x->errlen, -EINVAL,
+				       "--resume needs a raw file target (not a qcow2 image or a device)");
+		return 0;
+	}
+	int rc = journal_init(j, o->target, x->d, x->err, x->errlen);
+	if (rc == 0 && o->resume)
+		rc = journal_load(j, x->err, x->errlen);
+	else if (rc == 0)
+		journal_remove(j); /* a new restore: a stale journal says nothing */
+	if (rc < 0)
+		return rc;
+	x->j = j;
+	x->last_sync_ns = mono_ns();
+	for (size_t i = 0; o->resume && i < j->nwords; i++)
+		atomic_store(&x->written[i], j->done[i]);
+	x->resumed = o->resume ? j->done : NULL;
+	return 0;
+}
+
+/* After a failure: a raw file that holds written slots stays, with its
+ * journal, for --resume; anything else goes. */
+static void keep_partial(struct restore_run *x, int rc)
+{
+	if (!x->j || rc == -ENOMEM || (rc == -EBADMSG && !strstr(x->err, "pack")))
+		return; /* a digest mismatch: the partial data is suspect */
+	pthread_mutex_lock(&x->lock);
+	char why[512];
+	snprintf(why, sizeof(why), "%s", x->err);
+	int src = store_journal(x);
+	pthread_mutex_unlock(&x->lock);
+	if (src < 0)
+		return;
+	x->sink->keep = true;
+	snprintf(x->err, x->errlen, "%s; partial restore kept in %s: run again with --resume",
+		 why, x->sink->tmp);
+}
+
+static int restore_run(struct restore_run *x)
+{
+	int rc = open_sink(x);
+	struct restore_journal j = { 0 };
+	if (rc == 0)
+		rc = setup_journal(x, &j);
+	const struct cairn_disk *d = x->d;
+	if (rc == 0 && d->has_digest2 &&
+	    (rc = cairn_chunk_digest_new(d->size, d->chunk_size, &x->cd)) < 0)
+		set_err(x->err, x->errlen, rc, "out of memory");
+	if (rc == 0 && x->resumed)
+		rc = feed_resumed(x, x->zeros);
+	if (rc == 0)
+		rc = fetch_all(x);
+	if (rc == 0)
+		rc = check_digest(x);
+	if (rc == 0)
+		rc = x->sink->commit(x->sink);
+	if (rc == 0 && x->j)
+		journal_remove(x->j);
+	if (rc < 0 && x->sink && x->sink->tmp)
+		keep_partial(x, rc);
+	if (rc < 0 && x->j && !x->sink->keep)
+		journal_remove(x->j);
+	if (x->sink)
+		x->sink->free(x->sink);
+	journal_release(&j);
+	cairn_chunk_digest_free(x->cd);
+	return rc;
 }
 
 int cairn_restore_disk(struct cairn_repo *r, struct cairn_disk *d,
@@ -102,42 +300,22 @@ int cairn_restore_disk(struct cairn_repo *r, struct cairn_disk *d,
 	int rc = cairn_snapshot_load_map(r, d);
 	if (rc < 0)
 		return set_err(err, errlen, rc, "%s", cairn_repo_error(r));
-	unsigned workers = o->workers ? o->workers : cairn_repo_read_workers(r);
-	unsigned slots = workers * SLOTS_PER_WORKER;
-	struct restore_job j = { .r = r, .d = d, .o = o, .res = res, .err = err,
-				 .errlen = errlen };
-	/* page-aligned buffers let the sink write them with O_DIRECT */
-	_cleanup_free_ uint8_t *zeros = aligned_alloc(4096, d->chunk_size);
-	if (zeros)
-		memset(zeros, 0, d->chunk_size);
-	j.bufs = calloc(slots, sizeof(*j.bufs));
-	j.xxh = XXH3_createState();
-	rc = zeros && j.bufs && j.xxh ? 0 : -ENOMEM;
-	for (unsigned i = 0; rc == 0 && i < slots; i++)
-		if (!(j.bufs[i] = aligned_alloc(4096, d->chunk_size)))
-			rc = -ENOMEM;
-	if (rc < 0)
-		set_err(err, errlen, rc, "out of memory");
-	j.zeros = zeros;
-	if (rc == 0)
-		rc = o->format == CAIRN_FMT_QCOW2
-			     ? sink_qcow2_open(o->target, d->size, o->force, &j.sink, err, errlen)
-			     : sink_raw_open(o->target, d->size, o->force, &j.sink, err, errlen);
-	if (rc == 0) {
-		XXH3_128bits_reset(j.xxh);
-		static const struct cairn_pipeline_ops ops = {
-			.produce = produce, .work = work, .consume = consume };
-		rc = cairn_pipeline_run(&ops, &j, d->nchunks, workers, slots);
+	struct restore_run x = { .r = r, .d = d, .o = o, .err = err, .errlen = errlen };
+	pthread_mutex_init(&x.lock, NULL);
+	/* page-aligned: the sink writes it with O_DIRECT */
+	x.zeros = aligned_alloc(4096, (d->chunk_size + 4095) / 4096 * 4096);
+	x.written = calloc(MAX((d->nchunks + 63) / 64, 1), sizeof(*x.written));
+	if (x.zeros && x.written) {
+		memset(x.zeros, 0, d->chunk_size);
+		rc = restore_run(&x);
+	} else {
+		rc = set_err(err, errlen, -ENOMEM, "out of memory");
 	}
-	if (rc == 0 && d->has_digest)
-		rc = check_digest(&j);
-	if (rc == 0)
-		rc = j.sink->commit(j.sink);
-	if (j.sink)
-		j.sink->free(j.sink);
-	for (unsigned i = 0; j.bufs && i < slots; i++)
-		free(j.bufs[i]);
-	free(j.bufs);
-	XXH3_freeState(j.xxh);
+	res->bytes_written = x.bytes_written;
+	res->chunks = x.chunks;
+	res->zero_chunks = x.zero_chunks;
+	free(x.zeros);
+	free((void *)x.written);
+	pthread_mutex_destroy(&x.lock);
 	return rc;
 }

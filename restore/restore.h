@@ -1,6 +1,9 @@
 /* restore: writing a snapshot's disk back out as a sparse raw file or a
  * qcow2 image. The target appears only when the whole disk was written and
- * its XXH3-128 digest matched; on failure nothing is left behind.
+ * its whole-disk digest matched (digest2, else the v1 digest); until then
+ * it is TARGET.cairn-partial. A raw file restore that fails or is killed
+ * leaves that partial file and TARGET.cairn-journal, which --resume
+ * (resume) carries on from; otherwise nothing is left behind.
  * Functions return 0 or a negative errno (-EBADMSG: damaged data) and put
  * a one-line reason into err. */
 #ifndef CAIRN_RESTORE_H
@@ -14,8 +17,9 @@ enum cairn_image_format { CAIRN_FMT_RAW, CAIRN_FMT_QCOW2 };
 struct cairn_restore_opts {
 	const char *target;
 	enum cairn_image_format format;
-	bool force; /* replace an existing target */
-	unsigned workers; /* 0 = one per CPU */
+	bool force; /* replace an existing target (or a stale partial one) */
+	bool resume; /* carry on from TARGET.cairn-partial and its journal */
+	unsigned workers; /* ranged reads in flight; 0: the backend's connections */
 	cairn_progress_fn progress;
 	void *progress_opaque;
 	const volatile int *cancel; /* non-zero: stop with -EINTR */

@@ -25,6 +25,12 @@ struct qcow2_sink {
 	struct qcow2_writer *qw;
 };
 
+char *sink_partial_name(const char *target)
+{
+	char *name;
+	return asprintf(&name, "%s.cairn-partial", target) < 0 ? NULL : name;
+}
+
 static int make_tmp_name(struct sink *s, const char *target, bool force,
 			 char *err, size_t errlen)
 {
@@ -38,10 +44,8 @@ static int make_tmp_name(struct sink *s, const char *target, bool force,
 		return set_err(err, errlen, -EINVAL,
 			       "%s is neither a regular file nor a block device", target);
 	s->target = strdup(target);
-	if (!s->target || asprintf(&s->tmp, "%s.cairn-tmp-%d", target, (int)getpid()) < 0) {
-		s->tmp = NULL;
+	if (!s->target || !(s->tmp = sink_partial_name(target)))
 		return -ENOMEM;
-	}
 	s->err = err;
 	s->errlen = errlen;
 	return 0;
@@ -61,6 +65,19 @@ static int raw_write(struct sink *s, const void *buf, size_t len, uint64_t off)
 	int rc = pwrite_full(aligned && r->direct_fd >= 0 ? r->direct_fd : r->fd, buf,
 			     len, off);
 	return rc < 0 ? io_err(s, rc, "write") : 0;
+}
+
+static int raw_read(struct sink *s, void *buf, size_t len, uint64_t off)
+{
+	struct raw_sink *r = (struct raw_sink *)s;
+	int rc = pread_full(r->fd, buf, len, off);
+	return rc < 0 ? io_err(s, rc, "read back") : 0;
+}
+
+static int raw_sync(struct sink *s)
+{
+	struct raw_sink *r = (struct raw_sink *)s;
+	return fdatasync(r->fd) < 0 ? io_err(s, -errno, "sync") : 0;
 }
 
 static int fsync_parent(const char *path)
@@ -100,7 +117,7 @@ static int raw_commit(struct sink *s)
 
 static void sink_base_free(struct sink *s)
 {
-	if (s->tmp)
+	if (s->tmp && !s->keep)
 		unlink(s->tmp);
 	free(s->tmp);
 	free(s->target);
@@ -135,7 +152,7 @@ static int open_device(struct raw_sink *r, const char *target, uint64_t size,
 	r->base.errlen = errlen;
 	r->base.needs_zeros = true;
 	/* O_EXCL on a block device fails while it is mounted or in use */
-	r->fd = open(target, O_WRONLY | O_EXCL | O_CLOEXEC);
+	r->fd = open(target, O_RDWR | O_EXCL | O_CLOEXEC);
 	if (r->fd < 0)
 		return set_err(err, errlen, -errno, "cannot open %s: %s", target,
 			       strerror(errno));
@@ -149,14 +166,30 @@ static int open_device(struct raw_sink *r, const char *target, uint64_t size,
 
 /* The temporary file, plus an O_DIRECT descriptor when the filesystem
  * allows one. 0666: the target gets the mode of any new file under the
- * caller's umask. */
-static int open_tmp_file(struct raw_sink *r, const char *target, bool force,
+ * caller's umask. A partial file left by an interrupted restore is
+ * reopened (resume), replaced (force) or an error. */
+static int open_tmp_file(struct raw_sink *r, const char *target, bool force, bool resume,
 			 char *err, size_t errlen)
 {
 	int rc = make_tmp_name(&r->base, target, force, err, errlen);
 	if (rc < 0)
 		return rc;
-	r->fd = open(r->base.tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+	if (resume) {
+		r->fd = open(r->base.tmp, O_RDWR | O_CLOEXEC);
+		if (r->fd < 0)
+			return set_err(err, errlen, -errno, "cannot resume: %s: %s",
+				       r->base.tmp, strerror(errno));
+	} else {
+		if (force)
+			unlink(r->base.tmp);
+		r->fd = open(r->base.tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+	}
+	if (r->fd < 0 && errno == EEXIST) {
+		r->base.keep = true; /* not ours */
+		return set_err(err, errlen, -EEXIST,
+			       "%s exists (an interrupted restore?); use --resume to carry on or --force to start over",
+			       r->base.tmp);
+	}
 	if (r->fd < 0)
 		return set_err(err, errlen, -errno, "cannot create %s: %s", r->base.tmp,
 			       strerror(errno));
@@ -164,8 +197,8 @@ static int open_tmp_file(struct raw_sink *r, const char *target, bool force,
 	return 0;
 }
 
-int sink_raw_open(const char *target, uint64_t size, bool force, struct sink **out,
-		  char *err, size_t errlen)
+int sink_raw_open(const char *target, uint64_t size, bool force, bool resume,
+		  struct sink **out, char *err, size_t errlen)
 {
 	struct stat st;
 	struct raw_sink *r = calloc(1, sizeof(*r));
@@ -173,13 +206,15 @@ int sink_raw_open(const char *target, uint64_t size, bool force, struct sink **o
 		return -ENOMEM;
 	r->fd = r->direct_fd = -1;
 	r->base.write = raw_write;
+	r->base.read = raw_read;
+	r->base.sync = raw_sync;
 	r->base.commit = raw_commit;
 	r->base.free = raw_free;
 	int rc;
 	if (stat(target, &st) == 0 && S_ISBLK(st.st_mode)) {
 		rc = open_device(r, target, size, force, err, errlen);
 	} else {
-		rc = open_tmp_file(r, target, force, err, errlen);
+		rc = open_tmp_file(r, target, force, resume, err, errlen);
 		/* a sparse file of the full size: zero chunks stay holes */
 		if (rc == 0 && ftruncate(r->fd, (off_t)size) < 0)
 			rc = io_err(&r->base, -errno, "size");
@@ -197,6 +232,13 @@ static int qcow2_write(struct sink *s, const void *buf, size_t len, uint64_t off
 	struct qcow2_sink *q = (struct qcow2_sink *)s;
 	int rc = qcow2_writer_write(q->qw, buf, len, off);
 	return rc < 0 ? io_err(s, rc, "write") : 0;
+}
+
+static int qcow2_read(struct sink *s, void *buf, size_t len, uint64_t off)
+{
+	struct qcow2_sink *q = (struct qcow2_sink *)s;
+	int rc = qcow2_writer_read(q->qw, buf, len, off);
+	return rc < 0 ? io_err(s, rc, "read back") : 0;
 }
 
 static int qcow2_commit(struct sink *s)
@@ -223,9 +265,11 @@ int sink_qcow2_open(const char *target, uint64_t size, bool force,
 	struct sink *s = &q->file.base;
 	q->file.fd = q->file.direct_fd = -1;
 	s->write = qcow2_write;
+	s->read = qcow2_read;
+	s->sync = raw_sync; /* the data; the map is written by commit alone */
 	s->commit = qcow2_commit;
 	s->free = qcow2_free;
-	int rc = open_tmp_file(&q->file, target, force, err, errlen);
+	int rc = open_tmp_file(&q->file, target, force, false, err, errlen);
 	if (rc == 0) {
 		rc = qcow2_writer_new(q->file.fd, q->file.direct_fd, size, &q->qw);
 		if (rc < 0)

@@ -164,7 +164,8 @@ static int restore_one(struct cairn_repo *r, const struct cairn_vm_restore_opts 
 		       const struct cairn_vm_restore_target *t, char *err, size_t errlen)
 {
 	struct cairn_restore_opts ro = { .target = t->path, .format = t->format,
-					 .force = o->force, .cancel = o->cancel };
+					 .force = o->force, .resume = o->resume,
+					 .cancel = o->cancel };
 	if (o->disk_begin)
 		o->disk_begin(o->opaque, t, &ro);
 	struct cairn_restore_result res;

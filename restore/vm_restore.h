@@ -38,6 +38,7 @@ struct cairn_vm_restore_opts {
 	enum cairn_image_format format;
 	bool format_given; /* else block devices get raw silently */
 	bool force; /* replace existing files, write block devices */
+	bool resume; /* carry on from each disk's partial file (restore.h) */
 	bool define, start; /* define (and start) the domain */
 	const char *as; /* its new name; NULL keeps the stored one */
 	const char *uri; /* libvirt; NULL: qemu:///system */
