@@ -19,9 +19,9 @@
 #include "sink.h"
 
 /* How often the journal is brought up to date: a resumed restore fetches
- * again at most what was written in this time or this many bytes. */
-#define JOURNAL_EVERY_NS (5 * 1000000000ll)
-#define JOURNAL_EVERY_BYTES (256ull << 20)
+ * again at most what was written in this time (plus the ranges in
+ * flight). */
+#define JOURNAL_EVERY_S 2
 #define READBACK_BYTES (8u << 20)
 
 struct restore_run {
@@ -34,9 +34,10 @@ struct restore_run {
 	_Atomic uint64_t *written; /* data slots written (or resumed) */
 	struct restore_journal *j; /* NULL: not resumable */
 	const uint64_t *resumed; /* slots a resumed restore skips, or NULL */
-	_Atomic uint64_t done_bytes, bytes_written, chunks, zero_chunks, since_sync;
-	pthread_mutex_t lock; /* progress reports and journal stores */
-	int64_t last_sync_ns;
+	_Atomic uint64_t done_bytes, bytes_written, chunks, zero_chunks;
+	pthread_mutex_t lock; /* progress reports, journal stores, stop */
+	pthread_cond_t wake; /* the journal thread: stop */
+	bool stop;
 	char *err;
 	size_t errlen;
 };
@@ -53,30 +54,32 @@ static void report(struct restore_run *x, uint64_t bytes)
 
 /* Syncs the target, then records every slot written before the sync.
  * Called with x->lock held. */
-static int store_journal(struct restore_run *x)
+static int store_journal(struct restore_run *x, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < x->j->nwords; i++)
 		x->j->done[i] = atomic_load(&x->written[i]);
 	int rc = x->sink->sync(x->sink);
-	if (rc == 0)
-		rc = journal_store(x->j, x->err, x->errlen);
-	x->last_sync_ns = mono_ns();
-	atomic_store(&x->since_sync, 0);
-	return rc;
+	if (rc < 0)
+		return set_err(err, errlen, rc, "cannot sync %s: %s", x->sink->tmp, strerror(-rc));
+	return journal_store(x->j, err, errlen);
 }
 
-static int maybe_store_journal(struct restore_run *x, size_t len)
+/* The journal thread: stores the journal every few seconds while the
+ * fetch runs (its errors are the final store's to report). */
+static void *journal_thread(void *opaque)
 {
-	uint64_t since = atomic_fetch_add(&x->since_sync, len) + len;
-	if (!x->j || (since < JOURNAL_EVERY_BYTES &&
-		      mono_ns() - __atomic_load_n(&x->last_sync_ns, __ATOMIC_RELAXED) <
-			      JOURNAL_EVERY_NS))
-		return 0;
-	if (pthread_mutex_trylock(&x->lock))
-		return 0; /* another thread is storing it */
-	int rc = store_journal(x);
+	struct restore_run *x = opaque;
+	pthread_mutex_lock(&x->lock);
+	while (!x->stop) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += JOURNAL_EVERY_S;
+		char ignored[256]; /* the final store reports */
+		if (pthread_cond_timedwait(&x->wake, &x->lock, &until) == ETIMEDOUT && !x->stop)
+			store_journal(x, ignored, sizeof(ignored));
+	}
 	pthread_mutex_unlock(&x->lock);
-	return rc;
+	return NULL;
 }
 
 static int on_data(void *opaque, uint64_t seq, const void *data, size_t len)
@@ -91,7 +94,7 @@ static int on_data(void *opaque, uint64_t seq, const void *data, size_t len)
 	atomic_fetch_add(&x->bytes_written, len);
 	atomic_fetch_add(&x->chunks, 1);
 	report(x, len);
-	return maybe_store_journal(x, len);
+	return 0;
 }
 
 static int on_zeros(void *opaque, uint64_t seq, uint64_t count)
@@ -115,14 +118,18 @@ static int on_zeros(void *opaque, uint64_t seq, uint64_t count)
 
 /* Slots a resumed restore does not fetch still count in the digest: read
  * them back from the partial target. */
-static int feed_resumed(struct restore_run *x, uint8_t *buf)
+static int feed_resumed(struct restore_run *x)
 {
 	const struct cairn_disk *d = x->d;
+	_cleanup_free_ uint8_t *buf = malloc(d->chunk_size);
+	if (!buf)
+		return set_err(x->err, x->errlen, -ENOMEM, "out of memory");
 	for (uint64_t seq = 0; seq < d->nchunks; seq++) {
 		if (!(x->resumed[seq / 64] >> (seq % 64) & 1))
 			continue;
 		size_t len = cairn_disk_chunk_len(d, seq);
-		int rc = x->sink->read(x->sink, buf, len, seq * d->chunk_size);
+		/* without digest2 the v1 read-back covers these slots */
+		int rc = x->cd ? x->sink->read(x->sink, buf, len, seq * d->chunk_size) : 0;
 		if (rc < 0)
 			return rc;
 		if (x->cd)
@@ -207,6 +214,22 @@ static int fetch_all(struct restore_run *x)
 	return rc;
 }
 
+/* The fetch, with the journal kept up to date beside it. */
+static int fetch_journaled(struct restore_run *x)
+{
+	pthread_t tid;
+	bool journaling = x->j && !pthread_create(&tid, NULL, journal_thread, x);
+	int rc = fetch_all(x);
+	if (journaling) {
+		pthread_mutex_lock(&x->lock);
+		x->stop = true;
+		pthread_cond_signal(&x->wake);
+		pthread_mutex_unlock(&x->lock);
+		pthread_join(tid, NULL);
+	}
+	return rc;
+}
+
 static int open_sink(struct restore_run *x)
 {
 	const struct cairn_restore_opts *o = x->o;
@@ -230,32 +253,42 @@ static int setup_journal(struct restore_run *x, struct restore_journal *j)
 	int rc = journal_init(j, o->target, x->d, x->err, x->errlen);
 	if (rc == 0 && o->resume)
 		rc = journal_load(j, x->err, x->errlen);
-	else if (rc == 0)
-		journal_remove(j); /* a new restore: a stale journal says nothing */
 	if (rc < 0)
 		return rc;
 	x->j = j;
-	x->last_sync_ns = mono_ns();
-	for (size_t i = 0; o->resume && i < j->nwords; i++)
-		atomic_store(&x->written[i], j->done[i]);
-	x->resumed = o->resume ? j->done : NULL;
+	/* a new restore: a journal from the start, so that one killed at
+	 * any moment can be resumed */
+	if (!o->resume && (rc = journal_store(j, x->err, x->errlen)) < 0)
+		return rc;
+	if (!o->resume)
+		return 0;
+	/* the journal's bits change as the fetch goes on: skip a copy */
+	uint64_t *resumed = malloc(MAX(j->nwords, 1) * sizeof(*resumed));
+	if (!resumed)
+		return set_err(x->err, x->errlen, -ENOMEM, "out of memory");
+	memcpy(resumed, j->done, j->nwords * sizeof(*resumed));
+	for (size_t i = 0; i < j->nwords; i++)
+		atomic_store(&x->written[i], resumed[i]);
+	x->resumed = resumed;
 	return 0;
 }
 
-/* After a failure: a raw file that holds written slots stays, with its
- * journal, for --resume; anything else goes. */
+/* After a failure the transport may recover from (a store that went
+ * away, a full filesystem), a raw file keeps what it holds, with its
+ * journal, for --resume. Damaged data, an interruption the user asked
+ * for and a digest mismatch leave nothing behind. */
 static void keep_partial(struct restore_run *x, int rc)
 {
-	if (!x->j || rc == -ENOMEM || (rc == -EBADMSG && !strstr(x->err, "pack")))
-		return; /* a digest mismatch: the partial data is suspect */
+	if (!x->j || rc == -EBADMSG || rc == -EINTR || rc == -ENOMEM)
+		return;
+	char ignored[256], why[512];
 	pthread_mutex_lock(&x->lock);
-	char why[512];
-	snprintf(why, sizeof(why), "%s", x->err);
-	int src = store_journal(x);
+	int src = store_journal(x, ignored, sizeof(ignored));
 	pthread_mutex_unlock(&x->lock);
 	if (src < 0)
 		return;
 	x->sink->keep = true;
+	snprintf(why, sizeof(why), "%s", x->err);
 	snprintf(x->err, x->errlen, "%s; partial restore kept in %s: run again with --resume",
 		 why, x->sink->tmp);
 }
@@ -271,9 +304,9 @@ static int restore_run(struct restore_run *x)
 	    (rc = cairn_chunk_digest_new(d->size, d->chunk_size, &x->cd)) < 0)
 		set_err(x->err, x->errlen, rc, "out of memory");
 	if (rc == 0 && x->resumed)
-		rc = feed_resumed(x, x->zeros);
+		rc = feed_resumed(x);
 	if (rc == 0)
-		rc = fetch_all(x);
+		rc = fetch_journaled(x);
 	if (rc == 0)
 		rc = check_digest(x);
 	if (rc == 0)
@@ -287,6 +320,7 @@ static int restore_run(struct restore_run *x)
 	if (x->sink)
 		x->sink->free(x->sink);
 	journal_release(&j);
+	free((void *)x->resumed);
 	cairn_chunk_digest_free(x->cd);
 	return rc;
 }
@@ -302,6 +336,7 @@ int cairn_restore_disk(struct cairn_repo *r, struct cairn_disk *d,
 		return set_err(err, errlen, rc, "%s", cairn_repo_error(r));
 	struct restore_run x = { .r = r, .d = d, .o = o, .err = err, .errlen = errlen };
 	pthread_mutex_init(&x.lock, NULL);
+	pthread_cond_init(&x.wake, NULL);
 	/* page-aligned: the sink writes it with O_DIRECT */
 	x.zeros = aligned_alloc(4096, (d->chunk_size + 4095) / 4096 * 4096);
 	x.written = calloc(MAX((d->nchunks + 63) / 64, 1), sizeof(*x.written));
@@ -317,5 +352,6 @@ int cairn_restore_disk(struct cairn_repo *r, struct cairn_disk *d,
 	free(x.zeros);
 	free((void *)x.written);
 	pthread_mutex_destroy(&x.lock);
+	pthread_cond_destroy(&x.wake);
 	return rc;
 }

@@ -77,7 +77,7 @@ static int raw_read(struct sink *s, void *buf, size_t len, uint64_t off)
 static int raw_sync(struct sink *s)
 {
 	struct raw_sink *r = (struct raw_sink *)s;
-	return fdatasync(r->fd) < 0 ? io_err(s, -errno, "sync") : 0;
+	return fdatasync(r->fd) < 0 ? -errno : 0;
 }
 
 static int fsync_parent(const char *path)

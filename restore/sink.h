@@ -13,7 +13,8 @@ struct sink {
 	int (*write)(struct sink *s, const void *buf, size_t len, uint64_t off);
 	/* Reads back what was written (zeros where nothing was). */
 	int (*read)(struct sink *s, void *buf, size_t len, uint64_t off);
-	/* Makes what was written so far durable. */
+	/* Makes what was written so far durable; 0 or -errno, no message
+	 * (called beside writes). */
 	int (*sync)(struct sink *s);
 	/* Makes the data durable and moves the target into place. */
 	int (*commit)(struct sink *s);
