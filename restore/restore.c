@@ -2,7 +2,7 @@
  * arrive out of order and are written at their offsets, zero runs stay
  * holes (or become zeros on a block device), and the whole-disk digest is
  * checked: digest2 fed as chunks arrive, or, for a snapshot that has only
- * the v1 digest, by reading the written target back in disk order. A raw
+ * the v1 digest, in disk order through a window (restore/v1digest.h). A raw
  * file restore keeps a journal (restore/journal.h) so that a killed or
  * failed restore can be resumed. */
 #include <errno.h>
@@ -17,12 +17,12 @@
 #include "repo/disk_reader.h"
 #include "restore.h"
 #include "sink.h"
+#include "v1digest.h"
 
 /* How often the journal is brought up to date: a resumed restore fetches
  * again at most what was written in this time (plus the ranges in
  * flight). */
 #define JOURNAL_EVERY_S 2
-#define READBACK_BYTES (8u << 20)
 
 struct restore_run {
 	struct cairn_repo *r;
@@ -30,6 +30,7 @@ struct restore_run {
 	struct sink *sink;
 	const struct cairn_restore_opts *o;
 	struct cairn_chunk_digest *cd; /* NULL: digest2 not checked */
+	struct v1digest *v1; /* the v1 digest when there is no digest2, or NULL */
 	uint8_t *zeros; /* one chunk, for block devices */
 	_Atomic uint64_t *written; /* data slots written (or resumed) */
 	struct restore_journal *j; /* NULL: not resumable */
@@ -90,6 +91,10 @@ static int on_data(void *opaque, uint64_t seq, const void *data, size_t len)
 		return rc;
 	if (x->cd)
 		cairn_chunk_digest_data(x->cd, seq, data, len);
+	/* before the slot counts as written: held, not read back */
+	if (x->v1 && (rc = v1digest_data(x->v1, seq, data, len)) < 0)
+		return set_err(x->err, x->errlen, rc, "cannot read back %s: %s", x->sink->tmp,
+			       strerror(-rc));
 	atomic_fetch_or(&x->written[seq / 64], 1ull << (seq % 64));
 	atomic_fetch_add(&x->bytes_written, len);
 	atomic_fetch_add(&x->chunks, 1);
@@ -141,42 +146,6 @@ static int feed_resumed(struct restore_run *x)
 	return 0;
 }
 
-/* The v1 digest, XXH3-128 of the disk in order: read the written target
- * back (zero runs hashed from memory, not read). */
-static int readback_v1(struct restore_run *x, uint8_t digest[16])
-{
-	const struct cairn_disk *d = x->d;
-	XXH3_state_t *st = XXH3_createState();
-	uint8_t *buf = malloc(READBACK_BYTES);
-	int rc = st && buf ? 0 : -ENOMEM;
-	if (rc == 0)
-		XXH3_128bits_reset(st);
-	uint64_t per = READBACK_BYTES / d->chunk_size;
-	if (!per)
-		per = 1; /* cannot happen: chunks are at most 8 MiB */
-	for (uint64_t seq = 0; rc == 0 && seq < d->nchunks;) {
-		bool zero;
-		uint64_t run = cairn_disk_run(d, seq, per, &zero);
-		uint64_t off = seq * d->chunk_size;
-		size_t len = (size_t)(MIN(d->size, (seq + run) * d->chunk_size) - off);
-		if (zero)
-			memset(buf, 0, len);
-		else
-			rc = x->sink->read(x->sink, buf, len, off);
-		if (rc == 0)
-			XXH3_128bits_update(st, buf, len);
-		seq += run;
-	}
-	if (rc == 0) {
-		XXH128_canonical_t c;
-		XXH128_canonicalFromHash(&c, XXH3_128bits_digest(st));
-		memcpy(digest, c.digest, 16);
-	}
-	XXH3_freeState(st);
-	free(buf);
-	return rc == -ENOMEM ? set_err(x->err, x->errlen, rc, "out of memory") : rc;
-}
-
 static int check_digest(struct restore_run *x)
 {
 	const struct cairn_disk *d = x->d;
@@ -185,10 +154,11 @@ static int check_digest(struct restore_run *x)
 	if (x->cd) {
 		cairn_chunk_digest_final(x->cd, got);
 		want = d->digest2;
-	} else if (d->has_digest) {
-		int rc = readback_v1(x, got);
+	} else if (x->v1) {
+		int rc = v1digest_final(x->v1, got);
 		if (rc < 0)
-			return rc;
+			return set_err(x->err, x->errlen, rc, "cannot read back %s: %s",
+				       x->sink->tmp ? x->sink->tmp : x->sink->target, strerror(-rc));
 		want = d->digest;
 	}
 	if (want && memcmp(got, want, 16))
@@ -210,7 +180,7 @@ static int fetch_all(struct restore_run *x)
 	rc = cairn_dreader_fetch(rd, 0, x->d->nchunks, x->resumed, &cb, x->o->cancel, x->err,
 				 x->errlen);
 	if (rc == -EINTR)
-		set_err(x->err, x->errlen, rc, "interrupted");
+		set_err(x->err, x->errlen, rc, "interrupted; %s not written", x->o->target);
 	return rc;
 }
 
@@ -300,8 +270,11 @@ static int restore_run(struct restore_run *x)
 	if (rc == 0)
 		rc = setup_journal(x, &j);
 	const struct cairn_disk *d = x->d;
-	if (rc == 0 && d->has_digest2 &&
-	    (rc = cairn_chunk_digest_new(d->size, d->chunk_size, &x->cd)) < 0)
+	if (rc == 0 && d->has_digest2)
+		rc = cairn_chunk_digest_new(d->size, d->chunk_size, &x->cd);
+	else if (rc == 0 && d->has_digest)
+		rc = v1digest_new(d, x->sink, x->written, &x->v1);
+	if (rc == -ENOMEM)
 		set_err(x->err, x->errlen, rc, "out of memory");
 	if (rc == 0 && x->resumed)
 		rc = feed_resumed(x);
@@ -322,6 +295,7 @@ static int restore_run(struct restore_run *x)
 	journal_release(&j);
 	free((void *)x->resumed);
 	cairn_chunk_digest_free(x->cd);
+	v1digest_free(x->v1);
 	return rc;
 }
 
