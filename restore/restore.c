@@ -36,7 +36,8 @@ struct restore_run {
 	struct restore_journal *j; /* NULL: not resumable */
 	const uint64_t *resumed; /* slots a resumed restore skips, or NULL */
 	_Atomic uint64_t done_bytes, bytes_written, chunks, zero_chunks;
-	pthread_mutex_t lock; /* progress reports, journal stores, stop */
+	pthread_mutex_t progress_lock;
+	pthread_mutex_t lock; /* journal stores, stop */
 	pthread_cond_t wake; /* the journal thread: stop */
 	bool stop;
 	char *err;
@@ -48,9 +49,9 @@ static void report(struct restore_run *x, uint64_t bytes)
 	uint64_t done = atomic_fetch_add(&x->done_bytes, bytes) + bytes;
 	if (!x->o->progress)
 		return;
-	pthread_mutex_lock(&x->lock);
+	pthread_mutex_lock(&x->progress_lock);
 	x->o->progress(x->o->progress_opaque, MIN(done, x->d->size), x->d->size);
-	pthread_mutex_unlock(&x->lock);
+	pthread_mutex_unlock(&x->progress_lock);
 }
 
 /* Syncs the target, then records every slot written before the sync.
@@ -310,6 +311,7 @@ int cairn_restore_disk(struct cairn_repo *r, struct cairn_disk *d,
 		return set_err(err, errlen, rc, "%s", cairn_repo_error(r));
 	struct restore_run x = { .r = r, .d = d, .o = o, .err = err, .errlen = errlen };
 	pthread_mutex_init(&x.lock, NULL);
+	pthread_mutex_init(&x.progress_lock, NULL);
 	pthread_cond_init(&x.wake, NULL);
 	/* page-aligned: the sink writes it with O_DIRECT */
 	x.zeros = aligned_alloc(4096, (d->chunk_size + 4095) / 4096 * 4096);
@@ -326,6 +328,7 @@ int cairn_restore_disk(struct cairn_repo *r, struct cairn_disk *d,
 	free(x.zeros);
 	free((void *)x.written);
 	pthread_mutex_destroy(&x.lock);
+	pthread_mutex_destroy(&x.progress_lock);
 	pthread_cond_destroy(&x.wake);
 	return rc;
 }
