@@ -313,6 +313,8 @@ int cairn_dreader_fetch(struct cairn_dreader *rd, uint64_t first, uint64_t count
 			const volatile int *cancel, char *err, size_t errlen)
 {
 	struct fetch f = { .rd = rd, .cb = cb, .cancel = cancel, .err = err, .errlen = errlen };
+	if (err && errlen)
+		err[0] = '\0'; /* a callback that fails may leave its reason here */
 	pthread_mutex_init(&f.lock, NULL);
 	uint64_t end = first + MIN(count, rd->d->nchunks - MIN(first, rd->d->nchunks));
 	while (first < end && !fetch_stopped(&f)) {

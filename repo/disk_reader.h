@@ -48,9 +48,11 @@ struct cairn_dreader_opts {
 };
 
 /* Slot seq (within the disk) holds these len bytes (its full length,
- * cairn_disk_chunk_len); data is valid during the call only. Called from
- * the reader's threads, several at once, in any slot order. A non-zero
- * return stops the fetch and is returned by it. */
+ * cairn_disk_chunk_len); data is valid during the call only (4096-byte
+ * aligned: writable with O_DIRECT). Called from the reader's threads,
+ * several at once, in any slot order. A non-zero return stops the fetch
+ * and is returned by it (a negative errno; the callback may put its
+ * reason into the fetch's err, which the fetch then leaves alone). */
 typedef int (*cairn_dreader_data_fn)(void *opaque, uint64_t seq, const void *data, size_t len);
 /* Slots [seq, seq+count) are zero. Same threading as data. */
 typedef int (*cairn_dreader_zero_fn)(void *opaque, uint64_t seq, uint64_t count);
