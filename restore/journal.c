@@ -75,15 +75,15 @@ int journal_load(struct restore_journal *j, char *err, size_t errlen)
 	uint8_t want[HEADER_LEN], got[HEADER_LEN];
 	encode_header(j, want);
 	struct stat st;
-	if (fstat(fd, &st) < 0 || pread_full(fd, got, HEADER_LEN, 0) < 0 ||
-	    memcmp(got, MAGIC, 8) ||
-	    (uint64_t)st.st_size != HEADER_LEN + j->nwords * sizeof(uint64_t))
-		return set_err(err, errlen, -EBADMSG, "cannot resume: %s is not a restore journal",
+	if (fstat(fd, &st) < 0 || pread_full(fd, got, HEADER_LEN, 0) < 0 || memcmp(got, MAGIC, 8))
+		return set_err(err, errlen, -EINVAL, "cannot resume: %s is not a restore journal",
 			       j->path);
 	if (memcmp(got, want, HEADER_LEN))
 		return set_err(err, errlen, -EINVAL,
 			       "cannot resume: %s belongs to a restore of another snapshot, disk or chunk size; remove it or restore without --resume",
 			       j->path);
+	if ((uint64_t)st.st_size != HEADER_LEN + j->nwords * sizeof(uint64_t))
+		return set_err(err, errlen, -EINVAL, "cannot resume: %s is truncated", j->path);
 	int rc = pread_full(fd, j->done, j->nwords * sizeof(uint64_t), HEADER_LEN);
 	if (rc < 0)
 		return set_err(err, errlen, rc, "cannot read %s: %s", j->path, strerror(-rc));
