@@ -57,7 +57,11 @@ int cairn_dreader_new(struct cairn_repo *r, const struct cairn_disk *d,
 	rd->connections = o && o->connections ? o->connections
 			  : r->be->connections ? r->be->connections : cpus;
 	rd->budget = o && o->budget ? o->budget : CAIRN_DREADER_DEFAULT_BUDGET;
-	rd->lim.max_range = o && o->max_range ? o->max_range : READ_PLAN_MAX_RANGE;
+	/* a whole pack in one read (the last blob may overshoot the pack
+	 * size): fewer round trips matter more than smaller buffers */
+	size_t whole_pack = MIN(MAX((size_t)r->pack_size + r->pack_size / 8, READ_PLAN_MAX_RANGE / 2),
+				(size_t)64 << 20);
+	rd->lim.max_range = o && o->max_range ? o->max_range : whole_pack;
 	rd->lim.merge_gap = o && o->merge_gap ? o->merge_gap : READ_PLAN_MERGE_GAP;
 	/* a thread holds one range and one decoded chunk: enough threads to
 	 * keep every connection busy and every core decoding, no more than

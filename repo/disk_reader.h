@@ -42,9 +42,8 @@ struct cairn_dreader_opts {
 	/* bytes fetched or decoded and not yet delivered, at most (one
 	 * range always proceeds); 0: CAIRN_DREADER_DEFAULT_BUDGET */
 	size_t budget;
-	/* 0: the planner's defaults (repo/read_plan.h) */
-	size_t max_range; /* bytes of one ranged read */
-	size_t merge_gap; /* unneeded bytes a merge may read across */
+	size_t max_range; /* bytes of one ranged read; 0: a whole pack */
+	size_t merge_gap; /* unneeded bytes a merge may read across; 0: 512 KiB */
 };
 
 /* Slot seq (within the disk) holds these len bytes (its full length,

@@ -21,7 +21,7 @@
 
 #include "internal.h"
 
-#define READ_PLAN_MAX_RANGE (8u * 1024 * 1024)
+#define READ_PLAN_MAX_RANGE (18u * 1024 * 1024) /* a default pack, whole */
 #define READ_PLAN_MERGE_GAP (512u * 1024)
 #define READ_PLAN_MAX_SLOTS (256u * 1024)
 
