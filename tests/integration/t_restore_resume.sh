@@ -7,7 +7,8 @@
 #     TARGET.cairn-partial and its journal; --resume finishes it
 #     byte-identical and fetches less than half the data again;
 #   - --resume refuses a journal of another disk, and says so when there is
-#     nothing to resume;
+#     nothing to resume; slots it does not fetch are still checked (a
+#     partial file changed behind its back fails the whole-disk digest);
 #   - the gateway stopped in the middle of a restore: a one-line error, no
 #     target; --resume once it is back completes the restore.
 . "$(dirname "$0")/lib.sh"
@@ -108,6 +109,20 @@ rm -f "$out"
 expect_fail 1 "$CAIRN" restore "$U" latest --name big --to "$T/none.raw" --resume
 assert_msg_matches "cannot resume"
 assert_no_partial "$T" none.raw
+
+step "a partial file changed behind the journal's back fails the final check"
+"$CAIRN" restore "$U" latest --name big --to "$out" "${slow[@]}" >"$T/bg.out" 2>"$T/bg.err" &
+pid=$!
+BG_PIDS+=("$pid")
+wait_alloc "$out.cairn-partial" $((16 * MIB))
+sleep 2.5
+kill -9 "$pid"
+wait "$pid" 2>/dev/null || true
+flip_byte "$out.cairn-partial" 100
+expect_fail 3 "$CAIRN" restore "$U" latest --name big --to "$out" --resume
+assert_msg_matches "does not match the digest"
+assert_file_absent "$out"
+assert_no_partial "$T" out.raw
 
 step "the gateway stopped mid-restore: one-line error, no target; --resume completes"
 "$CAIRN" restore "$U" latest --name big --to "$out" "${slow[@]}" >"$T/bg.out" 2>"$T/bg.err" &
