@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <xxhash.h>
 
@@ -211,11 +212,19 @@ static int open_sink(struct restore_run *x)
 			     x->errlen);
 }
 
-/* A raw file restore is resumable: its journal, loaded when resuming. */
-static int setup_journal(struct restore_run *x, struct restore_journal *j)
+static bool is_block_device(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISBLK(st.st_mode);
+}
+
+/* A raw file restore is resumable: its journal, checked before anything
+ * is opened when resuming (a journal of another disk leaves its partial
+ * file as it is). */
+static int load_journal(struct restore_run *x, struct restore_journal *j)
 {
 	const struct cairn_restore_opts *o = x->o;
-	if (o->format != CAIRN_FMT_RAW || x->sink->needs_zeros) {
+	if (o->format != CAIRN_FMT_RAW || is_block_device(o->target)) {
 		if (o->resume)
 			return set_err(x->err, x->errlen, -EINVAL,
 				       "--resume needs a raw file target (not a qcow2 image or a device)");
@@ -224,15 +233,21 @@ static int setup_journal(struct restore_run *x, struct restore_journal *j)
 	int rc = journal_init(j, o->target, x->d, x->err, x->errlen);
 	if (rc == 0 && o->resume)
 		rc = journal_load(j, x->err, x->errlen);
-	if (rc < 0)
-		return rc;
-	x->j = j;
-	/* a new restore: a journal from the start, so that one killed at
-	 * any moment can be resumed */
-	if (!o->resume && (rc = journal_store(j, x->err, x->errlen)) < 0)
-		return rc;
-	if (!o->resume)
+	if (rc == 0)
+		x->j = j;
+	return rc;
+}
+
+/* Once the partial file is open: a new restore stores its journal at
+ * once, so one killed at any moment can be resumed; a resumed one skips
+ * what its journal lists. */
+static int start_journal(struct restore_run *x)
+{
+	struct restore_journal *j = x->j;
+	if (!j)
 		return 0;
+	if (!x->o->resume)
+		return journal_store(j, x->err, x->errlen);
 	/* the journal's bits change as the fetch goes on: skip a copy */
 	uint64_t *resumed = malloc(MAX(j->nwords, 1) * sizeof(*resumed));
 	if (!resumed)
@@ -266,10 +281,12 @@ static void keep_partial(struct restore_run *x, int rc)
 
 static int restore_run(struct restore_run *x)
 {
-	int rc = open_sink(x);
 	struct restore_journal j = { 0 };
+	int rc = load_journal(x, &j);
 	if (rc == 0)
-		rc = setup_journal(x, &j);
+		rc = open_sink(x);
+	if (rc == 0)
+		rc = start_journal(x);
 	const struct cairn_disk *d = x->d;
 	if (rc == 0 && d->has_digest2)
 		rc = cairn_chunk_digest_new(d->size, d->chunk_size, &x->cd);
@@ -289,7 +306,7 @@ static int restore_run(struct restore_run *x)
 		journal_remove(x->j);
 	if (rc < 0 && x->sink && x->sink->tmp)
 		keep_partial(x, rc);
-	if (rc < 0 && x->j && !x->sink->keep)
+	if (rc < 0 && x->j && x->sink && !x->sink->keep)
 		journal_remove(x->j);
 	if (x->sink)
 		x->sink->free(x->sink);
