@@ -2,7 +2,8 @@
 # Restores from S3 (a real Ceph RADOS Gateway, rgw.sh) read by pack, and can
 # be resumed:
 #   - a restore takes few GETs (counted in the gateway's access log): whole
-#     pack ranges, not one request per chunk;
+#     pack ranges, not one request per chunk; also through the delaying
+#     proxy (wan.sh);
 #   - a restore killed midway (kill -9) leaves no target, only
 #     TARGET.cairn-partial and its journal; --resume finishes it
 #     byte-identical and fetches less than half the data again;
@@ -13,6 +14,7 @@
 #     target; --resume once it is back completes the restore.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/rgw.sh"
+. "$(dirname "$0")/wan.sh"
 
 why=$(rgw_available) || { echo "SKIP: $why"; exit 0; }
 rgw_start
@@ -69,6 +71,16 @@ restore_check "$U" latest "$T/thin.raw" --name thin
 read -r gets bytes < <(data_gets "$mark")
 echo "  thin: $gets GETs, $bytes bytes"
 [ "$gets" -ge 1 ] && [ "$gets" -le 3 ] || die "$gets GETs to restore a 256 MiB image holding 4 MiB"
+
+step "through a WAN (10 ms each way): byte-identical, as few GETs"
+wan_rgw 10
+mark=$(log_mark)
+t0=$(date +%s.%N)
+restore_check "$WAN_S3_URL/resume" latest "$T/big.raw" --name big
+read -r gets bytes < <(data_gets "$mark")
+echo "  $gets GETs, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')s for $BIG MiB"
+[ "$gets" -ge 1 ] && [ "$gets" -le 6 ] || die "$gets GETs to restore $BIG MiB through the WAN"
+wan_stop
 
 step "a restore killed midway resumes, fetching less than half again"
 out=$T/out.raw
