@@ -10,7 +10,8 @@
 #     byte-identical, several connections at once;
 #   - the gateway going away: cairn fails with one clear line within the
 #     retries (no hang) and leaves no target that looks complete, killed
-#     mid-restore too; the proxy itself lives on and serves the gateway
+#     mid-restore too (the partial restore is kept and finished with
+#     --resume); the proxy itself lives on and serves the gateway
 #     again once it is back.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/rgw.sh"
@@ -63,13 +64,35 @@ echo "  the restore made $gets GETs of pack data through the proxy"
 # the proxy passed these requests: the gateway saw them from the proxy's side
 cairn_q check "$U" --read-data
 
+# serve_check URL SNAP DISK EXPECTED: the disk served over NBD from the
+# repository behind the proxy, read end to end, is the original
+serve_check() {
+	local sock=$T/serve-$RANDOM.sock
+	cairn_q serve "$1" "$2" --disk "$3" --socket "$sock" --connections 8
+	at_exit "'$CAIRN' serve --stop --socket '$sock' >/dev/null 2>&1"
+	nbdcopy "nbd+unix:///?socket=$sock" "$sock.out"
+	assert_same "$4" "$sock.out"
+	cairn_q serve --stop --socket "$sock"
+}
+
+step "serve and mount from RGW through the proxy: byte-identical"
+serve_check "$U" "$SNAP" vda "$T/fs.img"
+M=$T/mnt
+mkdir -p "$M"
+at_exit "'$CAIRN' umount '$M' >/dev/null 2>&1; umount -l '$M' 2>/dev/null"
+cairn_q mount "$U" "$SNAP" --disk vdb "$M"
+assert_same "$T/dense.raw" "$M/vdb"
+cairn_q umount "$M"
+
 if why=$(sshd_available); then
 	step "cairn backup and restore over SFTP through the proxy"
 	sshd_start
 	wan_sshd 10
 	cairn_q init "$WAN_SFTP_URL/repo" --chunk-size 256K
-	cairn_q backup "$WAN_SFTP_URL/repo" --image "$T/dense.raw" --name sftp
+	cairn_q backup "$WAN_SFTP_URL/repo" --image vda="$T/dense.raw" --name sftp
 	restore_check "$WAN_SFTP_URL/repo" latest "$T/dense.raw"
+	step "serve from sshd through the proxy: byte-identical"
+	serve_check "$WAN_SFTP_URL/repo" latest vda "$T/dense.raw"
 	wan_stop
 else
 	echo "  (sftp part skipped: $why)"
@@ -116,10 +139,18 @@ else
 	assert_eq "$(grep -vc '^cairn: warning:' "$T/mid.log")" 1 "error lines of the interrupted restore"
 	grep -q '^cairn:' "$T/mid.log" || die "the error is not a cairn: line: $(cat "$T/mid.log")"
 	assert_file_absent "$T/mid.out"
-	assert_no_partial "$T" mid.out
+	# a transport failure keeps the partial restore and its journal for
+	# --resume, never under the target's name
+	grep -q -- '--resume' "$T/mid.log" || die "the error does not say how to resume: $(cat "$T/mid.log")"
+	[ -f "$T/mid.out.cairn-partial" ] || die "no partial restore kept for --resume"
 fi
 kill -0 "$PROXY_PID" || die "the proxy died with its target"
 rgw_start_gateway
+if [ "$rc" -ne 0 ]; then
+	cairn_q restore "$U" latest --name big --to "$T/mid.out" --connections 8 --resume
+	assert_same "$T/big.raw" "$T/mid.out"
+	assert_no_partial "$T" mid.out
+fi
 restore_check "$U" latest "$T/big.raw" --name big --connections 8
 
 pass
