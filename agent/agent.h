@@ -1,10 +1,12 @@
 /* agent: reading disks and backing them up into a repository.
  *
- * v1 reads disk images: raw files and block devices directly (sparse-aware),
- * every other format QEMU reads through qemu-nbd started by libnbd. Running
- * libvirt guests (checkpoints, dirty bitmaps) come next behind the same
- * source interface. Functions return 0 or a negative errno and put a
- * one-line reason into err. */
+ * Sources: raw files and block devices read directly (by extents, so holes
+ * cost nothing), every other format QEMU reads through qemu-nbd started by
+ * libnbd, and running libvirt guests through pull-mode backups whose dirty
+ * bitmaps say what changed (agent/domain.h; several domains at once:
+ * agent/fleet.h). What a source yields goes into the repository through
+ * the disk writer (repo/disk_writer.h). Functions return 0 or a negative
+ * errno and put a one-line reason into err. */
 #ifndef CAIRN_AGENT_H
 #define CAIRN_AGENT_H
 

@@ -1,4 +1,6 @@
-/* Small shared plumbing: cleanup helpers, hex, little-endian, time. */
+/* The ground floor's small plumbing, below every module: cleanup helpers, hex,
+ * little-endian, time, sizes, growable buffers, one-line errors into a
+ * caller's buffer (set_err), full reads and writes, secret files. */
 #ifndef CAIRN_UTIL_H
 #define CAIRN_UTIL_H
 

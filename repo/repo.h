@@ -1,4 +1,4 @@
-/* cairn repository (format v1): public contract.
+/* cairn repository (format v1 and its additions, docs/design.md): public contract.
  *
  * Every function returns 0 (or a count) on success and a negative errno on
  * failure; on failure a one-line reason is available from cairn_repo_error()

@@ -1,4 +1,4 @@
-/* S3-compatible object storage: the pieces behind repo/backend_s3.c.
+/* S3-compatible object storage: the pieces behind repo/transport/backend_s3.c.
  * Internal to repo/; not part of the public contract.
  *
  *   s3_url    where the repository lives (backend.c parses the URL)

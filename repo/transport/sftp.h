@@ -1,4 +1,4 @@
-/* SFTP repositories: the URL (sftp_url.c) behind repo/backend_sftp.c.
+/* SFTP repositories: the URL (sftp_url.c) behind repo/transport/backend_sftp.c.
  * Internal to repo/; not part of the public contract.
  *
  * URLs follow restic's convention:
