@@ -27,6 +27,8 @@ struct cairn_dreader {
 	unsigned in_flight;
 	size_t held;
 	_Atomic uint64_t fetched;
+	cairn_dreader_stored_fn stored; /* and its opaque: the options' */
+	void *stored_opaque;
 };
 
 /* One fetch call: its plan, callbacks and first error. */
@@ -57,6 +59,8 @@ int cairn_dreader_new(struct cairn_repo *r, const struct cairn_disk *d,
 	rd->connections = o && o->connections ? o->connections
 			  : r->be->connections ? r->be->connections : cpus;
 	rd->budget = o && o->budget ? o->budget : CAIRN_DREADER_DEFAULT_BUDGET;
+	rd->stored = o ? o->stored : NULL;
+	rd->stored_opaque = o ? o->stored_opaque : NULL;
 	/* a whole pack in one read (the last blob may overshoot the pack
 	 * size): fewer round trips matter more than smaller buffers */
 	size_t whole_pack = MIN(MAX((size_t)r->pack_size + r->pack_size / 8, READ_PLAN_MAX_RANGE / 2),
@@ -196,6 +200,14 @@ static int deliver_blob(struct fetch *f, const struct plan_blob *b, const uint8_
 				  "disk %s: chunk %.16s of slot %llu (offset %llu) in pack %s is damaged (authentication or hash mismatch)",
 				  d->name, hex, (unsigned long long)seq,
 				  (unsigned long long)(seq * d->chunk_size), pack);
+	if (f->rd->stored) {
+		struct cairn_stored_blob sb = { .bytes = stored, .len = b->e.stored_len,
+						.raw_len = b->e.raw_len, .type = b->e.type,
+						.flags = b->e.flags };
+		rc = f->rd->stored(f->rd->stored_opaque, &b->e.id, &sb);
+		if (rc)
+			return fetch_fail(f, rc < 0 ? rc : -EIO, NULL);
+	}
 	for (size_t i = 0; i < b->nslots; i++) {
 		seq = f->plan->slots[b->slot_first + i];
 		size_t len = cairn_disk_chunk_len(d, seq);

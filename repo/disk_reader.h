@@ -34,6 +34,14 @@
 
 #define CAIRN_DREADER_DEFAULT_BUDGET (192u * 1024 * 1024)
 
+/* A chunk's stored bytes as fetched (b->bytes valid during the call only),
+ * once per distinct chunk a fetch reads, after they decoded and verified
+ * and before its slots are delivered: a cache outside the repository keeps
+ * them and decodes them later with cairn_repo_decode_stored. Called from
+ * the reader's threads; a non-zero return stops the fetch. */
+typedef int (*cairn_dreader_stored_fn)(void *opaque, const cairn_id *id,
+				       const struct cairn_stored_blob *b);
+
 struct cairn_dreader_opts {
 	/* ranged reads in flight at once, shared by every fetch of this
 	 * reader; 0: the backend's --connections (a local directory: one
@@ -44,6 +52,9 @@ struct cairn_dreader_opts {
 	size_t budget;
 	size_t max_range; /* bytes of one ranged read; 0: a whole pack */
 	size_t merge_gap; /* unneeded bytes a merge may read across; 0: 512 KiB */
+	/* may be NULL: every fetch of this reader hands stored bytes here */
+	cairn_dreader_stored_fn stored;
+	void *stored_opaque;
 };
 
 /* Slot seq (within the disk) holds these len bytes (its full length,

@@ -298,6 +298,17 @@ int repo_decode_stored(struct cairn_repo *r, const struct idx_entry *e, const ui
 	return rc == -ENOMEM ? rc : rc < 0 ? -EBADMSG : 0;
 }
 
+int cairn_repo_decode_stored(struct cairn_repo *r, const cairn_id *id,
+			     const struct cairn_stored_blob *b, void *buf, size_t cap)
+{
+	if (b->raw_len > cap || b->len > IDX_MAX_STORED || b->type > CAIRN_BLOB_PAGE)
+		return -EBADMSG;
+	struct idx_entry e = { .id = *id, .stored_len = b->len, .type = b->type,
+			       .flags = b->flags, .raw_len = b->raw_len };
+	int rc = repo_decode_stored(r, &e, b->bytes, buf, false);
+	return rc < 0 ? rc : (int)b->raw_len;
+}
+
 static int read_blob(struct cairn_repo *r, const cairn_id *id, void *buf, size_t cap,
 		     bool rehash)
 {

@@ -123,6 +123,20 @@ struct cairn_blob_info {
 };
 int cairn_repo_blob_info(const struct cairn_repo *r, const cairn_id *id,
 			 struct cairn_blob_info *out);
+/* A blob as its pack stores it (compressed, then encrypted when the
+ * repository is): what a cache outside the repository may keep without
+ * holding plaintext (the disk reader hands it out, repo/disk_reader.h). */
+struct cairn_stored_blob {
+	const void *bytes;
+	uint32_t len, raw_len;
+	uint8_t type, flags;
+};
+/* Decodes the stored bytes of blob id into buf (cap >= raw_len) and checks
+ * them as cairn_repo_read_chunk does (the AES-GCM tag, whose AAD binds the
+ * id, type and flags, in an encrypted repository; the hash otherwise).
+ * Returns raw_len, -EBADMSG (damaged or forged) or -ENOMEM. Thread-safe. */
+int cairn_repo_decode_stored(struct cairn_repo *r, const cairn_id *id,
+			     const struct cairn_stored_blob *b, void *buf, size_t cap);
 
 /* Writer: thread-safe storage of blobs into packs + index files. */
 struct cairn_writer;
