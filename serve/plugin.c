@@ -4,7 +4,7 @@
  *   nbdkit -r build/nbdkit-cairn-plugin.so repo=DIR|URL snapshot=SNAP \
  *          [name=VM] [disk=vda] [password-file=F] [cache=64M] \
  *          [s3-credentials-file=F] [sftp-identity=F] [sftp-known-hosts=F] \
- *          [connections=N]
+ *          [connections=N] [cache-dir=DIR [cache-size=1G]]
  *
  * The password comes from password-file= or CAIRN_PASSWORD. nbdkit has one
  * plugin instance per process, so its state is this file's one global.
@@ -22,14 +22,23 @@
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 
 static struct {
-	const char *repo, *snapshot, *name, *disk, *password_file;
+	const char *repo, *snapshot, *name, *disk, *password_file, *cache_dir;
 	struct cairn_backend_opts backend;
-	uint64_t cache_bytes;
+	uint64_t cache_bytes, cache_dir_bytes;
 	struct cairn_repo *r;
 	struct cairn_snapshot *s;
 	struct cairn_disk *d;
-	struct cairn_disk_reader *rd;
+	struct cairn_serve_reader *rd;
 } st;
+
+static int config_size(const char *key, const char *value, uint64_t *out)
+{
+	if (parse_size(value, out) < 0 || *out == 0) {
+		nbdkit_error("%s=%s: not a size", key, value);
+		return -1;
+	}
+	return 0;
+}
 
 static int cairn_config(const char *key, const char *value)
 {
@@ -58,12 +67,13 @@ static int cairn_config(const char *key, const char *value)
 		}
 		st.backend.connections = (unsigned)n;
 	}
-	else if (!strcmp(key, "cache")) {
-		if (parse_size(value, &st.cache_bytes) < 0) {
-			nbdkit_error("cache=%s: not a size", value);
-			return -1;
-		}
-	} else {
+	else if (!strcmp(key, "cache"))
+		return config_size(key, value, &st.cache_bytes);
+	else if (!strcmp(key, "cache-dir"))
+		st.cache_dir = value;
+	else if (!strcmp(key, "cache-size"))
+		return config_size(key, value, &st.cache_dir_bytes);
+	else {
 		nbdkit_error("unknown parameter '%s'", key);
 		return -1;
 	}
@@ -85,7 +95,10 @@ static int cairn_config_complete(void)
 	"name=VM              which VM's snapshots 'latest' picks from\n"       \
 	"disk=D               disk to serve (required when there are several)\n" \
 	"password-file=F      password (else CAIRN_PASSWORD)\n"                  \
-	"cache=SIZE           decoded chunk cache (default 64M)\n"              \
+	"cache=SIZE           decoded chunks in memory (default 128M)\n"        \
+	"cache-dir=DIR        keep fetched chunks in DIR (as stored: encrypted\n" \
+	"                     when the repository is); none by default\n"       \
+	"cache-size=SIZE      bound of cache-dir (default 1G)\n"                \
 	"s3-credentials-file=F, sftp-identity=F, sftp-known-hosts=F,\n"         \
 	"connections=N        a remote repository's options, as in cairn(1)"
 
@@ -139,8 +152,10 @@ static int cairn_get_ready(void)
 		nbdkit_error("%s", cairn_repo_error(st.r));
 		return -1;
 	}
-	struct cairn_disk_reader_opts o = { .cache_bytes = st.cache_bytes };
-	if (cairn_disk_reader_new(st.r, st.d, &o, &st.rd, err, sizeof(err)) < 0) {
+	struct cairn_serve_reader_opts o = { .cache_bytes = st.cache_bytes,
+					     .cache_dir = st.cache_dir,
+					     .cache_dir_bytes = st.cache_dir_bytes };
+	if (cairn_serve_reader_new(st.r, st.d, &o, &st.rd, err, sizeof(err)) < 0) {
 		nbdkit_error("%s", err);
 		return -1;
 	}
@@ -150,7 +165,7 @@ static int cairn_get_ready(void)
 static int cairn_after_fork(void)
 {
 	char err[256] = "";
-	if (cairn_disk_reader_start(st.rd, err, sizeof(err)) < 0) {
+	if (cairn_serve_reader_start(st.rd, err, sizeof(err)) < 0) {
 		nbdkit_error("%s", err);
 		return -1;
 	}
@@ -159,7 +174,7 @@ static int cairn_after_fork(void)
 
 static void cairn_unload(void)
 {
-	cairn_disk_reader_free(st.rd);
+	cairn_serve_reader_free(st.rd);
 	cairn_snapshot_free(st.s);
 	cairn_repo_close(st.r);
 }
@@ -182,7 +197,7 @@ static void cairn_close(void *handle)
 static int64_t cairn_get_size(void *handle)
 {
 	(void)handle;
-	return (int64_t)cairn_disk_reader_size(st.rd);
+	return (int64_t)cairn_serve_reader_size(st.rd);
 }
 
 static int cairn_can_write(void *handle)
@@ -209,7 +224,7 @@ static int cairn_pread(void *handle, void *buf, uint32_t count, uint64_t offset,
 {
 	(void)flags;
 	char err[512] = "";
-	int rc = cairn_disk_reader_pread(st.rd, handle, buf, count, offset, err, sizeof(err));
+	int rc = cairn_serve_reader_pread(st.rd, handle, buf, count, offset, err, sizeof(err));
 	if (rc < 0) {
 		nbdkit_error("%s", err);
 		nbdkit_set_error(rc == -EBADMSG ? EIO : -rc);
@@ -227,7 +242,7 @@ static int cairn_extents(void *handle, uint32_t count, uint64_t offset, uint32_t
 	while (offset < end) {
 		uint64_t len;
 		bool zero;
-		cairn_disk_reader_extent(st.rd, offset, end, &len, &zero);
+		cairn_serve_reader_extent(st.rd, offset, end, &len, &zero);
 		if (nbdkit_add_extent(extents, offset, len,
 				      zero ? NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO : 0) < 0)
 			return -1;

@@ -1,4 +1,4 @@
-/* Prefetch pool: a ring of pending chunk numbers under a mutex. */
+/* Prefetch pool: a ring of pending slot ranges under a mutex. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -6,14 +6,19 @@
 #include "prefetch.h"
 #include "base/util.h"
 
+struct range {
+	uint64_t first, count;
+};
+
 struct prefetcher {
 	pthread_mutex_t lock;
 	pthread_cond_t work;
 	prefetch_fn fn;
 	void *opaque;
-	uint64_t *ring;
+	struct range *ring;
 	size_t cap, head, len;
 	bool stop;
+	volatile int stopping; /* stop, as the loads see it */
 	unsigned workers, started;
 	pthread_t *threads;
 };
@@ -51,11 +56,11 @@ static void *worker(void *arg)
 			pthread_cond_wait(&p->work, &p->lock);
 		if (p->stop)
 			break;
-		uint64_t seq = p->ring[p->head];
+		struct range job = p->ring[p->head];
 		p->head = (p->head + 1) % p->cap;
 		p->len--;
 		pthread_mutex_unlock(&p->lock);
-		p->fn(p->opaque, seq);
+		p->fn(p->opaque, job.first, job.count, &p->stopping);
 		pthread_mutex_lock(&p->lock);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -72,14 +77,14 @@ int prefetcher_start(struct prefetcher *p)
 	return 0;
 }
 
-void prefetcher_queue(struct prefetcher *p, uint64_t seq)
+void prefetcher_queue(struct prefetcher *p, uint64_t first, uint64_t count)
 {
 	pthread_mutex_lock(&p->lock);
 	bool pending = false;
 	for (size_t i = 0; i < p->len && !pending; i++)
-		pending = p->ring[(p->head + i) % p->cap] == seq;
+		pending = p->ring[(p->head + i) % p->cap].first == first;
 	if (!pending && p->len < p->cap && p->started) {
-		p->ring[(p->head + p->len) % p->cap] = seq;
+		p->ring[(p->head + p->len) % p->cap] = (struct range){ first, count };
 		p->len++;
 		pthread_cond_signal(&p->work);
 	}
@@ -92,6 +97,7 @@ void prefetcher_free(struct prefetcher *p)
 		return;
 	pthread_mutex_lock(&p->lock);
 	p->stop = true;
+	p->stopping = 1;
 	pthread_cond_broadcast(&p->work);
 	pthread_mutex_unlock(&p->lock);
 	for (unsigned i = 0; i < p->started; i++)

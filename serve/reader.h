@@ -1,11 +1,18 @@
-/* Random access to one disk of a snapshot, straight from the repository:
- * any byte range is read from the chunks that cover it (zero chunks cost
- * nothing), decoded chunks are kept in a small LRU cache, and a read that
- * follows the previous one of its stream queues the next chunks for
- * decoding on a few prefetch threads.
+/* Random access to one disk of a snapshot, straight from the repository,
+ * at WAN speed:
+ *   - a miss fetches through the repository's disk reader
+ *     (repo/disk_reader.h): the missing slots of a request are grouped by
+ *     pack and fetched with few large ranged reads, not one per chunk;
+ *   - a stream (one NBD connection) that reads sequentially has the next
+ *     slots fetched ahead, a bounded window of whole ranges (steps of the
+ *     planner's largest range), on a few prefetch threads;
+ *   - decoded chunks are kept in a bounded memory cache (serve/cache.h),
+ *     and, with a cache directory, fetched chunks are also kept on disk
+ *     (serve/blob_cache.h), so a later serve of the same data starts warm.
  *
- * Every chunk is verified against its id as it is decoded, so a damaged
- * pack gives an error, never wrong data. The whole-disk digest cannot be
+ * Every chunk is verified against its id as it is decoded (whether it
+ * came from the repository or the cache directory), so a damaged pack
+ * gives an error, never wrong data. The whole-disk digest cannot be
  * checked on random access.
  *
  * Thread-safe: reads may run in parallel from any number of threads.
@@ -20,43 +27,49 @@
 
 #include "repo/repo.h"
 
-#define CAIRN_READER_DEFAULT_CACHE (64u * 1024 * 1024)
+#define CAIRN_SERVE_READER_DEFAULT_CACHE (128u * 1024 * 1024)
+#define CAIRN_SERVE_READER_DEFAULT_READAHEAD (32u * 1024 * 1024)
 
-struct cairn_disk_reader_opts {
-	size_t cache_bytes; /* 0: CAIRN_READER_DEFAULT_CACHE */
-	unsigned prefetch_workers; /* 0: one per CPU */
-	unsigned readahead; /* chunks queued ahead of a sequential read; 0: 8 */
+struct cairn_serve_reader_opts {
+	size_t cache_bytes; /* decoded chunks in memory; 0: the default above */
+	size_t readahead_bytes; /* ahead of a sequential stream; 0: the default */
+	unsigned prefetch_workers; /* ranges fetched ahead at once; 0: 4 */
+	/* the on-disk cache (serve/blob_cache.h): NULL none; bounded by
+	 * cache_dir_bytes (0: BLOB_CACHE_DEFAULT_SIZE) */
+	const char *cache_dir;
+	uint64_t cache_dir_bytes;
 };
 
 /* Where one client stream (an NBD connection) last read, to tell
  * sequential reads from random ones. Start zeroed. */
 struct cairn_read_cursor {
 	uint64_t next_off; /* end of the last read */
-	uint64_t queued_to; /* chunks below this were already queued */
+	uint64_t queued_to; /* slots below this were already queued */
 };
 
-struct cairn_disk_reader;
+struct cairn_serve_reader;
 
 /* r must have its index loaded and d its chunk map (cairn_snapshot_load_map);
- * both must outlive the reader. No threads are started yet. */
-int cairn_disk_reader_new(struct cairn_repo *r, const struct cairn_disk *d,
-			  const struct cairn_disk_reader_opts *o,
-			  struct cairn_disk_reader **out, char *err, size_t errlen);
+ * both must outlive the reader. No threads are started yet; the cache
+ * directory is opened (and created) here. */
+int cairn_serve_reader_new(struct cairn_repo *r, const struct cairn_disk *d,
+			   const struct cairn_serve_reader_opts *o,
+			   struct cairn_serve_reader **out, char *err, size_t errlen);
 /* Starts the prefetch threads (in the process that will serve, i.e. after
  * any fork). */
-int cairn_disk_reader_start(struct cairn_disk_reader *rd, char *err, size_t errlen);
-void cairn_disk_reader_free(struct cairn_disk_reader *rd);
+int cairn_serve_reader_start(struct cairn_serve_reader *rd, char *err, size_t errlen);
+void cairn_serve_reader_free(struct cairn_serve_reader *rd);
 
-uint64_t cairn_disk_reader_size(const struct cairn_disk_reader *rd);
+uint64_t cairn_serve_reader_size(const struct cairn_serve_reader *rd);
 
-/* Reads [off, off+len) (within the disk). cur may be NULL (no prefetch). */
-int cairn_disk_reader_pread(struct cairn_disk_reader *rd, struct cairn_read_cursor *cur,
-			    void *buf, size_t len, uint64_t off, char *err, size_t errlen);
+/* Reads [off, off+len) (within the disk). cur may be NULL (no read-ahead). */
+int cairn_serve_reader_pread(struct cairn_serve_reader *rd, struct cairn_read_cursor *cur,
+			     void *buf, size_t len, uint64_t off, char *err, size_t errlen);
 
 /* The extent that starts at off: *len bytes (at least to the end of off's
  * chunk, at most to max or the disk end) that are all zero chunks (*zero)
  * or all stored data. */
-void cairn_disk_reader_extent(const struct cairn_disk_reader *rd, uint64_t off,
-			      uint64_t max, uint64_t *len, bool *zero);
+void cairn_serve_reader_extent(const struct cairn_serve_reader *rd, uint64_t off,
+			       uint64_t max, uint64_t *len, bool *zero);
 
 #endif
