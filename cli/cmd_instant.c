@@ -13,12 +13,14 @@
 #include "serve_cli.h"
 
 #define USAGE                                                                          \
-	"instant-restore REPO SNAP --name NEW [--from VM] [--to DIR] [--connect URI] | " \
+	"instant-restore REPO SNAP --name NEW [--from VM] [--to DIR] [--connect URI] " \
+	SERVE_CACHE_USAGE " | "                                                        \
 	"instant-restore --stop NEW [--connect URI]"
 #define PULL_TIMEOUT_S 3600
 
 struct instant_args {
 	const char *name, *from, *to, *uri, *stop;
+	struct serve_cache_args cache;
 };
 
 static int instant_option(void *ctx, int opt, const char *arg)
@@ -30,6 +32,7 @@ static int instant_option(void *ctx, int opt, const char *arg)
 	case 'o': a->to = arg; return 0;
 	case 'c': a->uri = arg; return 0;
 	case 'S': a->stop = arg; return 0;
+	SERVE_CACHE_CASES: return serve_cache_option(&a->cache, opt, arg);
 	}
 	return cli_usage("instant-restore: unexpected option");
 }
@@ -56,7 +59,7 @@ static void print_done(const struct cli *c, const struct instant_args *a,
 static int restore_instant(const struct cli *c, const struct instant_args *a, char **argv)
 {
 	struct serve_source src;
-	int rc = serve_source_open(c, argv[1], argv[2], a->from, &src);
+	int rc = serve_source_open(c, argv[1], argv[2], a->from, &a->cache, &src);
 	if (rc)
 		return rc;
 	struct cairn_server_opts server;
@@ -112,6 +115,7 @@ static int instant_main(int argc, char **argv)
 		{ "to", required_argument, NULL, 'o' },
 		{ "connect", required_argument, NULL, 'c' },
 		{ "stop", required_argument, NULL, 'S' },
+		SERVE_CACHE_OPTIONS,
 		{ 0 },
 	};
 	struct cli c = { 0 };

@@ -10,7 +10,7 @@
 #include "serve/mount.h"
 #include "serve_cli.h"
 
-#define USAGE_MOUNT "mount REPO SNAP [--name VM] [--disk D] DIR"
+#define USAGE_MOUNT "mount REPO SNAP [--name VM] [--disk D] " SERVE_CACHE_USAGE " DIR"
 #define USAGE_UMOUNT "umount DIR"
 
 /* One state directory per mount point, found again from the path alone. */
@@ -29,6 +29,7 @@ static int state_dir_for(const char *dir, char *out, size_t len)
 
 struct mount_args {
 	const char *name, *disk;
+	struct serve_cache_args cache;
 };
 
 static int mount_option(void *ctx, int opt, const char *arg)
@@ -37,6 +38,7 @@ static int mount_option(void *ctx, int opt, const char *arg)
 	switch (opt) {
 	case 'n': a->name = arg; return 0;
 	case 'd': a->disk = arg; return 0;
+	SERVE_CACHE_CASES: return serve_cache_option(&a->cache, opt, arg);
 	}
 	return cli_usage("mount: unexpected option");
 }
@@ -51,7 +53,7 @@ static int do_mount(const struct cli *c, const struct mount_args *a, char **argv
 	if (rc)
 		return rc;
 	struct serve_source src;
-	if ((rc = serve_source_open(c, argv[1], argv[2], a->name, &src)) < 0)
+	if ((rc = serve_source_open(c, argv[1], argv[2], a->name, &a->cache, &src)) < 0)
 		return rc;
 	struct cairn_disk *d = serve_source_disk(&src, a->disk, &rc);
 	if (d) {
@@ -76,6 +78,7 @@ static int mount_main(int argc, char **argv)
 		CLI_COMMON_OPTIONS,
 		{ "name", required_argument, NULL, 'n' },
 		{ "disk", required_argument, NULL, 'd' },
+		SERVE_CACHE_OPTIONS,
 		{ 0 },
 	};
 	struct cli c = { 0 };

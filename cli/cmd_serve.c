@@ -9,10 +9,11 @@
 
 #include "serve/session.h"
 #include "serve_cli.h"
+#include "serve/blob_cache.h"
 
 #define USAGE                                                                  \
 	"serve REPO SNAP [--name VM] [--disk D] (--socket PATH | --port P [--address A]) " \
-	"[--pidfile F] [--foreground] | serve --stop (--socket PATH | --port P | --pidfile F)"
+	"[--pidfile F] [--foreground] " SERVE_CACHE_USAGE " | serve --stop (--socket PATH | --port P | --pidfile F)"
 
 static int open_with_password(const struct cli *c, const char *url, struct serve_source *src)
 {
@@ -41,8 +42,52 @@ static int open_with_password(const struct cli *c, const char *url, struct serve
 	return 0;
 }
 
+int serve_cache_option(struct serve_cache_args *a, int opt, const char *arg)
+{
+	if (opt == SERVE_OPT_CACHE_DIR) {
+		a->dir = arg;
+		return 0;
+	}
+	if (parse_size(arg, &a->size) < 0)
+		return cli_usage("--cache-size %s: give a size, e.g. 2G (0: no cache)", arg);
+	a->size_set = true;
+	return 0;
+}
+
+/* The default cache directory: $XDG_CACHE_HOME/cairn, else
+ * /var/cache/cairn as root, else ~/.cache/cairn. */
+static int default_cache_dir(char *out, size_t len)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	int n = xdg && *xdg	 ? snprintf(out, len, "%s/cairn", xdg)
+		: geteuid() == 0 ? snprintf(out, len, "/var/cache/cairn")
+		: home && *home	 ? snprintf(out, len, "%s/.cache/cairn", home)
+				 : -1;
+	return n > 0 && (size_t)n < len ? 0 : cli_error("no cache directory: set --cache-dir");
+}
+
+/* On for a remote repository (or when asked for), off for a local one
+ * and with --cache-size 0. nbdkit leaves the working directory: the
+ * directory goes absolute. */
+static int settle_cache(const struct serve_cache_args *a, bool remote, struct serve_source *src)
+{
+	src->cache_size = a && a->size_set ? a->size : BLOB_CACHE_DEFAULT_SIZE;
+	if ((a && a->size_set && a->size == 0) || (!remote && !(a && (a->dir || a->size_set))))
+		return 0;
+	if (!(a && a->dir))
+		return default_cache_dir(src->cache_dir, sizeof(src->cache_dir));
+	char cwd[PATH_MAX] = "";
+	if (a->dir[0] != '/' && !getcwd(cwd, sizeof(cwd)))
+		return cli_error("getcwd: %s", strerror(errno));
+	int n = snprintf(src->cache_dir, sizeof(src->cache_dir), "%s%s%s", cwd, *cwd ? "/" : "",
+			 a->dir);
+	return n > 0 && (size_t)n < sizeof(src->cache_dir) ? 0
+		: cli_usage("%s: path too long", a->dir);
+}
+
 static int open_source(const struct cli *c, const char *repo, const char *snap,
-		       const char *name, struct serve_source *src)
+		       const char *name, const struct serve_cache_args *cache,
+		       struct serve_source *src)
 {
 	memset(src, 0, sizeof(*src));
 	int rc = open_with_password(c, repo, src);
@@ -53,6 +98,8 @@ static int open_source(const struct cli *c, const char *repo, const char *snap,
 	if (remote ? snprintf(src->repo, sizeof(src->repo), "%s", repo) >= (int)sizeof(src->repo)
 		   : !realpath(repo, src->repo))
 		return cli_error("cannot resolve %s: %s", repo, strerror(remote ? ENAMETOOLONG : errno));
+	if ((rc = settle_cache(cache, remote, src)) < 0)
+		return rc;
 	src->backend = c->backend;
 	const char **files[] = { &src->backend.credentials_file, &src->backend.identity_file,
 				 &src->backend.known_hosts_file };
@@ -76,9 +123,10 @@ static int open_source(const struct cli *c, const char *repo, const char *snap,
 }
 
 int serve_source_open(const struct cli *c, const char *repo, const char *snap,
-		      const char *name, struct serve_source *src)
+		      const char *name, const struct serve_cache_args *cache,
+		      struct serve_source *src)
 {
-	int rc = open_source(c, repo, snap, name, src);
+	int rc = open_source(c, repo, snap, name, cache, src);
 	if (rc < 0)
 		serve_source_close(src);
 	return rc;
@@ -124,6 +172,8 @@ void serve_source_opts(const struct serve_source *src, const struct cairn_disk *
 	o->password_file = src->password_file[0] ? src->password_file : NULL;
 	o->password = src->password;
 	o->backend = &src->backend;
+	o->cache_dir = src->cache_dir[0] ? src->cache_dir : NULL;
+	o->cache_size = src->cache_size;
 }
 
 void serve_source_close(struct serve_source *src)
@@ -149,6 +199,7 @@ int serve_run_dir(char *out, size_t len)
 struct serve_args {
 	const char *name, *disk, *socket, *port, *address, *pidfile;
 	bool foreground, stop;
+	struct serve_cache_args cache;
 };
 
 static int serve_option(void *ctx, int opt, const char *arg)
@@ -163,6 +214,7 @@ static int serve_option(void *ctx, int opt, const char *arg)
 	case 'F': a->pidfile = arg; return 0;
 	case 'f': a->foreground = true; return 0;
 	case 'S': a->stop = true; return 0;
+	SERVE_CACHE_CASES: return serve_cache_option(&a->cache, opt, arg);
 	}
 	return cli_usage("serve: unexpected option");
 }
@@ -241,7 +293,7 @@ static int run(const struct cli *c, struct serve_args *a, char **argv)
 	if (rc)
 		return rc;
 	struct serve_source src;
-	if ((rc = serve_source_open(c, argv[1], argv[2], a->name, &src)) < 0)
+	if ((rc = serve_source_open(c, argv[1], argv[2], a->name, &a->cache, &src)) < 0)
 		return rc;
 	struct cairn_disk *d = serve_source_disk(&src, a->disk, &rc);
 	struct cairn_server_opts o;
@@ -308,6 +360,7 @@ static int serve_main(int argc, char **argv)
 		{ "pidfile", required_argument, NULL, 'F' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "stop", no_argument, NULL, 'S' },
+		SERVE_CACHE_OPTIONS,
 		{ 0 },
 	};
 	struct cli c = { 0 };

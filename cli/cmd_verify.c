@@ -16,11 +16,12 @@
 
 #define USAGE                                                                      \
 	"verify-boot REPO SNAP [--name VM] [--timeout S] [--expect-console REGEX] " \
-	"[--script CMD] [--connect URI]"
+	"[--script CMD] [--connect URI] " SERVE_CACHE_USAGE
 #define DEFAULT_TIMEOUT_S 300
 
 struct verify_args {
 	const char *name, *uri;
+	struct serve_cache_args cache;
 	struct cairn_boot_check check;
 };
 
@@ -34,6 +35,7 @@ static int verify_option(void *ctx, int opt, const char *arg)
 	case 'c': a->uri = arg; return 0;
 	case 'e': a->check.console_regex = arg; return 0;
 	case 's': a->check.script = arg; return 0;
+	SERVE_CACHE_CASES: return serve_cache_option(&a->cache, opt, arg);
 	case 't':
 		v = strtol(arg, &end, 10);
 		if (*end || end == arg || v < 1 || v > 86400)
@@ -116,7 +118,7 @@ static int report(const struct cli *c, const struct serve_source *src, const cha
 static int verify(const struct cli *c, struct verify_args *a, char **argv)
 {
 	struct serve_source src;
-	int rc = serve_source_open(c, argv[1], argv[2], a->name, &src);
+	int rc = serve_source_open(c, argv[1], argv[2], a->name, &a->cache, &src);
 	if (rc == 0)
 		rc = choose_checks(a, src.s);
 	char name[96];
@@ -145,6 +147,7 @@ static int verify_main(int argc, char **argv)
 		{ "expect-console", required_argument, NULL, 'e' },
 		{ "script", required_argument, NULL, 's' },
 		{ "connect", required_argument, NULL, 'c' },
+		SERVE_CACHE_OPTIONS,
 		{ 0 },
 	};
 	struct cli c = { 0 };

@@ -131,10 +131,30 @@ static void remove_stale_tmp(struct blob_cache *c)
 	closedir(dir);
 }
 
+/* mkdir -p: the default directory's parents (~/.cache) may not exist. */
+static int make_dirs(const char *dir)
+{
+	char path[4096];
+	if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	for (char *p = path + 1;; p++) {
+		bool last = !*p;
+		if (*p != '/' && !last)
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		if (last)
+			return 0;
+		*p = '/';
+	}
+}
+
 static int make_layout(const char *dir, int *dirfd, int *lockfd)
 {
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		return -errno;
+	int rc = make_dirs(dir);
+	if (rc < 0)
+		return rc;
 	*dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (*dirfd < 0)
 		return -errno;

@@ -92,7 +92,7 @@ pid_t cairn_server_running(const char *pidfile)
 	return pid > 0 && is_live_nbdkit(pid) ? pid : 0;
 }
 
-#define NKEYS 10
+#define NKEYS 12
 
 /* key=value for the plugin, when value is set */
 static int add_key(char *keys[NKEYS], size_t *nk, const char *argv[32], int *n, const char *key,
@@ -130,9 +130,11 @@ static int make_argv(const struct cairn_server_opts *o, char *keys[NKEYS], const
 	}
 	argv[n++] = o->plugin;
 	const struct cairn_backend_opts *b = o->backend;
-	char conns[16] = "";
+	char conns[16] = "", cache_size[32] = "";
 	if (b && b->connections)
 		snprintf(conns, sizeof(conns), "%u", b->connections);
+	if (o->cache_dir && o->cache_size)
+		snprintf(cache_size, sizeof(cache_size), "%llu", (unsigned long long)o->cache_size);
 	size_t nk = 0;
 	if (add_key(keys, &nk, argv, &n, "repo", o->repo) < 0 ||
 	    add_key(keys, &nk, argv, &n, "snapshot", o->snapshot) < 0 ||
@@ -141,7 +143,9 @@ static int make_argv(const struct cairn_server_opts *o, char *keys[NKEYS], const
 	    add_key(keys, &nk, argv, &n, "s3-credentials-file", b ? b->credentials_file : NULL) < 0 ||
 	    add_key(keys, &nk, argv, &n, "sftp-identity", b ? b->identity_file : NULL) < 0 ||
 	    add_key(keys, &nk, argv, &n, "sftp-known-hosts", b ? b->known_hosts_file : NULL) < 0 ||
-	    add_key(keys, &nk, argv, &n, "connections", conns[0] ? conns : NULL) < 0)
+	    add_key(keys, &nk, argv, &n, "connections", conns[0] ? conns : NULL) < 0 ||
+	    add_key(keys, &nk, argv, &n, "cache-dir", o->cache_dir) < 0 ||
+	    add_key(keys, &nk, argv, &n, "cache-size", cache_size[0] ? cache_size : NULL) < 0)
 		return -ENOMEM;
 	argv[n] = NULL;
 	return 0;

@@ -34,6 +34,10 @@ struct cairn_server_opts {
 	const char *password;
 	/* a remote repository's transfer options (NULL fields: defaults) */
 	const struct cairn_backend_opts *backend;
+	/* the on-disk chunk cache (serve/blob_cache.h): an absolute
+	 * directory or NULL, and its bound (0: the default) */
+	const char *cache_dir;
+	uint64_t cache_size;
 	const char *socket; /* a unix socket, or */
 	const char *port; /* a TCP port on address (default 127.0.0.1) */
 	const char *address;
