@@ -223,6 +223,11 @@ uint64_t cairn_serve_reader_size(const struct cairn_serve_reader *rd)
 	return rd->d->size;
 }
 
+uint64_t cairn_serve_reader_fetched_bytes(const struct cairn_serve_reader *rd)
+{
+	return cairn_dreader_fetched_bytes(rd->dr);
+}
+
 /* Slot seq, whose entry ref this thread holds as its loader (and still
  * holds after): from the cache directory, else fetched alone. */
 static int load_held(struct cairn_serve_reader *rd, uint64_t seq, struct chunk_ref *ref,

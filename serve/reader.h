@@ -61,6 +61,8 @@ int cairn_serve_reader_start(struct cairn_serve_reader *rd, char *err, size_t er
 void cairn_serve_reader_free(struct cairn_serve_reader *rd);
 
 uint64_t cairn_serve_reader_size(const struct cairn_serve_reader *rd);
+/* Bytes fetched from the repository so far (tests, statistics). */
+uint64_t cairn_serve_reader_fetched_bytes(const struct cairn_serve_reader *rd);
 
 /* Reads [off, off+len) (within the disk). cur may be NULL (no read-ahead). */
 int cairn_serve_reader_pread(struct cairn_serve_reader *rd, struct cairn_read_cursor *cur,
