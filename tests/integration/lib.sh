@@ -24,6 +24,9 @@ TEST_NAME=$(basename "$0" .sh)
 [ -x "$CAIRN" ] || { echo "FATAL: cairn binary not found at $CAIRN (set CAIRN=...)" >&2; exit 1; }
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/cairn-$TEST_NAME.XXXXXX")
+# cairn's default caches (serve's chunk cache of a remote repository) stay
+# in the test's directory
+export XDG_CACHE_HOME=$T/xdg-cache
 CLEANUP_CMDS=()
 BG_PIDS=()
 
