@@ -317,17 +317,22 @@ int cairn_serve_reader_pread(struct cairn_serve_reader *rd, struct cairn_read_cu
 		return 0;
 	if (cur)
 		read_ahead(rd, cur, off, off + len);
-	/* the request's misses in one fetch, then each slot copied out */
-	uint64_t first = off / d->chunk_size, last = (off + len - 1) / d->chunk_size;
-	int rc = load_range(rd, first, last - first + 1, 0, NULL, err, errlen);
-	if (rc < 0)
-		return rc;
+	/* a step's misses in one fetch, then its slots copied out: a thread
+	 * holds at most a step of loading slots, whatever the request size */
 	uint8_t *p = buf;
+	uint64_t last = (off + len - 1) / d->chunk_size;
+	uint64_t loaded_to = off / d->chunk_size;
 	while (len) {
 		uint64_t seq = off / d->chunk_size;
+		int rc = 0;
+		if (seq >= loaded_to) {
+			uint64_t n = MIN(rd->step_slots, last + 1 - seq);
+			rc = load_range(rd, seq, n, 0, NULL, err, errlen);
+			loaded_to = seq + n;
+		}
 		size_t skip = (size_t)(off - seq * d->chunk_size);
 		size_t n = MIN(len, cairn_disk_chunk_len(d, seq) - skip);
-		if ((rc = read_part(rd, seq, p, skip, n, err, errlen)) < 0)
+		if (rc < 0 || (rc = read_part(rd, seq, p, skip, n, err, errlen)) < 0)
 			return rc;
 		p += n;
 		off += n;
