@@ -181,7 +181,7 @@ mark=$(log_mark)
 cairn_q replicate "$U/big" "$T/rc" --json
 gets=$(tail -n +$((mark + 1)) "$RGW_LOG" | grep -cF '"GET /'"$CAIRN_TEST_S3_BUCKET"'/big/data/' || true)
 packs=$(s3_keys big/data/ | wc -l)
-echo "  $gets GETs of packs for 332 MiB in $packs packs (one per chunk would be 83)"
+echo "  $gets GETs of packs for 332 MiB in $packs packs (one per chunk would be 1328)"
 [ "$gets" -ge 1 ] && [ "$gets" -le $((packs + 8)) ] || die "$gets GETs to re-chunk $packs packs"
 restore_check "$T/rc" latest "$T/big.raw" --name big
 restore_check "$T/rc" latest "$T/b.raw" --name small
