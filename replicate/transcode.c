@@ -2,14 +2,16 @@
  * See transcode.h for the contract and docs/design.md section 19. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
 
-#include "base/pipeline.h"
 #include "repo/disk.h"
+#include "repo/disk_reader.h"
 #include "repo/disk_writer.h"
 #include "transcode.h"
 
@@ -19,9 +21,21 @@ struct pair {
 	struct cairn_snapshot *src, *dst;
 };
 
-struct tc_slot {
-	uint8_t *buf; /* one destination chunk */
-	uint8_t *sbuf; /* one source chunk */
+/* Source bytes held at once, about: a window of destination slots is
+ * planned, its source slots fetched through the disk reader (few large
+ * ranged reads, out of order), and each destination slot stored as soon
+ * as all its source bytes are in. */
+#define TC_WINDOW (128u * 1024 * 1024)
+
+/* Destination slots [first, first+count) and the source slots under them,
+ * [j0, j0+nsrc), whose bytes land in buf (slot j at (j - j0) * source
+ * chunk size). */
+struct tc_window {
+	uint64_t first, count;
+	uint64_t j0, nsrc;
+	uint8_t *buf;
+	bool *pending; /* per destination slot: read and stored from buf */
+	_Atomic uint32_t *left; /* per pending slot: its source slots still to arrive */
 };
 
 /* One disk being copied. */
@@ -35,10 +49,12 @@ struct tc_disk {
 	struct cairn_disk *psd, *pdd;
 	struct cairn_disk *dd; /* the copy being built */
 	struct cairn_disk_writer *dw; /* stores dd */
-	struct tc_slot *slots;
-	uint64_t done, total; /* progress (the consuming thread's) */
+	struct cairn_dreader *rd; /* reads sd */
+	uint64_t *skip; /* source slots the window's fetch leaves out */
+	struct tc_window win;
 	uint64_t new_chunks, new_bytes; /* once copied */
 	pthread_mutex_t lock; /* the fields below */
+	uint64_t done, total; /* progress */
 	int failed;
 	char err[400];
 };
@@ -59,6 +75,21 @@ static int disk_fail(struct tc_disk *d, int rc, const char *fmt, ...)
 	return rc;
 }
 
+/* Progress is reported from the reader's threads too: one at a time. */
+static void progress_add(struct tc_disk *d, uint64_t bytes)
+{
+	pthread_mutex_lock(&d->lock);
+	d->done += bytes;
+	if (d->o->progress)
+		d->o->progress(d->o->progress_opaque, d->done, d->total);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static int writer_fail(struct tc_disk *d, int rc)
+{
+	return disk_fail(d, rc, "destination: %s", cairn_disk_writer_error(d->dw));
+}
+
 /* True when every source chunk under destination slot seq is the one the
  * previous snapshot had, so the previous copy's id for the slot holds. */
 static bool slot_unchanged(const struct tc_disk *d, uint64_t j0, uint64_t j1)
@@ -71,45 +102,6 @@ static bool slot_unchanged(const struct tc_disk *d, uint64_t j0, uint64_t j1)
 	return true;
 }
 
-/* Fills s->buf with the bytes [off, off+len) of the source disk. */
-static int read_slot(struct tc_disk *d, struct tc_slot *s, uint64_t off, size_t len, uint64_t j0,
-		     uint64_t j1)
-{
-	uint64_t scs = d->sd->chunk_size;
-	for (uint64_t j = j0; j <= j1; j++) {
-		uint64_t cstart = j * scs, clen = cairn_disk_chunk_len(d->sd, j);
-		uint64_t from = MAX(off, cstart), to = MIN(off + len, cstart + clen);
-		uint8_t *at = s->buf + (from - off);
-		if (cairn_id_is_zero(&d->sd->map[j])) {
-			memset(at, 0, to - from);
-			continue;
-		}
-		/* a source chunk that is exactly this slot is read in place */
-		bool whole = cstart == off && clen == len;
-		int n = cairn_repo_read_blob(d->src, &d->sd->map[j], whole ? s->buf : s->sbuf, scs);
-		if (n >= 0 && (uint64_t)n != clen)
-			n = -EBADMSG;
-		if (n < 0)
-			return disk_fail(d, n, "source: disk %s, chunk %llu: %s", d->sd->name,
-					 (unsigned long long)j,
-					 n == -EBADMSG ? "damaged data" : strerror(-n));
-		if (!whole)
-			memcpy(at, s->sbuf + (from - cstart), to - from);
-	}
-	return 0;
-}
-
-static int tc_produce(void *ctx, uint64_t seq, unsigned slot)
-{
-	(void)ctx, (void)seq, (void)slot;
-	return 0;
-}
-
-static int writer_fail(struct tc_disk *d, int rc)
-{
-	return disk_fail(d, rc, "destination: %s", cairn_disk_writer_error(d->dw));
-}
-
 static bool source_zero(const struct tc_disk *d, uint64_t j0, uint64_t j1)
 {
 	for (uint64_t j = j0; j <= j1; j++)
@@ -118,50 +110,185 @@ static bool source_zero(const struct tc_disk *d, uint64_t j0, uint64_t j1)
 	return true;
 }
 
-/* Slot seq of the copy: the previous copy's id when the source did not
- * change under it (and dst can still reuse that blob), zeros when every
- * source chunk under it is zero, else read, re-cut and stored. */
-static int tc_work(void *ctx, uint64_t seq, unsigned slot)
+/* The source slots [*j0, *j1] under destination slot seq. */
+static void source_span(const struct tc_disk *d, uint64_t seq, uint64_t *j0, uint64_t *j1)
 {
-	struct tc_disk *d = ctx;
-	if (d->o->cancel && *d->o->cancel)
-		return disk_fail(d, -EINTR, "interrupted");
-	uint64_t off = seq * d->dd->chunk_size;
-	size_t len = cairn_disk_chunk_len(d->dd, seq);
-	uint64_t j0 = off / d->sd->chunk_size, j1 = (off + len - 1) / d->sd->chunk_size;
-	if (slot_unchanged(d, j0, j1)) {
-		int64_t n = cairn_disk_writer_reuse(d->dw, seq, 1);
-		if (n != 0)
-			return n < 0 ? writer_fail(d, (int)n) : 0;
-	}
-	if (source_zero(d, j0, j1)) {
-		int rc = cairn_disk_writer_zeros(d->dw, seq, 1);
-		return rc < 0 ? writer_fail(d, rc) : 0;
-	}
-	int rc = read_slot(d, &d->slots[slot], off, len, j0, j1);
-	if (rc < 0)
-		return rc;
-	rc = cairn_disk_writer_put(d->dw, seq, d->slots[slot].buf, len);
-	return rc < 0 ? writer_fail(d, rc) : 0;
+	uint64_t off = seq * d->dd->chunk_size, len = cairn_disk_chunk_len(d->dd, seq);
+	*j0 = off / d->sd->chunk_size;
+	*j1 = (off + len - 1) / d->sd->chunk_size;
 }
 
-static int tc_consume(void *ctx, uint64_t seq, unsigned slot)
+/* Slot seq of the copy without reading: the previous copy's id when the
+ * source did not change under it (and dst can still reuse that blob),
+ * zeros when every source chunk under it is zero. 1: it must be read. */
+static int settle_unread(struct tc_disk *d, uint64_t seq, uint64_t j0, uint64_t j1)
 {
-	struct tc_disk *d = ctx;
-	(void)slot;
-	d->done += cairn_disk_chunk_len(d->dd, seq);
-	if (d->o->progress)
-		d->o->progress(d->o->progress_opaque, d->done, d->total);
+	if (slot_unchanged(d, j0, j1)) {
+		int64_t n = cairn_disk_writer_reuse(d->dw, seq, 1);
+		if (n < 0)
+			return writer_fail(d, (int)n);
+		if (n == 1)
+			goto settled;
+	}
+	if (!source_zero(d, j0, j1))
+		return 1;
+	int rc = cairn_disk_writer_zeros(d->dw, seq, 1);
+	if (rc < 0)
+		return writer_fail(d, rc);
+settled:
+	progress_add(d, cairn_disk_chunk_len(d->dd, seq));
 	return 0;
 }
 
-static void free_slots(struct tc_slot *v, unsigned n)
+static void skip_set(uint64_t *skip, uint64_t j, bool on)
 {
-	for (unsigned i = 0; v && i < n; i++) {
-		free(v[i].buf);
-		free(v[i].sbuf);
+	if (on)
+		skip[j / 64] |= UINT64_C(1) << (j % 64);
+	else
+		skip[j / 64] &= ~(UINT64_C(1) << (j % 64));
+}
+
+/* Settles what needs no reading, marks the rest pending and lets the
+ * fetch through to the source slots under them. */
+static int plan_window(struct tc_disk *d)
+{
+	struct tc_window *w = &d->win;
+	for (uint64_t i = 0; i < w->count; i++) {
+		uint64_t j0, j1;
+		source_span(d, w->first + i, &j0, &j1);
+		int rc = settle_unread(d, w->first + i, j0, j1);
+		if (rc < 0)
+			return rc;
+		w->pending[i] = rc == 1;
+		if (!w->pending[i])
+			continue;
+		atomic_store_explicit(&w->left[i], (uint32_t)(j1 - j0 + 1), memory_order_relaxed);
+		for (uint64_t j = j0; j <= j1; j++)
+			skip_set(d->skip, j, false);
 	}
-	free(v);
+	return 0;
+}
+
+/* Source slot j is in the window's buffer: each pending destination slot
+ * it completes is stored. */
+static int source_arrived(struct tc_disk *d, uint64_t j)
+{
+	struct tc_window *w = &d->win;
+	uint64_t scs = d->sd->chunk_size, dcs = d->dd->chunk_size;
+	uint64_t off = j * scs, len = cairn_disk_chunk_len(d->sd, j);
+	uint64_t s0 = MAX(off / dcs, w->first), s1 = MIN((off + len - 1) / dcs, w->first + w->count - 1);
+	for (uint64_t seq = s0; seq <= s1; seq++) {
+		uint64_t i = seq - w->first;
+		if (!w->pending[i] || atomic_fetch_sub(&w->left[i], 1) != 1)
+			continue;
+		size_t slen = cairn_disk_chunk_len(d->dd, seq);
+		int rc = cairn_disk_writer_put(d->dw, seq, w->buf + (seq * dcs - w->j0 * scs), slen);
+		if (rc < 0)
+			return writer_fail(d, rc);
+		progress_add(d, slen);
+	}
+	return 0;
+}
+
+static int on_data(void *opaque, uint64_t j, const void *data, size_t len)
+{
+	struct tc_disk *d = opaque;
+	memcpy(d->win.buf + (j - d->win.j0) * d->sd->chunk_size, data, len);
+	return source_arrived(d, j);
+}
+
+static int on_zeros(void *opaque, uint64_t j, uint64_t count)
+{
+	struct tc_disk *d = opaque;
+	int rc = 0;
+	for (uint64_t k = j; rc == 0 && k < j + count; k++) {
+		memset(d->win.buf + (k - d->win.j0) * d->sd->chunk_size, 0,
+		       cairn_disk_chunk_len(d->sd, k));
+		rc = source_arrived(d, k);
+	}
+	return rc;
+}
+
+/* Copies destination slots [first, first+count). */
+static int copy_window(struct tc_disk *d, uint64_t first, uint64_t count)
+{
+	struct tc_window *w = &d->win;
+	uint64_t j1;
+	w->first = first;
+	w->count = count;
+	source_span(d, first, &w->j0, &j1);
+	source_span(d, first + count - 1, &j1, &j1);
+	w->nsrc = j1 - w->j0 + 1;
+	int rc = plan_window(d);
+	if (rc == 0 && d->o->cancel && *d->o->cancel)
+		rc = disk_fail(d, -EINTR, "interrupted");
+	if (rc < 0)
+		return rc;
+	static const struct cairn_dreader_cb cb0 = { .data = on_data, .zeros = on_zeros };
+	struct cairn_dreader_cb cb = cb0;
+	cb.opaque = d;
+	char ferr[300];
+	rc = cairn_dreader_fetch(d->rd, w->j0, w->nsrc, d->skip, &cb, d->o->cancel, ferr,
+				 sizeof(ferr));
+	for (uint64_t j = w->j0; j <= j1; j++)
+		skip_set(d->skip, j, true);
+	if (rc == -EINTR)
+		return disk_fail(d, rc, "interrupted");
+	return rc < 0 ? disk_fail(d, rc, "source: %s", ferr) : 0;
+}
+
+/* Destination slots per window: about TC_WINDOW of source bytes, ending
+ * where a source slot ends when the sizes divide (no source slot fetched
+ * twice). */
+static uint64_t window_slots(const struct tc_disk *d)
+{
+	uint64_t scs = d->sd->chunk_size, dcs = d->dd->chunk_size;
+	uint64_t n = MAX(TC_WINDOW / dcs, 1);
+	if (scs > dcs && scs % dcs == 0)
+		n = MAX(n - n % (scs / dcs), scs / dcs);
+	return n;
+}
+
+static int alloc_window(struct tc_disk *d, uint64_t nslots)
+{
+	uint64_t scs = d->sd->chunk_size;
+	uint64_t bytes = MIN(nslots * d->dd->chunk_size + 2 * scs, d->sd->nchunks * scs);
+	size_t words = d->sd->nchunks / 64 + 1;
+	d->win.buf = malloc(MAX(bytes, 1));
+	d->win.pending = calloc(nslots, sizeof(*d->win.pending));
+	d->win.left = calloc(nslots, sizeof(*d->win.left));
+	d->skip = malloc(words * sizeof(*d->skip));
+	if (!d->win.buf || !d->win.pending || !d->win.left || !d->skip)
+		return -ENOMEM;
+	memset(d->skip, 0xff, words * sizeof(*d->skip));
+	return 0;
+}
+
+static void free_window(struct tc_disk *d)
+{
+	free(d->win.buf);
+	free(d->win.pending);
+	free((void *)d->win.left);
+	free(d->skip);
+}
+
+/* Every slot of the copy, a window at a time. */
+static int copy_slots(struct tc_disk *d)
+{
+	char err[300];
+	_cleanup_(cairn_dreader_freep) struct cairn_dreader *rd = NULL;
+	int rc = cairn_dreader_new(d->src, d->sd, NULL, &rd, err, sizeof(err));
+	if (rc < 0)
+		return disk_fail(d, rc, "source: %s", err);
+	d->rd = rd;
+	uint64_t n = window_slots(d);
+	if ((rc = alloc_window(d, n)) < 0)
+		rc = disk_fail(d, rc, "out of memory");
+	for (uint64_t s = 0; rc == 0 && s < d->dd->nchunks; s += n)
+		rc = copy_window(d, s, MIN(n, d->dd->nchunks - s));
+	free_window(d);
+	d->rd = NULL;
+	return rc;
 }
 
 /* The copy's whole-disk digests. `digest` is of the disk's bytes, whatever
@@ -203,23 +330,7 @@ static int copy_disk(struct tc_disk *d)
 	if (rc < 0)
 		return disk_fail(d, rc, "disk %s: %s", d->sd->name, strerror(-rc));
 	d->dw = dw;
-	unsigned workers = cairn_default_workers(), nslots = workers * 2;
-	d->slots = calloc(nslots, sizeof(*d->slots));
-	rc = d->slots ? 0 : -ENOMEM;
-	for (unsigned i = 0; rc == 0 && i < nslots; i++) {
-		d->slots[i].buf = malloc(d->dd->chunk_size);
-		d->slots[i].sbuf = malloc(d->sd->chunk_size);
-		if (!d->slots[i].buf || !d->slots[i].sbuf)
-			rc = -ENOMEM;
-	}
-	if (rc < 0) {
-		free_slots(d->slots, d->slots ? nslots : 0);
-		return disk_fail(d, rc, "out of memory");
-	}
-	static const struct cairn_pipeline_ops ops = { .produce = tc_produce, .work = tc_work,
-						       .consume = tc_consume };
-	rc = cairn_pipeline_run(&ops, d, d->dd->nchunks, workers, nslots);
-	free_slots(d->slots, nslots);
+	rc = copy_slots(d);
 	if (rc == 0 && (rc = cairn_disk_writer_finish(dw)) < 0)
 		writer_fail(d, rc);
 	if (rc == 0)

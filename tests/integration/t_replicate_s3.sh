@@ -11,6 +11,8 @@
 #   - the gateway stopped in the middle of a replication: one clear line, no
 #     snapshot in the destination, the next run resumes without resending
 #     what arrived, check --read-data passes, restores are identical;
+#   - re-chunking from S3 into an unrelated repository reads by pack (GETs
+#     counted in the gateway's access log);
 #   - a backup straight to S3 cuts full packs (one PUT per 16 MiB);
 #   - wrong secret, missing bucket, a pack deleted behind cairn's back.
 . "$(dirname "$0")/lib.sh"
@@ -172,6 +174,18 @@ assert_eq "$(snap_count "$U/big")" 2 "snapshots after the next run"
 cairn_q check "$U/big" --read-data
 restore_check "$U/big" latest "$T/big.raw" --name big
 restore_check "$U/big" latest "$T/b.raw" --name small
+
+step "S3 -> an unrelated local repository (re-chunked): few GETs, by pack"
+cairn_q init "$T/rc" --chunk-size 1M --encryption none
+mark=$(log_mark)
+cairn_q replicate "$U/big" "$T/rc" --json
+gets=$(tail -n +$((mark + 1)) "$RGW_LOG" | grep -cF '"GET /'"$CAIRN_TEST_S3_BUCKET"'/big/data/' || true)
+packs=$(s3_keys big/data/ | wc -l)
+echo "  $gets GETs of packs for 332 MiB in $packs packs (one per chunk would be 1328)"
+[ "$gets" -ge 1 ] && [ "$gets" -le $((packs + 8)) ] || die "$gets GETs to re-chunk $packs packs"
+restore_check "$T/rc" latest "$T/big.raw" --name big
+restore_check "$T/rc" latest "$T/b.raw" --name small
+rm -rf "$T/rc"
 
 step "a backup straight to S3 sends full packs: one PUT per 16 MiB"
 cairn_q init "$U/direct" --encryption none
