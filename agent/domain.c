@@ -389,3 +389,20 @@ int cairn_list_domains(const char *uri, const char *const *exclude, size_t nexcl
 	*n = k;
 	return 0;
 }
+
+bool domain_checkpoint_usable(struct domain_job *j, const struct cairn_snapshot *prev)
+{
+	const char *why = NULL;
+	virDomainCheckpointPtr cp = NULL;
+	if (j->o->full)
+		why = "--full given";
+	else if (!prev->checkpoint || strncmp(prev->checkpoint, j->prefix, strlen(j->prefix)))
+		why = "the previous snapshot has no checkpoint";
+	else if (!(cp = virDomainCheckpointLookupByName(j->dom, prev->checkpoint, 0)))
+		why = "its checkpoint is gone from libvirt";
+	if (cp)
+		virDomainCheckpointFree(cp);
+	if (why && !j->o->full)
+		domain_notice(j, "domain %s: full read (%s)", j->o->domain, why);
+	return !why;
+}

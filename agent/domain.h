@@ -36,6 +36,10 @@ struct domain_job {
 	size_t errlen;
 };
 
+/* Whether prev (a snapshot of this domain in this repository) can be the
+ * base of an incremental: not --full, and libvirt still has the
+ * checkpoint of ours it names. Says why not (but for --full) as a notice. */
+bool domain_checkpoint_usable(struct domain_job *j, const struct cairn_snapshot *prev);
 void domain_notice(const struct domain_job *j, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 const char *domain_virt_msg(void);

@@ -187,21 +187,7 @@ static void plan_disks(struct domain_job *j, const struct cairn_snapshot *base)
 static bool usable_base(struct domain_job *j, const struct cairn_snapshot *prev)
 {
 	domain_delete_own_checkpoints(j, NULL, false, 0);
-	if (!prev)
-		return false;
-	const char *why = NULL;
-	virDomainCheckpointPtr cp = NULL;
-	if (j->o->full)
-		why = "--full given";
-	else if (!prev->checkpoint || strncmp(prev->checkpoint, j->prefix, strlen(j->prefix)))
-		why = "the previous snapshot has no checkpoint";
-	else if (!(cp = virDomainCheckpointLookupByName(j->dom, prev->checkpoint, 0)))
-		why = "its checkpoint is gone from libvirt";
-	if (cp)
-		virDomainCheckpointFree(cp);
-	if (why && !j->o->full)
-		domain_notice(j, "domain %s: full read (%s)", j->o->domain, why);
-	return !why;
+	return prev && domain_checkpoint_usable(j, prev);
 }
 
 static int measure_disks(struct domain_job *j, uint64_t *total)

@@ -94,21 +94,7 @@ struct offline {
 
 static struct cairn_snapshot *offline_base(struct domain_job *j, struct cairn_snapshot *prev)
 {
-	const char *why = NULL;
-	virDomainCheckpointPtr cp = NULL;
-	if (!prev)
-		return NULL;
-	if (j->o->full)
-		why = "--full given";
-	else if (!prev->checkpoint || strncmp(prev->checkpoint, j->prefix, strlen(j->prefix)))
-		why = "the previous snapshot has no checkpoint";
-	else if (!(cp = virDomainCheckpointLookupByName(j->dom, prev->checkpoint, 0)))
-		why = "its checkpoint is gone from libvirt";
-	if (cp)
-		virDomainCheckpointFree(cp);
-	if (why && !j->o->full)
-		domain_notice(j, "domain %s: full read (%s)", j->o->domain, why);
-	return why ? NULL : prev;
+	return prev && domain_checkpoint_usable(j, prev) ? prev : NULL;
 }
 
 /* Opens disk d, through the base checkpoint's bitmap when that is sound,
