@@ -108,6 +108,27 @@ int cairn_repo_init(const char *url, const struct cairn_init_opts *o,
 	return 0;
 }
 
+/* Additions that older readers must refuse rather than ignore are named in
+ * config's "features" (docs/design.md section 0); this reader knows none. */
+static int check_features(struct cairn_repo *r, const json_t *features, char *err,
+			  size_t errlen)
+{
+	if (!features)
+		return 0;
+	if (!json_is_array(features))
+		return set_err(err, errlen, -EBADMSG, "%s/config: invalid \"features\" value",
+			       r->be->location);
+	size_t i;
+	const json_t *f;
+	json_array_foreach(features, i, f) {
+		const char *name = json_string_value(f);
+		return set_err(err, errlen, -EPROTONOSUPPORT,
+			       "%s: the repository uses a format feature this cairn does not know (%s); use a newer cairn",
+			       r->be->location, name ? name : "?");
+	}
+	return 0;
+}
+
 static int parse_config(struct cairn_repo *r, const struct buf *b, char *err,
 			size_t errlen)
 {
@@ -144,7 +165,7 @@ static int parse_config(struct cairn_repo *r, const struct buf *b, char *err,
 		return set_err(err, errlen, -EBADMSG, "%s/config: invalid \"immutable\" value",
 			       r->be->location);
 	r->immutable_days = (unsigned)days;
-	return 0;
+	return check_features(r, json_object_get(cfg, "features"), err, errlen);
 }
 
 int cairn_repo_open(const char *url, const char *password,

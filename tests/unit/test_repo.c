@@ -298,6 +298,18 @@ static void test_open_bad_config(void **state)
 	write_config(t->repo, "{not json");
 	assert_int_equal(cairn_repo_open(t->repo, NULL, &r, err, sizeof(err)), -EBADMSG);
 	assert_null(r);
+	/* a feature this reader does not know is refused, named (section 0) */
+	snprintf(text, sizeof(text),
+		 "{\"version\":1,%s,\"chunk_size\":65536,\"compression\":\"zstd\",\"encryption\":\"none\",\"features\":[\"host-keys\"]}", id);
+	write_config(t->repo, text);
+	assert_int_equal(cairn_repo_open(t->repo, NULL, &r, err, sizeof(err)), -EPROTONOSUPPORT);
+	assert_non_null(strstr(err, "host-keys"));
+	snprintf(text, sizeof(text),
+		 "{\"version\":1,%s,\"chunk_size\":65536,\"compression\":\"zstd\",\"encryption\":\"none\",\"features\":[]}", id);
+	write_config(t->repo, text);
+	assert_int_equal(cairn_repo_open(t->repo, NULL, &r, err, sizeof(err)), 0);
+	cairn_repo_close(r);
+	r = NULL;
 	/* optional keys default; pack_size is honoured */
 	snprintf(text, sizeof(text),
 		 "{\"version\":1,%s,\"chunk_size\":131072,\"compression\":\"none\",\"encryption\":\"none\",\"pack_size\":2097152}", id);
