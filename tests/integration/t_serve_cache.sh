@@ -83,7 +83,9 @@ assert_eq "$(($(data_gets_since "$mark") - base))" 0 "GETs on data/ for chunks w
 step "an encrypted repository's cache holds no plaintext"
 # 64 bytes of the disk's (incompressible) data, as they would be stored
 dd if="$T/disk.raw" of="$T/probe" bs=64 skip=1000 count=1 status=none
-python3 - "$T/probe" "$C/blobs" <<'EOF' || die "plaintext of the disk found in the cache"
+# probe_absent DIR: true when no file under DIR holds the bytes of $T/probe
+probe_absent() {
+	python3 - "$T/probe" "$1" <<'EOF'
 import os, sys
 probe = open(sys.argv[1], "rb").read()
 for root, _, files in os.walk(sys.argv[2]):
@@ -91,6 +93,8 @@ for root, _, files in os.walk(sys.argv[2]):
         if probe in open(os.path.join(root, f), "rb").read():
             sys.exit(1)
 EOF
+}
+probe_absent "$C/blobs" || die "plaintext of the disk found in the cache"
 
 step "altered and torn entries are detected, fetched again, never served"
 mapfile -t victims < <(find "$C/blobs" -type f | sort | head -n 2)
@@ -144,14 +148,7 @@ assert_same "$T/disk.raw" "$T/local.raw"
 
 step "contrast: a plain uncompressed repository's cache does hold the data"
 read_served "$T/local" "$T/local2.raw" --cache-dir "$T/plain"
-python3 - "$T/probe" "$T/plain/blobs" <<'EOF' && die "the probe is not found even in plain entries: the check above proves nothing"
-import os, sys
-probe = open(sys.argv[1], "rb").read()
-for root, _, files in os.walk(sys.argv[2]):
-    for f in files:
-        if probe in open(os.path.join(root, f), "rb").read():
-            sys.exit(1)
-EOF
+probe_absent "$T/plain/blobs" && die "the probe is not found even in plain entries: the check above proves nothing"
 
 step "bad input"
 expect_fail 2 "$CAIRN" serve "$U/enc" latest --socket "$T/x.sock" --cache-size lots
