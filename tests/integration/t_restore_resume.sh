@@ -82,13 +82,19 @@ echo "  $gets GETs, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f",
 [ "$gets" -ge 1 ] && [ "$gets" -le 6 ] || die "$gets GETs to restore $BIG MiB through the WAN"
 wan_stop
 
+# slow_restore BYTES: starts the slowed restore of big into $out in the
+# background (its pid in $pid) and waits until its partial holds BYTES
+slow_restore() {
+	"$CAIRN" restore "$U" latest --name big --to "$out" "${slow[@]}" >"$T/bg.out" 2>"$T/bg.err" &
+	pid=$!
+	BG_PIDS+=("$pid")
+	wait_alloc "$out.cairn-partial" "$1"
+}
+
 step "a restore killed midway resumes, fetching less than half again"
 out=$T/out.raw
 slow=(--connections 1 --limit-download 2M) # a pack every 8 s
-"$CAIRN" restore "$U" latest --name big --to "$out" "${slow[@]}" >"$T/bg.out" 2>"$T/bg.err" &
-pid=$!
-BG_PIDS+=("$pid")
-wait_alloc "$out.cairn-partial" $((BIG * MIB * 5 / 8))
+slow_restore $((BIG * MIB * 5 / 8))
 sleep 2.5 # the journal is stored every 2 s
 kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
@@ -106,10 +112,7 @@ echo "  resumed: $gets GETs, $bytes bytes of $((BIG * MIB))"
 rm -f "$out"
 
 step "--resume refuses another disk's journal, and needs one"
-"$CAIRN" restore "$U" latest --name big --to "$out" "${slow[@]}" >"$T/bg.out" 2>"$T/bg.err" &
-pid=$!
-BG_PIDS+=("$pid")
-wait_alloc "$out.cairn-partial" $((8 * MIB))
+slow_restore $((8 * MIB))
 kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
 expect_fail 1 "$CAIRN" restore "$U" latest --name thin --to "$out" --resume
@@ -123,10 +126,7 @@ assert_msg_matches "cannot resume"
 assert_no_partial "$T" none.raw
 
 step "a partial file changed behind the journal's back fails the final check"
-"$CAIRN" restore "$U" latest --name big --to "$out" "${slow[@]}" >"$T/bg.out" 2>"$T/bg.err" &
-pid=$!
-BG_PIDS+=("$pid")
-wait_alloc "$out.cairn-partial" $((16 * MIB))
+slow_restore $((16 * MIB))
 sleep 2.5
 kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
@@ -137,10 +137,7 @@ assert_file_absent "$out"
 assert_no_partial "$T" out.raw
 
 step "the gateway stopped mid-restore: one-line error, no target; --resume completes"
-"$CAIRN" restore "$U" latest --name big --to "$out" "${slow[@]}" >"$T/bg.out" 2>"$T/bg.err" &
-pid=$!
-BG_PIDS+=("$pid")
-wait_alloc "$out.cairn-partial" $((8 * MIB))
+slow_restore $((8 * MIB))
 rgw_stop_gateway
 rc=0
 wait "$pid" || rc=$?
