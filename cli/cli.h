@@ -74,6 +74,10 @@ char *cli_password(const struct cli *c, bool confirm);
 char *cli_new_password(void);
 /* Opens the repository, prompting for a password only when needed. */
 int cli_open_repo(const struct cli *c, const char *url, struct cairn_repo **out);
+/* As cli_open_repo; also hands the password it used (or NULL) to *password,
+ * for commands that pass it on to a child (serve's nbdkit plugin). */
+int cli_open_repo_keep(const struct cli *c, const char *url, struct cairn_repo **out,
+		       char **password);
 enum cli_lock { CLI_SHARED, CLI_EXCLUSIVE, CLI_GC };
 /* cli_open_repo, then takes the repository lock. */
 int cli_open_locked(const struct cli *c, const char *url, enum cli_lock lock,

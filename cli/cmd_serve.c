@@ -17,24 +17,10 @@
 
 static int open_with_password(const struct cli *c, const char *url, struct serve_source *src)
 {
-	char err[512] = "";
 	_cleanup_free_ char *pw = NULL;
-	if (c->password_file || getenv("CAIRN_PASSWORD")) {
-		if (!(pw = cli_password(c, false)))
-			return -EIO;
-	}
-	int rc = cairn_repo_open_with(url, pw, &c->backend, &src->r, err, sizeof(err));
-	if (rc == -EKEYREJECTED && !pw && isatty(0)) {
-		if (!(pw = cli_password(c, false)))
-			return -EIO;
-		rc = cairn_repo_open_with(url, pw, &c->backend, &src->r, err, sizeof(err));
-	}
-	if (rc == -EKEYREJECTED && !pw)
-		snprintf(err, sizeof(err),
-			 "%s is encrypted: set CAIRN_PASSWORD, use --password-file, or run on a terminal",
-			 url);
+	int rc = cli_open_repo_keep(c, url, &src->r, &pw);
 	if (rc < 0)
-		return cli_fail(rc, err);
+		return rc;
 	if (c->password_file && !realpath(c->password_file, src->password_file))
 		return cli_error("cannot resolve %s: %s", c->password_file, strerror(errno));
 	if (cairn_repo_encrypted(src->r) && !c->password_file)
@@ -132,19 +118,10 @@ int serve_source_open(const struct cli *c, const char *repo, const char *snap,
 	return rc;
 }
 
-static void disk_names(const struct cairn_snapshot *s, char *out, size_t len)
-{
-	out[0] = '\0';
-	for (size_t i = 0; i < s->ndisks; i++) {
-		size_t at = strlen(out);
-		snprintf(out + at, len - at, "%s%s", i ? ", " : "", s->disks[i].name);
-	}
-}
-
 struct cairn_disk *serve_source_disk(struct serve_source *src, const char *disk, int *rc)
 {
 	char names[512];
-	disk_names(src->s, names, sizeof(names));
+	cairn_snapshot_disk_names(src->s, names, sizeof(names));
 	struct cairn_disk *d = NULL;
 	if (disk && !(d = (struct cairn_disk *)cairn_snapshot_disk(src->s, disk)))
 		*rc = cli_error("snapshot has no disk %s (disks: %s)", disk, names);

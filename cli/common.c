@@ -189,7 +189,8 @@ char *cli_new_password(void)
 	return prompt_confirmed("New password: ");
 }
 
-int cli_open_repo(const struct cli *c, const char *url, struct cairn_repo **out)
+int cli_open_repo_keep(const struct cli *c, const char *url, struct cairn_repo **out,
+		       char **password)
 {
 	char err[512] = "";
 	_cleanup_free_ char *pw = NULL;
@@ -212,7 +213,14 @@ int cli_open_repo(const struct cli *c, const char *url, struct cairn_repo **out)
 				 url);
 		return cli_fail(rc, err);
 	}
+	if (password)
+		*password = TAKE_PTR(pw);
 	return 0;
+}
+
+int cli_open_repo(const struct cli *c, const char *url, struct cairn_repo **out)
+{
+	return cli_open_repo_keep(c, url, out, NULL);
 }
 
 int cli_open_locked(const struct cli *c, const char *url, enum cli_lock lock,

@@ -294,6 +294,8 @@ void cairn_verification_list_free(struct cairn_verification *v, size_t n);
 
 const struct cairn_disk *cairn_snapshot_disk(const struct cairn_snapshot *s,
 					     const char *name);
+/* The snapshot's disk names, ", "-separated, for messages (truncated to len). */
+void cairn_snapshot_disk_names(const struct cairn_snapshot *s, char *out, size_t len);
 
 /* Statistics over the whole repository (index loaded). */
 struct cairn_stats {

@@ -44,6 +44,15 @@ const struct cairn_disk *cairn_snapshot_disk(const struct cairn_snapshot *s,
 	return NULL;
 }
 
+void cairn_snapshot_disk_names(const struct cairn_snapshot *s, char *out, size_t len)
+{
+	out[0] = '\0';
+	for (size_t i = 0; i < s->ndisks; i++) {
+		size_t at = strlen(out);
+		snprintf(out + at, len - at, "%s%s", i ? ", " : "", s->disks[i].name);
+	}
+}
+
 static char *dup_or_empty(const char *s) { return strdup(s ? s : ""); }
 
 static int parse_disk(json_t *jd, struct cairn_disk *d)

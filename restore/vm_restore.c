@@ -13,15 +13,6 @@ const char *cairn_image_format_name(enum cairn_image_format f)
 	return f == CAIRN_FMT_QCOW2 ? "qcow2" : "raw";
 }
 
-static void disk_names(const struct cairn_snapshot *s, char *out, size_t len)
-{
-	out[0] = '\0';
-	for (size_t i = 0; i < s->ndisks; i++) {
-		size_t at = strlen(out);
-		snprintf(out + at, len - at, "%s%s", i ? ", " : "", s->disks[i].name);
-	}
-}
-
 static bool is_dir(const char *path)
 {
 	struct stat st;
@@ -95,7 +86,7 @@ static int check_request(const struct cairn_vm_restore_opts *o, const struct cai
 			 size_t n, bool dir_mode, char *err, size_t errlen)
 {
 	char names[512];
-	disk_names(s, names, sizeof(names));
+	cairn_snapshot_disk_names(s, names, sizeof(names));
 	if (o->define && !s->domain_xml)
 		return set_err(err, errlen, -ENOENT,
 			       "snapshot of %s holds a disk image, not a libvirt domain: "
@@ -133,7 +124,7 @@ int cairn_vm_restore_plan(struct cairn_snapshot *s, const struct cairn_vm_restor
 		struct cairn_disk *d = (struct cairn_disk *)cairn_snapshot_disk(s, want);
 		if (!d) {
 			char names[512];
-			disk_names(s, names, sizeof(names));
+			cairn_snapshot_disk_names(s, names, sizeof(names));
 			return set_err(err, errlen, -ENOENT, "snapshot has no disk %s (disks: %s)",
 				       want, names);
 		}
