@@ -13,6 +13,7 @@
 #include "repo/disk.h"
 #include "repo/disk_reader.h"
 #include "repo/disk_writer.h"
+#include "copy_verify.h"
 #include "transcode.h"
 
 /* A source snapshot and its copy in dst: the reference for the next
@@ -431,56 +432,18 @@ static int set_pair(struct tc_run *x, struct cairn_snapshot *src, struct cairn_s
 	return 0;
 }
 
-/* Reads a copied disk back from dst (each chunk checked against its id on
- * the way) and compares the whole-disk digests it has. */
-static int verify_disk(struct tc_run *x, const struct cairn_disk *d, uint8_t *buf,
-		       XXH3_state_t *h)
-{
-	_cleanup_(cairn_chunk_digest_freep) struct cairn_chunk_digest *cd = NULL;
-	int rc = d->has_digest2 ? cairn_chunk_digest_new(d->size, d->chunk_size, &cd) : 0;
-	XXH3_128bits_reset(h);
-	for (uint64_t c = 0; rc == 0 && c < d->nchunks; c++) {
-		size_t len = cairn_disk_chunk_len(d, c);
-		if (cairn_id_is_zero(&d->map[c])) {
-			memset(buf, 0, len);
-		} else {
-			int n = cairn_repo_read_blob(x->dst, &d->map[c], buf, d->chunk_size);
-			rc = n < 0 ? n : (size_t)n != len ? -EBADMSG : 0;
-		}
-		if (d->has_digest)
-			XXH3_128bits_update(h, buf, len);
-		if (cd)
-			cairn_chunk_digest_data(cd, c, buf, len);
-	}
-	uint8_t got[CAIRN_DIGEST_LEN];
-	XXH128_canonical_t c;
-	XXH128_canonicalFromHash(&c, XXH3_128bits_digest(h));
-	if (rc == 0 && d->has_digest && memcmp(c.digest, d->digest, sizeof(d->digest)))
-		rc = -EBADMSG;
-	if (rc == 0 && cd) {
-		cairn_chunk_digest_final(cd, got);
-		if (memcmp(got, d->digest2, sizeof(got)))
-			rc = -EBADMSG;
-	}
-	return rc;
-}
-
 /* Reads every chunk of the copy back from dst and, where it records them,
- * compares the disk's digests. */
+ * compares the disk's digests (copy_verify.h). */
 static int verify_copy(struct tc_run *x, const struct cairn_snapshot *t)
 {
-	_cleanup_free_ uint8_t *buf = malloc(cairn_repo_chunk_size(x->dst));
-	XXH3_state_t *h = XXH3_createState();
-	int rc = buf && h ? 0 : -ENOMEM;
-	for (size_t i = 0; rc == 0 && i < t->ndisks; i++) {
-		const struct cairn_disk *d = &t->disks[i];
-		rc = verify_disk(x, d, buf, h);
+	for (size_t i = 0; i < t->ndisks; i++) {
+		char why[512];
+		int rc = copy_verify_disk(x->dst, &t->disks[i], x->o->cancel, why, sizeof(why));
 		if (rc < 0)
-			set_err(x->err, x->errlen, rc, "verify: snapshot %s disk %s in the destination: %s",
-				t->name, d->name, rc == -EBADMSG ? "does not match the source" : strerror(-rc));
+			return set_err(x->err, x->errlen, rc,
+				       "verify: snapshot %s in the destination: %s", t->name, why);
 	}
-	XXH3_freeState(h);
-	return rc;
+	return 0;
 }
 
 static int copy_snapshot(struct tc_run *x, struct cairn_snapshot *s)

@@ -71,7 +71,7 @@ int cairn_dreader_new(struct cairn_repo *r, const struct cairn_disk *d,
 	 * keep every connection busy and every core decoding, no more than
 	 * the budget holds */
 	size_t per_thread = rd->lim.max_range + d->chunk_size;
-	rd->threads = MAX(rd->connections, cpus);
+	rd->threads = MAX(rd->connections, 2 * cpus);
 	rd->threads = (unsigned)MAX(1, MIN((size_t)rd->threads, rd->budget / per_thread));
 	pthread_mutex_init(&rd->lock, NULL);
 	pthread_cond_init(&rd->cond, NULL);
