@@ -67,11 +67,13 @@ int cairn_dreader_new(struct cairn_repo *r, const struct cairn_disk *d,
 				(size_t)64 << 20);
 	rd->lim.max_range = o && o->max_range ? o->max_range : whole_pack;
 	rd->lim.merge_gap = o && o->merge_gap ? o->merge_gap : READ_PLAN_MERGE_GAP;
-	/* a thread holds one range and one decoded chunk: enough threads to
-	 * keep every connection busy and every core decoding, no more than
-	 * the budget holds */
+	/* a thread holds one range and one decoded chunk, and fetches, then
+	 * decodes and delivers it: one thread per connection and one per core
+	 * more, so that while some decode (or wait on the target's writes)
+	 * the connections they released are already fetching the next
+	 * ranges; no more than the budget holds */
 	size_t per_thread = rd->lim.max_range + d->chunk_size;
-	rd->threads = MAX(rd->connections, 2 * cpus);
+	rd->threads = rd->connections + cpus;
 	rd->threads = (unsigned)MAX(1, MIN((size_t)rd->threads, rd->budget / per_thread));
 	pthread_mutex_init(&rd->lock, NULL);
 	pthread_cond_init(&rd->cond, NULL);

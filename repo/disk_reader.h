@@ -32,7 +32,7 @@
 
 #include "repo.h"
 
-#define CAIRN_DREADER_DEFAULT_BUDGET (192u * 1024 * 1024)
+#define CAIRN_DREADER_DEFAULT_BUDGET (256u * 1024 * 1024)
 
 /* A chunk's stored bytes as fetched (b->bytes valid during the call only),
  * once per distinct chunk a fetch reads, after they decoded and verified
