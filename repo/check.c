@@ -359,7 +359,9 @@ int cairn_repo_check(struct cairn_repo *r, const struct cairn_check_opts *o)
 	int rc = cairn_repo_overwrite_scan(r, &ow, &owr);
 	if (rc < 0)
 		return rc;
-	c.problems += (int)(owr.found - owr.restored);
+	/* counted even when put back: an overwrite means a writer's
+	 * credentials were misused, which the exit status must say */
+	c.problems += (int)owr.found;
 	if (o->restored)
 		*o->restored = owr.restored;
 	rc = cairn_repo_load_index(r);

@@ -72,8 +72,10 @@ static int scan_finish_name(struct scan *s)
 		return -ENOMEM;
 	s->v[s->n++] = (struct candidate){ .name = s->name, .older = s->older,
 					   .nolder = s->nolder };
+	/* the candidate owns them now */
 	s->name = NULL;
 	s->older = NULL;
+	s->nolder = 0;
 	scan_reset(s);
 	return 0;
 }

@@ -342,7 +342,7 @@ struct cairn_check_opts {
 	bool dry_records; /* do not record what was read or found damaged */
 	size_t *packs_read; /* optional out: packs read in full */
 	/* first, overwritten objects (cairn_repo_overwrite_scan): reported as
-	 * problems, or with repair put back and reported through repaired */
+	 * problems (put back too with repair, and reported through repaired) */
 	bool repair;
 	cairn_report_fn repaired;
 	size_t *restored; /* optional out: objects put back */
