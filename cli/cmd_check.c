@@ -47,6 +47,17 @@ static void print_problem(void *opaque, const char *line)
 		printf("%s\n", line);
 }
 
+/* an overwritten object put back: said on stderr (it is evidence of a
+ * compromised writer), and in --json among the problems */
+static void print_repaired(void *opaque, const char *line)
+{
+	struct check_args *a = opaque;
+	if (a->problems)
+		json_array_append_new(a->problems, json_string(line));
+	else
+		cli_warn("%s", line);
+}
+
 static int check_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -73,6 +84,9 @@ static int check_main(int argc, char **argv)
 	size_t packs_read = 0;
 	a.o.report = print_problem;
 	a.o.opaque = &a;
+	/* putting back bytes that hash to their name can only undo damage */
+	a.o.repair = true;
+	a.o.repaired = print_repaired;
 	a.o.packs_read = &packs_read;
 	bool subset = a.o.subset_pct || a.o.nparts;
 	int problems = cairn_repo_check(r, &a.o);

@@ -19,6 +19,12 @@ struct cairn_backend;
  * path component. A non-zero return stops the listing and is returned. */
 typedef int (*cairn_list_fn)(void *opaque, const char *name, uint64_t size);
 
+/* Called for every version of an object (newest first for each name) and
+ * every delete marker; name is the path below the repository ("data/ab/<hex>"),
+ * latest says it is the name's current one, deleted that it is a marker. */
+typedef int (*cairn_version_fn)(void *opaque, const char *name, const char *version_id,
+				bool latest, bool deleted);
+
 struct cairn_backend_ops {
 	int (*put)(struct cairn_backend *b, const char *name, const void *data,
 		   size_t len);
@@ -63,6 +69,14 @@ struct cairn_backend_ops {
 	 * each one that is gone (or was absent). 0, or the first error (and
 	 * some done[] stay false). NULL or -ENOTSUP: use remove() per name. */
 	int (*remove_many)(struct cairn_backend *b, const char *const *names, size_t n, bool *done);
+	/* Optional, a store that keeps older versions of an object (a
+	 * versioned S3 bucket, docs/design.md section 23): every version of
+	 * every object under dir/; -ENOTSUP when this store keeps none. */
+	int (*list_versions)(struct cairn_backend *b, const char *dir, cairn_version_fn fn,
+			     void *opaque);
+	/* The bytes of one version of name. */
+	int (*get_version)(struct cairn_backend *b, const char *name, const char *version_id,
+			   struct buf *out);
 };
 
 /* The objects an immutable repository locks: backup data and metadata.

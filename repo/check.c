@@ -351,7 +351,20 @@ int cairn_repo_check(struct cairn_repo *r, const struct cairn_check_opts *o)
 			       .opaque = opaque };
 	struct pack_list packs;
 	size_t warn_before = r->nwarnings;
-	int rc = cairn_repo_load_index(r);
+	/* before the index and damage records are loaded: what it puts back
+	 * is then read as it was written */
+	struct cairn_overwrite_opts ow = { .repair = o->repair, .report = fn,
+					   .repaired = o->repaired, .opaque = opaque };
+	struct cairn_overwrite_result owr;
+	int rc = cairn_repo_overwrite_scan(r, &ow, &owr);
+	if (rc < 0)
+		return rc;
+	/* counted even when put back: an overwrite means a writer's
+	 * credentials were misused, which the exit status must say */
+	c.problems += (int)owr.found;
+	if (o->restored)
+		*o->restored = owr.restored;
+	rc = cairn_repo_load_index(r);
 	if (rc < 0)
 		return rc;
 	for (size_t i = warn_before; i < r->nwarnings; i++) {

@@ -159,6 +159,70 @@ int damage_prune(struct cairn_repo *r)
 	return rc;
 }
 
+static bool id_among(const cairn_id *v, size_t n, json_t *s)
+{
+	cairn_id id;
+	if (!id_from(s, &id))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!memcmp(&v[i], &id, sizeof(id)))
+			return true;
+	return false;
+}
+
+/* A record without the given packs; *dropped when it named any. */
+static json_t *record_without(json_t *j, const cairn_id *packs, size_t n, bool *dropped)
+{
+	json_t *kp = json_array(), *kb = json_array(), *v;
+	size_t i;
+	*dropped = false;
+	json_array_foreach(json_object_get(j, "packs"), i, v) {
+		if (id_among(packs, n, v))
+			*dropped = true;
+		else
+			json_array_append(kp, v);
+	}
+	json_array_foreach(json_object_get(j, "blobs"), i, v) {
+		if (id_among(packs, n, json_object_get(v, "pack")))
+			*dropped = true;
+		else
+			json_array_append(kb, v);
+	}
+	json_t *out = json_copy(j);
+	json_object_set_new(out, "packs", kp);
+	json_object_set_new(out, "blobs", kb);
+	return out;
+}
+
+int damage_forget_packs(struct cairn_repo *r, const cairn_id *packs, size_t n)
+{
+	struct name_list names;
+	int rc = list_names(r, "damaged", &names);
+	for (size_t i = 0; rc == 0 && i < names.n; i++) {
+		json_t *j = get_record(r, "damaged", names.v[i]);
+		bool dropped = false;
+		json_t *kept = json_is_object(j) ? record_without(j, packs, n, &dropped) : NULL;
+		json_decref(j);
+		if (!dropped) {
+			json_decref(kept);
+			continue;
+		}
+		/* the new record first: a crash in between leaves both, never neither */
+		if (json_array_size(json_object_get(kept, "packs")) ||
+		    json_array_size(json_object_get(kept, "blobs")))
+			rc = put_record(r, "damaged", kept);
+		else
+			json_decref(kept);
+		char path[160];
+		snprintf(path, sizeof(path), "damaged/%s", names.v[i]);
+		int drc = rc == 0 ? r->be->ops->remove(r->be, path) : 0;
+		if (drc < 0 && drc != -ENOENT)
+			rc = repo_err(r, drc, "cannot remove %s: %s", path, strerror(-drc));
+	}
+	name_list_free(&names);
+	return rc;
+}
+
 /* ---- data checks ---- */
 
 struct pack_time {

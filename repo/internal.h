@@ -208,6 +208,8 @@ int damage_record(struct cairn_repo *r, const struct damage_list *l);
 /* Loads every damage record into r->damage, sorted by damage_item_cmp. */
 int damage_load(struct cairn_repo *r);
 int damage_prune(struct cairn_repo *r);
+/* Drops the n packs from every damage record (they were put back whole). */
+int damage_forget_packs(struct cairn_repo *r, const cairn_id *packs, size_t n);
 struct check_age {
 	size_t pos; /* in the caller's pack array */
 	int64_t time_ns; /* last full read, 0 = never */

@@ -310,10 +310,30 @@ struct cairn_stats {
 };
 int cairn_repo_stats(struct cairn_repo *r, struct cairn_stats *st);
 
+typedef void (*cairn_report_fn)(void *opaque, const char *line);
+
+/* Objects named by their hash whose current version was overwritten, in
+ * a store that keeps older versions (a versioned S3 bucket;
+ * docs/design.md section 23): each is reported on one line through
+ * report, and with repair its newest older version that matches its name
+ * is put back (reported through repaired). Other stores: nothing to do. */
+struct cairn_overwrite_opts {
+	bool repair;
+	cairn_report_fn report, repaired; /* may be NULL */
+	void *opaque;
+};
+struct cairn_overwrite_result {
+	bool versioned; /* the store keeps versions: the scan ran */
+	size_t found; /* overwritten objects */
+	size_t restored; /* of those, put back */
+	size_t unrepairable; /* of those, with no older version matching */
+};
+int cairn_repo_overwrite_scan(struct cairn_repo *r, const struct cairn_overwrite_opts *o,
+			      struct cairn_overwrite_result *res);
+
 /* check: structure always, blob data when read_data. Problems are reported
  * through the callback (one line each) and counted in the return value
  * (>= 0 problems; < 0 on an error that stopped the check). */
-typedef void (*cairn_report_fn)(void *opaque, const char *line);
 struct cairn_check_opts {
 	bool read_data;
 	/* with read_data: 0 reads every pack; else this share of the packs,
@@ -323,6 +343,11 @@ struct cairn_check_opts {
 	int threads; /* 0: one per CPU */
 	bool dry_records; /* do not record what was read or found damaged */
 	size_t *packs_read; /* optional out: packs read in full */
+	/* first, overwritten objects (cairn_repo_overwrite_scan): reported as
+	 * problems (put back too with repair, and reported through repaired) */
+	bool repair;
+	cairn_report_fn repaired;
+	size_t *restored; /* optional out: objects put back */
 	cairn_report_fn report;
 	void *opaque;
 };

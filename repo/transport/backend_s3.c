@@ -26,6 +26,7 @@ struct s3_backend {
 	size_t threshold, part_size;
 	unsigned list_page; /* keys per ListObjectsV2 answer */
 	unsigned lock_days; /* immutable repository: COMPLIANCE retention; 0: none */
+	bool versioning_known, versioned; /* the bucket keeps versions (asked once) */
 };
 
 static struct s3_backend *to_s3(struct cairn_backend *b)
@@ -315,13 +316,13 @@ struct versions {
 	size_t n, cap;
 };
 
-static int collect_version(void *opaque, const char *key, const char *version_id)
+static int collect_version(void *opaque, const struct s3_version *sv)
 {
 	struct versions *v = opaque;
-	if (strcmp(key, v->key))
+	if (strcmp(sv->key, v->key))
 		return 0; /* another key with the same beginning */
 	if (array_grow(&v->ids, &v->cap, v->n, sizeof(*v->ids)) < 0 ||
-	    !(v->ids[v->n] = strdup(version_id)))
+	    !(v->ids[v->n] = strdup(sv->version_id)))
 		return -ENOMEM;
 	v->n++;
 	return 0;
@@ -353,9 +354,12 @@ static int list_versions(struct s3_backend *s, const char *name, struct versions
 	if (rc == 0)
 		rc = s3_request(s->client, &rq, &rs);
 	v->key = key;
-	if (rc == 0 && (rc = s3_xml_versions(page.p, page.len, collect_version, v, more)) == -EBADMSG)
+	struct s3_version_page next = { 0 };
+	if (rc == 0 && (rc = s3_xml_versions(page.p, page.len, collect_version, v, &next)) == -EBADMSG)
 		rc = curl_req_fail(s->client, -EIO, "listing the versions of %s: the server's "
 				    "answer is not a ListObjectVersions result", name);
+	*more = rc == 0 && next.truncated;
+	s3_version_page_free(&next);
 	v->key = NULL;
 	buf_free(&page);
 	return rc;
@@ -554,6 +558,28 @@ static int s3_retain(struct cairn_backend *b, const char *name, int64_t until_s)
 	return rc;
 }
 
+/* Only a bucket that keeps versions has any to list; asked once. */
+static int s3_list_versions_op(struct cairn_backend *b, const char *dir, cairn_version_fn fn,
+			       void *opaque)
+{
+	struct s3_backend *s = to_s3(b);
+	curl_req_clear_error();
+	if (!s->versioning_known) {
+		int rc = s3_versioning(s->client, &s->versioned);
+		if (rc < 0)
+			return rc;
+		s->versioning_known = true;
+	}
+	return s->versioned ? s3_list_versions(s->client, s->prefix, dir, fn, opaque) : -ENOTSUP;
+}
+
+static int s3_get_version_op(struct cairn_backend *b, const char *name, const char *version_id,
+			     struct buf *out)
+{
+	curl_req_clear_error();
+	return s3_get_version(to_s3(b)->client, name, version_id, out);
+}
+
 static const char *s3_error(struct cairn_backend *b, int rc)
 {
 	return curl_req_error(to_s3(b)->client, rc);
@@ -582,6 +608,8 @@ static const struct cairn_backend_ops s3_ops = {
 	.retention = s3_retention,
 	.retain = s3_retain,
 	.remove_many = s3_remove_many,
+	.list_versions = s3_list_versions_op,
+	.get_version = s3_get_version_op,
 };
 
 static void s3_backend_freep(struct s3_backend **s)

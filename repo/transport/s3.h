@@ -108,18 +108,43 @@ int s3_xml_list(const void *body, size_t len, s3_key_fn fn, void *opaque, char *
 		size_t *keys);
 /* InitiateMultipartUploadResult: the UploadId (malloc'ed). */
 int s3_xml_upload_id(const void *body, size_t len, char **id);
-/* ListObjectVersions: fn(opaque, key, version id) per version and per
- * delete marker, newest first for each key; *truncated when there are
- * more. */
-typedef int (*s3_version_fn)(void *opaque, const char *key, const char *version_id);
+/* ListObjectVersions: fn(opaque, v) per version and per delete marker,
+ * newest first for each key; when the answer is truncated, the page says
+ * where the next one starts (NextKeyMarker, NextVersionIdMarker). */
+struct s3_version {
+	const char *key, *version_id;
+	bool latest; /* IsLatest: the current version (or marker) of key */
+	bool marker; /* a delete marker, not a version */
+};
+typedef int (*s3_version_fn)(void *opaque, const struct s3_version *v);
+struct s3_version_page {
+	bool truncated;
+	char *next_key, *next_version; /* malloc'ed; NULL when absent */
+};
+void s3_version_page_free(struct s3_version_page *p);
 /* A DeleteObjects answer (quiet mode: only the keys that failed). */
 typedef int (*s3_delete_error_fn)(void *opaque, const char *key, const char *code,
 				  const char *message);
 int s3_xml_delete_errors(const void *body, size_t len, s3_delete_error_fn fn, void *opaque);
 int s3_xml_versions(const void *body, size_t len, s3_version_fn fn, void *opaque,
-		    bool *truncated);
+		    struct s3_version_page *page);
+/* VersioningConfiguration: its Status ("Enabled", "Suspended", or "" for
+ * a bucket that never had versioning). */
+int s3_xml_versioning(const void *body, size_t len, char *status, size_t statuslen);
 /* ObjectLockConfiguration: *enabled when ObjectLockEnabled is "Enabled". */
 int s3_xml_object_lock(const void *body, size_t len, bool *enabled);
+
+/* s3_versions.c: a versioned bucket (docs/design.md section 23). */
+/* *on when the bucket keeps versions (Enabled or Suspended). */
+int s3_versioning(struct s3_client *c, bool *on);
+/* Every version and delete marker under PREFIX + dir + "/", page after
+ * page: fn(opaque, name below PREFIX, version id, latest, marker), newest
+ * first for each name; names whose last part starts with '.' skipped. */
+int s3_list_versions(struct s3_client *c, const char *prefix, const char *dir,
+		     cairn_version_fn fn, void *opaque);
+/* The bytes of one version of name (below the prefix). */
+int s3_get_version(struct s3_client *c, const char *name, const char *version_id,
+		   struct buf *out);
 
 /* ISO 8601 UTC as S3 writes it ("2026-12-01T11:30:47.000Z" and the like)
  * to Unix seconds; -1 when it is not one. */

@@ -124,29 +124,69 @@ int s3_xml_object_lock(const void *body, size_t len, bool *enabled)
 	return 0;
 }
 
+/* A copy of element name's text under n (malloc'ed), or NULL when absent
+ * or empty. */
+static int dup_text(const xmlNode *n, const char *name, char **out)
+{
+	xmlNode *c = child(n, name);
+	xmlChar *t = c ? xmlNodeGetContent(c) : NULL;
+	*out = t && *t ? strdup((const char *)t) : NULL;
+	int rc = t && *t && !*out ? -ENOMEM : 0;
+	xmlFree(t);
+	return rc;
+}
+
 int s3_xml_versions(const void *body, size_t len, s3_version_fn fn, void *opaque,
-		    bool *truncated)
+		    struct s3_version_page *page)
 {
 	_cleanup_(xml_docp) xmlDoc *d = parse(body, len);
 	xmlNode *root = d ? xmlDocGetRootElement(d) : NULL;
-	*truncated = false;
+	memset(page, 0, sizeof(*page));
 	if (!root || !is(root, "ListVersionsResult"))
 		return -EBADMSG;
 	for (xmlNode *c = root->children; c; c = c->next) {
 		if (!is(c, "Version") && !is(c, "DeleteMarker"))
 			continue;
-		char key[1100], vid[256];
+		char key[1100], vid[256], latest[8];
 		text_of(c, "Key", key, sizeof(key));
 		text_of(c, "VersionId", vid, sizeof(vid));
+		text_of(c, "IsLatest", latest, sizeof(latest));
 		if (!*key || !*vid)
 			return -EBADMSG;
-		int rc = fn(opaque, key, vid);
+		struct s3_version v = { .key = key, .version_id = vid,
+					.latest = !strcmp(latest, "true"),
+					.marker = is(c, "DeleteMarker") };
+		int rc = fn(opaque, &v);
 		if (rc)
 			return rc;
 	}
 	char t[8];
 	text_of(root, "IsTruncated", t, sizeof(t));
-	*truncated = !strcmp(t, "true");
+	page->truncated = !strcmp(t, "true");
+	if (!page->truncated)
+		return 0;
+	int rc = dup_text(root, "NextKeyMarker", &page->next_key);
+	if (rc == 0)
+		rc = dup_text(root, "NextVersionIdMarker", &page->next_version);
+	if (rc < 0)
+		s3_version_page_free(page);
+	return rc;
+}
+
+void s3_version_page_free(struct s3_version_page *p)
+{
+	free(p->next_key);
+	free(p->next_version);
+	memset(p, 0, sizeof(*p));
+}
+
+int s3_xml_versioning(const void *body, size_t len, char *status, size_t statuslen)
+{
+	_cleanup_(xml_docp) xmlDoc *d = parse(body, len);
+	xmlNode *root = d ? xmlDocGetRootElement(d) : NULL;
+	if (!root || !is(root, "VersioningConfiguration"))
+		return -EBADMSG;
+	text_of(root, "Status", status, statuslen);
 	return 0;
 }
 
