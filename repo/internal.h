@@ -13,8 +13,9 @@
  *   3. open and load: repo (config, blob reads), load (index files into
  *      r->idx, after the records of layer 2).
  *   4. writing: writer, snapshot.
- *   5. maintenance: check, forget, retention, replica, gc and its gc_*
- *      files (gc_internal.h), gc_immutable. */
+ *   5. maintenance: check, overwrite (objects overwritten in a versioned
+ *      store, put back by check), forget, retention, replica, gc and its
+ *      gc_* files (gc_internal.h), gc_immutable. */
 #ifndef CAIRN_REPO_INTERNAL_H
 #define CAIRN_REPO_INTERNAL_H
 
