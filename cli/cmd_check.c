@@ -58,6 +58,8 @@ static void print_repaired(void *opaque, const char *line)
 		cli_warn("%s", line);
 }
 
+static void print_line(void *opaque, const char *line);
+
 static int check_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -87,6 +89,7 @@ static int check_main(int argc, char **argv)
 	/* putting back bytes that hash to their name can only undo damage */
 	a.o.repair = true;
 	a.o.repaired = print_repaired;
+	a.o.notice = print_line;
 	a.o.packs_read = &packs_read;
 	bool subset = a.o.subset_pct || a.o.nparts;
 	int problems = cairn_repo_check(r, &a.o);

@@ -354,7 +354,8 @@ int cairn_repo_check(struct cairn_repo *r, const struct cairn_check_opts *o)
 	/* before the index and damage records are loaded: what it puts back
 	 * is then read as it was written */
 	struct cairn_overwrite_opts ow = { .repair = o->repair, .report = fn,
-					   .repaired = o->repaired, .opaque = opaque };
+					   .repaired = o->repaired, .notice = o->notice,
+					   .opaque = opaque };
 	struct cairn_overwrite_result owr;
 	int rc = cairn_repo_overwrite_scan(r, &ow, &owr);
 	if (rc < 0)

@@ -320,6 +320,9 @@ typedef void (*cairn_report_fn)(void *opaque, const char *line);
 struct cairn_overwrite_opts {
 	bool repair;
 	cairn_report_fn report, repaired; /* may be NULL */
+	/* why the scan could not run (credentials that may not list versions,
+	 * such as a backup host's); not a problem. May be NULL. */
+	cairn_report_fn notice;
 	void *opaque;
 };
 struct cairn_overwrite_result {
@@ -347,6 +350,7 @@ struct cairn_check_opts {
 	 * problems (put back too with repair, and reported through repaired) */
 	bool repair;
 	cairn_report_fn repaired;
+	cairn_report_fn notice; /* the scan could not run (not a problem) */
 	size_t *restored; /* optional out: objects put back */
 	cairn_report_fn report;
 	void *opaque;
