@@ -116,5 +116,4 @@ void guard_act(struct cairn_repo *r, const struct cairn_snapshot *s,
 		snprintf(res->alarm, sizeof(res->alarm),
 			 "suspicious change: %s; snapshot %.12s protected", why, hex);
 	}
-	notice(o, "%s", res->alarm);
 }
