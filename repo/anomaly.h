@@ -1,4 +1,4 @@
-/* The anomaly guard's arithmetic (docs/design.md section 23): per disk of a
+/* The anomaly guard's arithmetic (docs/design.md section 24): per disk of a
  * backup, how much of the disk is new data and how incompressible that new
  * data is, judged against the same VM's own history, and the manifest key
  * `"anomaly"` that records the measure, the baseline, the thresholds and
