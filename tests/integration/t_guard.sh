@@ -8,7 +8,8 @@
 # protected (and survives the job's keep-last 1 afterwards), the webhook
 # gets the summary although notify-success is off, the metric and status
 # show the alarm, and `cairn snapshots` (text and --json) shows both. The
-# next ordinary night raises nothing again.
+# next ordinary night raises nothing again. Then `cairn backup --image`:
+# the alarm on stderr and in --json, --guard thresholds, off and a bad one.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/vm.sh"
 
@@ -147,4 +148,26 @@ assert_eq "$(json '[s["id"] for s in j if s["protected"]] == ["'"$clean"'"]' <"$
 	"the protected snapshot kept"
 cairn_q forget "$R" --name "$NAME" --keep-last 1
 assert_eq "$(snap_count "$R")" 2 "snapshots after forget --keep-last 1"
+
+step "cairn backup of an image: the alarm on stderr and in --json, --guard"
+mkimg_fs "$T/img.raw" 48M
+cairn_q backup "$R" --image "$T/img.raw" --name img
+{ seq 1 200000 || true; } | head -c 655360 | dd of="$T/img.raw" bs=64K seek=40 conv=notrunc status=none
+cairn_q backup "$R" --image "$T/img.raw" --name img --json --guard min-new=256K
+assert_eq "$(json 'j["suspicious"]' <"$T/last.out")" false "image: an ordinary change"
+quiet=$(json 'j["snapshot"]' <"$T/last.out")
+head -c 32M /dev/urandom | dd of="$T/img.raw" bs=1M seek=8 conv=notrunc status=none
+cairn_q backup "$R" --image "$T/img.raw" --name img --json
+assert_eq "$(json 'j["suspicious"]' <"$T/last.out")" true "image: random overwrite"
+assert_eq "$(json 'j["protected"]' <"$T/last.out")" "$quiet" "image: the snapshot protected"
+grep -q "^cairn: warning: img: suspicious change: disk img.raw: .*snapshot ${quiet:0:12} protected" \
+	"$T/last.err" || die "no alarm on stderr: $(cat "$T/last.err")"
+expect_fail 2 "$CAIRN" backup "$R" --image "$T/img.raw" --name img --guard factor=0.5
+assert_msg_matches "bad value for factor"
+head -c 32M /dev/urandom | dd of="$T/img.raw" bs=1M seek=8 conv=notrunc status=none
+cairn_q backup "$R" --image "$T/img.raw" --name img --json --guard off
+assert_eq "$(json 'j["suspicious"]' <"$T/last.out")" false "image: --guard off"
+"$CAIRN" snapshots "$R" --name img --json >"$T/img.json"
+assert_eq "$(json '"anomaly" in sorted(j, key=lambda x: x["time_ns"])[-1]["disks"][0]' <"$T/img.json")" \
+	false "a record without the guard"
 pass
