@@ -77,6 +77,9 @@ struct cairn_backup_opts {
 	 * share one (their snapshots are saved with cairn_writer_flush, which
 	 * waits for every blob any of them put). */
 	struct cairn_writer *writer;
+	/* the anomaly guard's thresholds (zero fields: defaults) or off
+	 * (repo/anomaly.h, agent/guard.h) */
+	struct cairn_guard_opts guard;
 };
 
 struct cairn_backup_result {
@@ -88,6 +91,16 @@ struct cairn_backup_result {
 	uint64_t bytes_read;
 	uint64_t chunks, zero_chunks, new_chunks;
 	uint64_t new_bytes; /* bytes added to packs */
+	/* the anomaly guard marked the snapshot suspicious; alarm says why
+	 * (disk, change, incompressible share, what was protected) */
+	bool suspicious;
+	char alarm[400];
+	/* the snapshot the guard protected (the last one before the jump) */
+	bool has_protected;
+	cairn_id protected;
+	/* internal: the newest earlier snapshot of the name not suspicious */
+	bool has_clean_prev;
+	cairn_id clean_prev;
 };
 
 /* Building blocks of a backup: start a snapshot and add its disks

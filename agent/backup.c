@@ -9,6 +9,7 @@
 #include "repo/disk.h"
 #include "repo/disk_writer.h"
 #include "agent.h"
+#include "guard.h"
 
 #define SLOTS_PER_WORKER 4
 
@@ -199,10 +200,15 @@ static int read_slots(struct disk_job *j, unsigned workers)
 	return rc;
 }
 
-static void add_stats(struct cairn_backup_result *res, const struct cairn_disk_writer *dw)
+/* The result's counters, and the disk's measure for the anomaly guard. */
+static void add_stats(struct disk_job *j, const struct cairn_disk_writer *dw)
 {
+	struct cairn_backup_result *res = j->res;
 	struct cairn_disk_writer_stats st;
 	cairn_disk_writer_stats(dw, &st);
+	if (!j->o->guard.off)
+		cairn_anomaly_measure(&j->disk->anomaly, j->disk->size, st.new_raw_bytes,
+				      st.new_bytes);
 	res->chunks += st.chunks;
 	res->zero_chunks += st.zero_chunks;
 	res->new_chunks += st.new_chunks;
@@ -231,7 +237,7 @@ static int backup_disk(struct cairn_repo *r, struct cairn_writer *w, struct disk
 	if (rc == 0)
 		rc = cairn_source_recheck(j->src, j->err, j->errlen);
 	if (rc == 0) {
-		add_stats(j->res, dw);
+		add_stats(j, dw);
 		if (j->o->progress)
 			j->o->progress(j->o->progress_opaque, j->done_before + j->disk->size,
 				       j->res->bytes_total);
@@ -287,9 +293,11 @@ int cairn_backup_run(struct cairn_repo *r, struct cairn_snapshot *s,
 	s->bytes_read = res->bytes_read;
 	s->new_chunks = res->new_chunks;
 	s->new_bytes = res->new_bytes;
+	guard_judge(r, s, o, res);
 	rc = cairn_snapshot_save(r, w, s);
 	if (rc < 0)
 		return set_err(err, errlen, rc, "%s", cairn_repo_error(r));
+	guard_act(r, s, o, res);
 	res->snapshot = s->id;
 	res->has_parent = s->has_parent;
 	res->parent = s->parent;

@@ -6,7 +6,7 @@
 #include "agent/fleet.h"
 #include "cli.h"
 
-#define USAGE "backup REPO --image [NAME=]FILE [--image ...] | --domain NAME [--domain ...] [--disk D ...] | --all [--exclude GLOB ...] [--parallel N] [--connect URI] [--full] [--quiesce[=auto]] [--scratch-dir DIR] [--name NAME] [--tag T ...]"
+#define USAGE "backup REPO --image [NAME=]FILE [--image ...] | --domain NAME [--domain ...] [--disk D ...] | --all [--exclude GLOB ...] [--parallel N] [--connect URI] [--full] [--quiesce[=auto]] [--scratch-dir DIR] [--name NAME] [--tag T ...] [--guard off|on|KEY=VALUE,...]"
 #define MAX_DISKS 64
 #define MAX_TAGS 32
 
@@ -30,6 +30,7 @@ struct backup_args {
 	size_t nonly;
 	const char *scratch_dir;
 	unsigned parallel;
+	struct cairn_guard_opts guard; /* the anomaly guard (repo/anomaly.h) */
 };
 
 static int backup_option(void *ctx, int opt, const char *arg)
@@ -104,6 +105,12 @@ static int backup_option(void *ctx, int opt, const char *arg)
 			return cli_usage("at most %d tags", MAX_TAGS);
 		a->tags[a->ntags++] = arg;
 		return 0;
+	case 'g': {
+		char err[300];
+		if (cairn_guard_parse(arg, &a->guard, err, sizeof(err)) < 0)
+			return cli_usage("--guard %s", err);
+		return 0;
+	}
 	case 'j': {
 		char *end;
 		long n = strtol(arg, &end, 10);
@@ -144,8 +151,15 @@ static void print_result(const struct cli *c, const char *name,
 	id_hex(&res->snapshot, id);
 	if (res->has_parent)
 		id_hex(&res->parent, parent);
+	char prot[65];
+	if (res->has_protected)
+		id_hex(&res->protected, prot);
+	/* the alarm goes to stderr whatever the output format: it must not
+	 * be lost in a script's parsed stdout */
+	if (res->suspicious)
+		cli_warn("%s: %s", name, res->alarm);
 	if (c->json) {
-		json_print(json_pack("{s:s, s:s, s:s?, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
+		json_print(json_pack("{s:s, s:s, s:s?, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:b, s:s?, s:s?}",
 				     "snapshot", id, "name", name, "parent",
 				     res->has_parent ? parent : NULL, "bytes_total",
 				     (json_int_t)res->bytes_total, "bytes_read",
@@ -153,7 +167,9 @@ static void print_result(const struct cli *c, const char *name,
 				     (json_int_t)res->chunks, "zero_chunks",
 				     (json_int_t)res->zero_chunks, "new_chunks",
 				     (json_int_t)res->new_chunks, "new_bytes",
-				     (json_int_t)res->new_bytes, "seconds", secs));
+				     (json_int_t)res->new_bytes, "seconds", secs, "suspicious",
+				     res->suspicious, "alarm", res->suspicious ? res->alarm : NULL,
+				     "protected", res->has_protected ? prot : NULL));
 		return;
 	}
 	if (c->quiet) {
@@ -229,7 +245,7 @@ static int backup_domains(const struct cli *c, const char *url, struct backup_ar
 			    .disks = a->nonly ? a->only : NULL, .ndisks = a->nonly,
 			    .scratch_dir = a->scratch_dir,
 			    .backup = { .name = a->name, .tags = a->tags, .ntags = a->ntags,
-					.workers = a->workers, .progress = progress_update,
+					.workers = a->workers, .guard = a->guard, .progress = progress_update,
 					.cancel = &cli_interrupted, .notice = print_notice } },
 		.stop = &cli_interrupted,
 		.begin = begin_domain, .done = done_domain, .opaque = &dr,
@@ -258,6 +274,7 @@ static int backup_main(int argc, char **argv)
 		{ "disk", required_argument, NULL, 'd' },
 		{ "scratch-dir", required_argument, NULL, 'S' },
 		{ "parallel", required_argument, NULL, 'p' },
+		{ "guard", required_argument, NULL, 'g' },
 		{ 0 },
 	};
 	struct cli c = { 0 };
@@ -314,7 +331,8 @@ static int backup_main(int argc, char **argv)
 						       .ntags = a.ntags, .workers = a.workers,
 						       .progress = progress_update,
 						       .progress_opaque = &p,
-						       .cancel = &cli_interrupted };
+						       .cancel = &cli_interrupted,
+						       .guard = a.guard };
 			cli_catch_signals();
 			struct cairn_backup_result res;
 			char err[512] = "";

@@ -53,7 +53,32 @@ static void verification_text(const struct cairn_verification *v, char *out, siz
 		snprintf(out, len, "FAILED");
 }
 
-static json_t *snapshot_json(const struct cairn_snapshot *s, const struct cairn_verification *ver)
+/* A disk object, with the anomaly guard's record when it has one. */
+static json_t *disk_json(const struct cairn_disk *d)
+{
+	char digest[33];
+	hex_encode(d->digest, sizeof(d->digest), digest);
+	json_t *j = json_pack("{s:s, s:I, s:s, s:s, s:I, s:s?, s:s}", "name", d->name, "size",
+			      (json_int_t)d->size, "format", d->format, "path", d->path,
+			      "chunk_size", (json_int_t)d->chunk_size, "digest",
+			      d->has_digest ? digest : NULL, "read",
+			      d->incremental ? "incremental" : "full");
+	if (j && d->anomaly.present)
+		json_object_set_new(j, "anomaly", cairn_anomaly_to_json(&d->anomaly));
+	return j;
+}
+
+/* "suspicious" (the anomaly guard marked it), "protected", both, or "-". */
+static void flags_text(bool suspicious, bool protect, char *out, size_t len)
+{
+	snprintf(out, len, "%s%s%s", suspicious ? "SUSPICIOUS" : "",
+		 suspicious && protect ? "," : "", protect ? "protected" : "");
+	if (!*out)
+		snprintf(out, len, "-");
+}
+
+static json_t *snapshot_json(const struct cairn_snapshot *s, const struct cairn_verification *ver,
+			     bool protect)
 {
 	char id[65], parent[65], when[40];
 	id_hex(&s->id, id);
@@ -65,18 +90,10 @@ static json_t *snapshot_json(const struct cairn_snapshot *s, const struct cairn_
 	for (size_t i = 0; i < s->ntags; i++)
 		json_array_append_new(tags, json_string(s->tags[i]));
 	for (size_t i = 0; i < s->ndisks; i++) {
-		const struct cairn_disk *d = &s->disks[i];
-		char digest[33];
-		hex_encode(d->digest, sizeof(d->digest), digest);
-		size += d->size;
-		json_array_append_new(disks, json_pack("{s:s, s:I, s:s, s:s, s:I, s:s?, s:s}",
-						       "name", d->name, "size", (json_int_t)d->size,
-						       "format", d->format, "path", d->path,
-						       "chunk_size", (json_int_t)d->chunk_size,
-						       "digest", d->has_digest ? digest : NULL, "read",
-						       d->incremental ? "incremental" : "full"));
+		size += s->disks[i].size;
+		json_array_append_new(disks, disk_json(&s->disks[i]));
 	}
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s?, s:o, s:o, s:I, s:s, s:s?, s:s?, s:I, s:I, s:I, s:o}",
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s?, s:o, s:o, s:I, s:s, s:s?, s:s?, s:I, s:I, s:I, s:o, s:b, s:b}",
 			 "id", id, "name", s->name, "source", s->source, "host", s->host, "time",
 			 when, "time_ns", (json_int_t)s->time_ns, "parent",
 			 s->has_parent ? parent : NULL, "tags", tags, "disks", disks, "size",
@@ -84,7 +101,8 @@ static json_t *snapshot_json(const struct cairn_snapshot *s, const struct cairn_
 			 s->consistency, "checkpoint", s->checkpoint, "bytes_read",
 			 (json_int_t)s->bytes_read, "new_chunks", (json_int_t)s->new_chunks,
 			 "new_bytes", (json_int_t)s->new_bytes, "verification",
-			 verification_json(ver));
+			 verification_json(ver), "suspicious", cairn_snapshot_suspicious(s),
+			 "protected", protect);
 }
 
 static int snapshots_main(int argc, char **argv)
@@ -118,19 +136,24 @@ static int snapshots_main(int argc, char **argv)
 	cli_print_warnings(r);
 	json_t *arr = c.json ? json_array() : NULL;
 	if (!c.json)
-		printf("%-12s  %-20s  %-20s  %-11s  %-8s  %10s  %10s  %10s  %-8s  %s\n", "ID",
-		       "TIME", "NAME", "KIND", "CONSIST", "SIZE", "READ", "STORED", "VERIFIED",
-		       "TAGS");
+		printf("%-12s  %-20s  %-20s  %-11s  %-8s  %10s  %10s  %10s  %-8s  %-10s  %s\n",
+		       "ID", "TIME", "NAME", "KIND", "CONSIST", "SIZE", "READ", "STORED",
+		       "VERIFIED", "FLAGS", "TAGS");
 	for (size_t i = 0; i < n; i++) {
 		const struct cairn_snapshot *s = v[i];
 		if (name && strcmp(s->name, name))
 			continue;
 		const struct cairn_verification *last = last_verification(s, ver, nver);
+		bool protect = false;
+		if ((rc = cairn_snapshot_is_protected(r, &s->id, &protect)) < 0)
+			break;
 		if (arr) {
-			json_array_append_new(arr, snapshot_json(s, last));
+			json_array_append_new(arr, snapshot_json(s, last, protect));
 			continue;
 		}
 		char id[65], when[40], size[32], added[32], rd[32], tags[256] = "", verified[32];
+		char flags[32];
+		flags_text(cairn_snapshot_suspicious(s), protect, flags, sizeof(flags));
 		verification_text(last, verified, sizeof(verified));
 		uint64_t total = 0;
 		for (size_t d = 0; d < s->ndisks; d++)
@@ -144,15 +167,17 @@ static int snapshots_main(int argc, char **argv)
 		format_bytes(total, size, sizeof(size));
 		format_bytes(s->new_bytes, added, sizeof(added));
 		format_bytes(s->bytes_read, rd, sizeof(rd));
-		printf("%.12s  %-20s  %-20s  %-11s  %-8s  %10s  %10s  %10s  %-8s  %s\n", id, when,
-		       s->name, snapshot_kind(s), s->consistency ? s->consistency : "-", size, rd,
-		       added, verified, tags);
+		printf("%.12s  %-20s  %-20s  %-11s  %-8s  %10s  %10s  %10s  %-8s  %-10s  %s\n", id,
+		       when, s->name, snapshot_kind(s), s->consistency ? s->consistency : "-", size,
+		       rd, added, verified, flags, tags);
 	}
-	if (arr)
+	if (arr && rc == 0)
 		json_print(arr);
+	else
+		json_decref(arr);
 	cairn_snapshot_list_free(v, n);
 	cairn_verification_list_free(ver, nver);
-	return 0;
+	return rc < 0 ? cli_fail(rc, cairn_repo_error(r)) : 0;
 }
 
 static int cmp_id(const void *a, const void *b)
@@ -209,7 +234,10 @@ static int ls_main(int argc, char **argv)
 	_cleanup_(cairn_snapshot_freep) struct cairn_snapshot *s = NULL;
 	if ((rc = cairn_snapshot_find(r, argv[2], name, &s)) < 0)
 		return cli_fail(rc, cairn_repo_error(r));
-	json_t *j = c.json ? snapshot_json(s, NULL) : NULL;
+	bool protect = false;
+	if (c.json && (rc = cairn_snapshot_is_protected(r, &s->id, &protect)) < 0)
+		return cli_fail(rc, cairn_repo_error(r));
+	json_t *j = c.json ? snapshot_json(s, NULL, protect) : NULL;
 	json_t *disks = j ? json_object_get(j, "disks") : NULL;
 	if (!c.json) {
 		char id[65], when[40];

@@ -32,12 +32,12 @@ static json_t *run_json(const struct cairn_run_record *r)
 	when(r->start_ns, start, sizeof(start));
 	when(r->end_ns, end, sizeof(end));
 	when(r->next_run_ns, next, sizeof(next));
-	return json_pack("{s:s, s:s, s:s, s:s, s:f, s:b, s:s, s:s, s:I, s:I, s:s}", "job", r->job,
+	return json_pack("{s:s, s:s, s:s, s:s, s:f, s:b, s:s, s:s, s:I, s:I, s:s, s:b}", "job", r->job,
 			 "vm", r->vm, "start", start, "end", end, "seconds",
 			 (double)(r->end_ns - r->start_ns) / 1e9, "ok", r->ok, "message",
 			 r->message, "snapshot", r->snapshot, "bytes_read",
 			 (json_int_t)r->bytes_read, "bytes_stored", (json_int_t)r->bytes_stored,
-			 "next_run", next);
+			 "next_run", next, "anomaly", r->anomaly);
 }
 
 static void print_table(const struct cairn_run_record *v, size_t n)
@@ -51,7 +51,7 @@ static void print_table(const struct cairn_run_record *v, size_t n)
 		format_bytes(v[i].bytes_read, rd, sizeof(rd));
 		format_bytes(v[i].bytes_stored, st, sizeof(st));
 		printf("%-16s  %-20s  %-20s  %-6s  %7.1fs  %10s  %10s  %-20s  %s\n", v[i].job,
-		       v[i].vm, end, v[i].ok ? "ok" : "FAILED",
+		       v[i].vm, end, !v[i].ok ? "FAILED" : v[i].anomaly ? "ALARM" : "ok",
 		       (double)(v[i].end_ns - v[i].start_ns) / 1e9, rd, st, next, v[i].message);
 	}
 }

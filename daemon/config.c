@@ -35,7 +35,7 @@ static const char *const job_keys[] = { "domains" LIST, "exclude" LIST, "schedul
 					"keep-yearly", "keep-within", "keep-tag" LIST,
 					"gc-schedule", "replicate-to" LIST, "quiesce", "parallel",
 					"scratch-dir", "pre-hook", "post-hook", "webhook",
-					"notify-success", "email-command", NULL };
+					"notify-success", "email-command", "anomaly-guard", NULL };
 #define MAX_KEYS 32 /* more than any table above holds */
 
 struct loader {
@@ -407,6 +407,12 @@ static int job_key(struct loader *l, const char *key, const char *value)
 		return set_str(l, &j->email_command, value);
 	if (!strcmp(key, "notify-success"))
 		return parse_bool(l, key, value, &j->notify_success);
+	if (!strcmp(key, "anomaly-guard")) {
+		char why[300];
+		if (cairn_guard_parse(value, &j->guard, why, sizeof(why)) < 0)
+			return fail(l, "anomaly-guard = %s: %s", value, why);
+		return 1;
+	}
 	return keep_key(l, key, value, &j->keep, &j->keep_tags, &j->has_keep);
 }
 

@@ -12,7 +12,7 @@
  *                       yearly, keep-within, keep-tag, gc-schedule,
  *                       replicate-to, quiesce, parallel, scratch-dir,
  *                       pre-hook, post-hook, webhook, notify-success,
- *                       email-command
+ *                       email-command, anomaly-guard
  *
  * Loading is all or nothing: the first problem ends it with -EINVAL and one
  * line "FILE:LINE: message (hint)" in err, and *out is left empty. Refused:
@@ -31,7 +31,8 @@
  *   connections 0 (the backend's own), limits 0 (none);
  *   randomized-delay 0, no retention (has_keep false), no gc, no
  *   replication, quiesce auto, parallel 1, scratch-dir none (the backup's
- *   own), no hooks, no webhook, notify-success no, no email-command.
+ *   own), no hooks, no webhook, notify-success no, no email-command,
+ *   anomaly-guard on with its default thresholds.
  *
  * The model is plain data owned by struct cairn_conf: every string and
  * array in it is freed by cairn_conf_free, and nothing points outside it.
@@ -100,6 +101,9 @@ struct cairn_conf_job {
 	char *webhook; /* http(s) URL, or NULL */
 	char *email_command; /* gets the report on stdin, or NULL */
 	bool notify_success;
+	/* anomaly-guard = on | off | KEY=VALUE ... (repo/anomaly.h); zero
+	 * fields: the defaults */
+	struct cairn_guard_opts guard;
 	int line; /* of the [job] header */
 };
 

@@ -175,11 +175,13 @@ static void done_vm(void *opaque, size_t i, int rc, const struct cairn_backup_re
 		hex_encode(res->snapshot.b, CAIRN_ID_LEN, rec->snapshot);
 		rec->bytes_read = res->bytes_read;
 		rec->bytes_stored = res->new_bytes;
-		snprintf(rec->message, sizeof(rec->message), "snapshot %.12s", rec->snapshot);
+		rec->anomaly = res->suspicious;
+		snprintf(rec->message, sizeof(rec->message), "snapshot %.12s%s%s", rec->snapshot,
+			 res->suspicious ? ": " : "", res->suspicious ? res->alarm : "");
 	} else {
 		snprintf(rec->message, sizeof(rec->message), "%s", err);
 	}
-	logf_(x->j, rc == 0 ? LOG_INFO : LOG_ERR, x->vms[i], "%s (%.1fs)",
+	logf_(x->j, rc < 0 ? LOG_ERR : rec->anomaly ? LOG_WARNING : LOG_INFO, x->vms[i], "%s (%.1fs)",
 	      rc == 0 ? rec->message : err, (double)(rec->end_ns - rec->start_ns) / 1e9);
 }
 
@@ -190,7 +192,8 @@ static int backup_all(struct job_run *x, char *err, size_t errlen)
 		.domains = (const char *const *)x->vms, .ndomains = x->nvms,
 		.parallel = j->parallel,
 		.domain = { .uri = j->uri, .quiesce = j->quiesce, .scratch_dir = j->scratch_dir,
-			    .backup = { .cancel = j->cancel, .notice = on_backup_notice } },
+			    .backup = { .cancel = j->cancel, .notice = on_backup_notice,
+					.guard = j->guard } },
 		.begin = begin_vm, .done = done_vm, .opaque = x,
 	};
 	return cairn_backup_fleet(x->r, &o, err, errlen);

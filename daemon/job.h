@@ -51,6 +51,7 @@ struct cairn_job_spec {
 	const struct cairn_job_target *targets;
 	size_t ntargets;
 	const char *pre_hook, *post_hook; /* sh -c, with CAIRN_JOB set */
+	struct cairn_guard_opts guard; /* the anomaly guard of every backup */
 	const char *run_dir; /* per-VM locks; NULL: /run/cairn */
 	const volatile int *cancel;
 	cairn_job_log_fn log; /* one line per event, "job J vm V: ..." */

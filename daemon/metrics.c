@@ -18,6 +18,7 @@ static const struct metric metrics[] = {
 	{ "cairn_backup_bytes_read", "Bytes the last run read from the VM's disks." },
 	{ "cairn_backup_bytes_stored", "Bytes the last run added to the repository." },
 	{ "cairn_backup_next_run_timestamp_seconds", "When the job runs next." },
+	{ "cairn_backup_anomaly", "1 when the anomaly guard marked the last snapshot suspicious." },
 };
 
 /* Label values escaped as the exposition format wants: \\, \" and \n. */
@@ -45,7 +46,8 @@ static double value_of(const struct cairn_run_record *r, size_t metric)
 	case 2: return (double)(r->end_ns - r->start_ns) / 1e9;
 	case 3: return (double)r->bytes_read;
 	case 4: return (double)r->bytes_stored;
-	default: return (double)r->next_run_ns / 1e9;
+	case 5: return (double)r->next_run_ns / 1e9;
+	default: return r->anomaly ? 1 : 0;
 	}
 }
 

@@ -10,6 +10,8 @@
  *   cairn_backup_bytes_read{job,vm}
  *   cairn_backup_bytes_stored{job,vm}
  *   cairn_backup_next_run_timestamp_seconds{job,vm}
+ *   cairn_backup_anomaly{job,vm}               1 when the anomaly guard marked
+ *                                              the last snapshot suspicious
  *
  * Returns 0 or a negative errno with a one-line reason in err. */
 #ifndef CAIRN_DAEMON_METRICS_H

@@ -107,11 +107,19 @@ static int build_spec(const struct cairn_scheduler *s, const struct cairn_conf_j
 		.ndomains = j->domains.n, .all = j->all,
 		.exclude = (const char *const *)j->exclude.v, .nexclude = j->exclude.n,
 		.quiesce = j->quiesce, .parallel = j->parallel, .scratch_dir = j->scratch_dir,
-		.has_keep = j->has_keep, .keep = j->keep, .targets = in->targets,
+		.has_keep = j->has_keep, .keep = j->keep, .guard = j->guard, .targets = in->targets,
 		.ntargets = j->replicate_to.n, .pre_hook = j->pre_hook, .post_hook = j->post_hook,
 		.run_dir = c->run_dir, .cancel = s->stop, .log = log_line,
 		.log_opaque = (void *)s };
 	return 0;
+}
+
+static bool any_anomaly(const struct cairn_run_record *runs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (runs[i].anomaly)
+			return true;
+	return false;
 }
 
 static json_t *summary_json(const struct cairn_conf_job *j, const struct cairn_run_record *runs,
@@ -121,21 +129,24 @@ static json_t *summary_json(const struct cairn_conf_job *j, const struct cairn_r
 	gethostname(host, sizeof(host) - 1);
 	json_t *a = json_array();
 	for (size_t i = 0; i < n; i++)
-		json_array_append_new(a, json_pack("{s:s, s:b, s:s, s:s, s:I, s:I, s:f}", "vm",
+		json_array_append_new(a, json_pack("{s:s, s:b, s:s, s:s, s:I, s:I, s:f, s:b}", "vm",
 						   runs[i].vm, "ok", runs[i].ok, "message",
 						   runs[i].message, "snapshot", runs[i].snapshot,
 						   "bytes_read", (json_int_t)runs[i].bytes_read,
 						   "bytes_stored", (json_int_t)runs[i].bytes_stored,
 						   "seconds",
-						   (double)(runs[i].end_ns - runs[i].start_ns) / 1e9));
-	return json_pack("{s:s, s:s, s:b, s:s?, s:o}", "job", j->name, "host", host, "ok", ok,
-			 "error", job_error, "runs", a);
+						   (double)(runs[i].end_ns - runs[i].start_ns) / 1e9,
+						   "anomaly", runs[i].anomaly));
+	return json_pack("{s:s, s:s, s:b, s:b, s:s?, s:o}", "job", j->name, "host", host, "ok", ok,
+			 "anomaly", any_anomaly(runs, n), "error", job_error, "runs", a);
 }
 
 static void notify(const struct cairn_scheduler *s, const struct cairn_conf_job *j,
 		   const struct cairn_run_record *runs, size_t n, bool ok, const char *job_error)
 {
-	if ((ok && !j->notify_success) || (!j->webhook && !j->email_command))
+	/* a suspicious backup succeeded, but it is what the admin must hear */
+	if ((ok && !j->notify_success && !any_anomaly(runs, n)) ||
+	    (!j->webhook && !j->email_command))
 		return;
 	json_t *summary = summary_json(j, runs, n, ok, job_error);
 	_cleanup_free_ char *text = json_dumps(summary, JSON_INDENT(2));

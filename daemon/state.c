@@ -111,13 +111,13 @@ int cairn_state_record_run(const char *state_dir, const struct cairn_run_record 
 	snprintf(file, sizeof(file), "%s.json", vm);
 	iso(r->start_ns, start, sizeof(start));
 	iso(r->end_ns, end, sizeof(end));
-	json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:I, s:s, s:I, s:b, s:s, s:s, s:I, s:I, s:I}",
+	json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:I, s:s, s:I, s:b, s:s, s:s, s:I, s:I, s:I, s:b}",
 			      "version", 1, "job", r->job, "vm", r->vm, "start", start, "start_ns",
 			      (json_int_t)r->start_ns, "end", end, "end_ns", (json_int_t)r->end_ns,
 			      "ok", r->ok, "message", r->message, "snapshot", r->snapshot,
 			      "bytes_read", (json_int_t)r->bytes_read, "bytes_stored",
 			      (json_int_t)r->bytes_stored, "next_run_ns",
-			      (json_int_t)r->next_run_ns);
+			      (json_int_t)r->next_run_ns, "anomaly", r->anomaly);
 	return write_json(dir, file, j, err, errlen);
 }
 
@@ -145,6 +145,7 @@ static int parse_run(const char *path, struct cairn_run_record *r)
 	r->bytes_read = (uint64_t)json_integer_value(json_object_get(j, "bytes_read"));
 	r->bytes_stored = (uint64_t)json_integer_value(json_object_get(j, "bytes_stored"));
 	r->next_run_ns = json_integer_value(json_object_get(j, "next_run_ns"));
+	r->anomaly = json_is_true(json_object_get(j, "anomaly")); /* absent in older records */
 	json_decref(j);
 	return 0;
 }

@@ -25,6 +25,7 @@ struct cairn_run_record {
 	char message[512]; /* the one line of a failure, or a summary */
 	char snapshot[65]; /* id of the snapshot written, or "" */
 	uint64_t bytes_read, bytes_stored;
+	bool anomaly; /* the anomaly guard marked the snapshot suspicious */
 	int64_t next_run_ns; /* 0 = unknown */
 };
 

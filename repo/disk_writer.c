@@ -116,6 +116,7 @@ int cairn_disk_writer_put(struct cairn_disk_writer *dw, uint64_t seq, const void
 	if (added) {
 		count(&dw->st.new_chunks, 1);
 		count(&dw->st.new_bytes, stored);
+		count(&dw->st.new_raw_bytes, len);
 	}
 	count(&dw->given, 1);
 	return 0;
@@ -175,6 +176,7 @@ void cairn_disk_writer_stats(const struct cairn_disk_writer *dw,
 		.bytes_put = __atomic_load_n(&s->bytes_put, __ATOMIC_RELAXED),
 		.new_chunks = __atomic_load_n(&s->new_chunks, __ATOMIC_RELAXED),
 		.new_bytes = __atomic_load_n(&s->new_bytes, __ATOMIC_RELAXED),
+		.new_raw_bytes = __atomic_load_n(&s->new_raw_bytes, __ATOMIC_RELAXED),
 	};
 }
 

@@ -68,6 +68,7 @@ struct cairn_disk_writer_stats {
 	uint64_t data_chunks; /* put with data */
 	uint64_t bytes_put; /* bytes handed to put */
 	uint64_t new_chunks, new_bytes; /* blobs stored, bytes they take in packs */
+	uint64_t new_raw_bytes; /* the same blobs' plaintext bytes */
 };
 /* Counters so far (exact once no slot is being given). */
 void cairn_disk_writer_stats(const struct cairn_disk_writer *dw,

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "base/util.h"
+#include "anomaly.h"
 
 #define CAIRN_ID_LEN 32
 #define CAIRN_MIN_CHUNK (64u * 1024)
@@ -170,6 +171,9 @@ struct cairn_disk {
 	 * what writers record from format revision 2 on */
 	bool has_digest2;
 	uint8_t digest2[16];
+	/* the anomaly guard's record (repo/anomaly.h); present only when the
+	 * backup ran with the guard on */
+	struct cairn_anomaly anomaly;
 };
 
 struct cairn_snapshot {
@@ -193,6 +197,8 @@ struct cairn_snapshot {
 	uint64_t bytes_read, new_chunks, new_bytes;
 };
 
+/* True when the anomaly guard marked any disk of s suspicious. */
+bool cairn_snapshot_suspicious(const struct cairn_snapshot *s);
 void cairn_snapshot_free(struct cairn_snapshot *s);
 DEFINE_CLEANUP(struct cairn_snapshot *, cairn_snapshot_free);
 

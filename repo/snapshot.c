@@ -53,6 +53,14 @@ void cairn_snapshot_disk_names(const struct cairn_snapshot *s, char *out, size_t
 	}
 }
 
+bool cairn_snapshot_suspicious(const struct cairn_snapshot *s)
+{
+	for (size_t i = 0; i < s->ndisks; i++)
+		if (s->disks[i].anomaly.present && s->disks[i].anomaly.suspicious)
+			return true;
+	return false;
+}
+
 static char *dup_or_empty(const char *s) { return strdup(s ? s : ""); }
 
 static int parse_disk(json_t *jd, struct cairn_disk *d)
@@ -70,6 +78,7 @@ static int parse_disk(json_t *jd, struct cairn_disk *d)
 	    (digest && hex_decode(digest, d->digest, 16) < 0) ||
 	    (digest2 && hex_decode(digest2, d->digest2, 16) < 0))
 		return -EBADMSG;
+	cairn_anomaly_from_json(json_object_get(jd, "anomaly"), &d->anomaly);
 	d->has_digest = digest != NULL;
 	d->has_digest2 = digest2 != NULL;
 	d->incremental = read && !strcmp(read, "incremental");
@@ -344,7 +353,7 @@ static json_t *disk_json(const struct cairn_disk *d)
 	}
 	hex_encode(d->digest, 16, digest);
 	hex_encode(d->digest2, 16, digest2);
-	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:o, s:s*, s:s*, s:s}", "name", d->name,
+	json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:o, s:s*, s:s*, s:s}", "name", d->name,
 			 "format", d->format ? d->format : "", "path",
 			 d->path ? d->path : "", "size", (json_int_t)d->size,
 			 "chunk_size", (json_int_t)d->chunk_size, "chunks",
@@ -352,6 +361,9 @@ static json_t *disk_json(const struct cairn_disk *d)
 			 d->has_digest ? digest : NULL, "digest2",
 			 d->has_digest2 ? digest2 : NULL, "read",
 			 d->incremental ? "incremental" : "full");
+	if (j && d->anomaly.present)
+		json_object_set_new(j, "anomaly", cairn_anomaly_to_json(&d->anomaly));
+	return j;
 }
 
 int cairn_snapshot_save(struct cairn_repo *r, struct cairn_writer *w,

@@ -85,6 +85,7 @@ static const char *full =
 	"webhook = https://hooks.example.com/cairn?x=1\n"
 	"notify-success = yes\n"
 	"email-command = mail -s cairn root\n"
+	"anomaly-guard = factor=4 min-change=30% min-new=8M\n"
 	"\n"
 	"[job all-vms]\n"
 	"domains = all\n"
@@ -171,6 +172,10 @@ static void test_every_key(void **state)
 	assert_string_equal(j->webhook, "https://hooks.example.com/cairn?x=1");
 	assert_true(j->notify_success);
 	assert_string_equal(j->email_command, "mail -s cairn root");
+	assert_false(j->guard.off);
+	assert_true(j->guard.factor == 4.0);
+	assert_true(j->guard.min_change == 0.30);
+	assert_int_equal(j->guard.min_new_bytes, 8u << 20);
 	/* the parsed schedules are usable as they are */
 	int64_t next;
 	assert_int_equal(cairn_calendar_next(&j->calendar, 0, &next), 0);
@@ -195,6 +200,8 @@ static void test_every_key(void **state)
 	assert_null(a->webhook);
 	assert_null(a->email_command);
 	assert_false(a->notify_success);
+	assert_false(a->guard.off);
+	assert_true(a->guard.factor == 0); /* 0: the default, resolved at use */
 	cairn_conf_free(&c);
 	assert_null(c.jobs);
 	cairn_conf_free(&c); /* a freed (zeroed) config frees again harmlessly */
@@ -377,6 +384,11 @@ static const struct refusal refusals[] = {
 	  "limit-upload = fast: give bytes per second, such as 20M or 512K" },
 	{ "bad limit-download", R "limit-download = -5\n", 3,
 	  "limit-download = -5: give bytes per second, such as 20M or 512K" },
+	{ "bad anomaly-guard", R "[job j]\nanomaly-guard = factor=0.5\n", 4,
+	  "anomaly-guard = factor=0.5: guard: bad value for factor: 0.5 (a number >= 1, e.g. 5)" },
+	{ "unknown anomaly-guard key", R "[job j]\nanomaly-guard = speed=3\n", 4,
+	  "anomaly-guard = speed=3: guard: unknown key speed (factor, min-change, incompressible, "
+	  "baseline-incompressible, absolute-change, absolute-incompressible, history, min-new)" },
 	{ "bad webhook", R "[job j]\nwebhook = ftp://x\n", 4,
 	  "webhook = ftp://x: give an http:// or https:// URL" },
 	{ "bad log-level", "[global]\nlog-level = loud\n", 2,

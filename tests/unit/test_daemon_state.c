@@ -54,6 +54,7 @@ static void test_runs_round_trip(void **state)
 	assert_int_equal(cairn_state_record_run(dir, &c, err, sizeof(err)), 0);
 	/* a newer run of the same job and VM replaces the record */
 	a.bytes_stored = 999;
+	a.anomaly = true;
 	assert_int_equal(cairn_state_record_run(dir, &a, err, sizeof(err)), 0);
 	struct cairn_run_record *v;
 	size_t n;
@@ -68,6 +69,8 @@ static void test_runs_round_trip(void **state)
 	assert_int_equal(v[2].bytes_stored, 999);
 	assert_int_equal(v[2].next_run_ns, 1700086400LL * 1000000000LL);
 	assert_string_equal(v[2].snapshot, a.snapshot);
+	assert_true(v[2].anomaly);
+	assert_false(v[0].anomaly);
 	free(v);
 }
 
@@ -112,6 +115,7 @@ static void test_metrics(void **state)
 	struct cairn_run_record r[2] = { run("nightly", "web\"1", true, 1700000000),
 					 run("nightly", "db", false, 1700000100) };
 	r[0].next_run_ns = 1700086400LL * 1000000000LL;
+	r[0].anomaly = true;
 	char *text;
 	assert_int_equal(cairn_metrics_render(r, 2, &text), 0);
 	assert_non_null(strstr(text, "# TYPE cairn_backup_last_success gauge\n"));
@@ -123,6 +127,8 @@ static void test_metrics(void **state)
 	/* only runs with a known next run get that series */
 	assert_non_null(strstr(text, "cairn_backup_next_run_timestamp_seconds{job=\"nightly\",vm=\"web\\\"1\"} 1700086400\n"));
 	assert_null(strstr(text, "cairn_backup_next_run_timestamp_seconds{job=\"nightly\",vm=\"db\"}"));
+	assert_non_null(strstr(text, "cairn_backup_anomaly{job=\"nightly\",vm=\"web\\\"1\"} 1\n"));
+	assert_non_null(strstr(text, "cairn_backup_anomaly{job=\"nightly\",vm=\"db\"} 0\n"));
 	free(text);
 }
 
