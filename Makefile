@@ -11,7 +11,7 @@ LDLIBS += $(PKG_LIBS) -pthread
 # apt packages for building, testing, the demo and the benchmark
 APT_BUILD := build-essential pkg-config libzstd-dev libssl-dev libxxhash-dev \
 	libjansson-dev libnbd-dev libcmocka-dev libvirt-dev libxml2-dev \
-	nbdkit-plugin-dev libcurl4-openssl-dev libinih-dev
+	nbdkit-plugin-dev libcurl4-openssl-dev libinih-dev clang libclang-rt-14-dev
 APT_RUN := qemu-utils nbdkit libnbd-bin e2fsprogs python3 openssl util-linux \
 	libvirt-daemon-system libvirt-clients qemu-system-x86 linux-image-amd64 \
 	busybox-static cpio xz-utils qemu-guest-agent python3-libnbd ceph-mon ceph-osd radosgw ceph-common curl openssh-server
@@ -54,7 +54,7 @@ TSAN_RUN := setarch $(shell uname -m) -R env TSAN_OPTIONS="halt_on_error=1 secon
 # it starts, and qemu-img's coroutines abort under it
 TSAN_IT := t_roundtrip_raw t_encryption t_gc_concurrent t_replicate_rechunk t_check t_multidisk
 
-.PHONY: all deps check layers unit asan tsan integration demo bench install clean
+.PHONY: all deps check layers unit asan tsan integration demo bench install clean fuzz fuzz-check
 
 all: cairn $(PLUGIN)
 
@@ -140,6 +140,53 @@ tsan: $(TSAN_BIN) build/tsan/cairn.sh $(PLUGIN)
 	@for t in $(TSAN_BIN); do echo "== tsan $$t"; $(TSAN_RUN) $$t || exit 1; done
 	CAIRN=$(CURDIR)/build/tsan/cairn.sh tests/integration/run.sh $(TSAN_IT)
 
+# Fuzz targets (tests/fuzz/, one per parser of untrusted bytes): clang's
+# libFuzzer with ASan/UBSan. Seeds are generated from repositories this
+# cairn makes (tests/fuzz/gen_corpus.sh) plus the hand-written ones and
+# the regression inputs in tests/fuzz/corpus/. `make fuzz` runs each
+# target FUZZ_SECONDS, one at a time; fuzz-check (part of `make check`)
+# runs each over its corpus and then a short fixed-seed run.
+FUZZ_CC := clang
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+FUZZ_NAMES := $(filter-out fuzz_helpers,$(basename $(notdir $(wildcard tests/fuzz/*.c))))
+FUZZ_BIN := $(FUZZ_NAMES:%=build/fuzz/%)
+FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzz/obj/%.o) build/fuzz/obj/tests/fuzz/fuzz_helpers.o
+FUZZ_CORPUS := build/fuzz/corpus/.done
+FUZZ_RUN := ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
+
+build/fuzz/obj/%.o: %.c $(HEADERS) tests/fuzz/fuzz_helpers.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(PKG_CFLAGS) -c -o $@ $<
+
+build/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_helpers.h $(FUZZ_OBJ)
+	$(FUZZ_CC) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer $(PKG_CFLAGS) -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
+
+$(FUZZ_CORPUS): cairn tests/fuzz/gen_corpus.sh $(wildcard tests/fuzz/corpus/*/*)
+	rm -rf build/fuzz/corpus
+	tests/fuzz/gen_corpus.sh $(CURDIR)/cairn build/fuzz/corpus
+	touch $@
+
+fuzz-check: $(FUZZ_BIN) $(FUZZ_CORPUS)
+	@for t in $(FUZZ_NAMES); do echo "== fuzz $$t"; \
+		$(FUZZ_RUN) build/fuzz/$$t -runs=0 build/fuzz/corpus/$$t >build/fuzz/$$t.log 2>&1 && \
+		$(FUZZ_RUN) build/fuzz/$$t -runs=2000 -seed=1 -timeout=10 -rss_limit_mb=2048 \
+			build/fuzz/corpus/$$t >>build/fuzz/$$t.log 2>&1 || \
+		{ tail -n 40 build/fuzz/$$t.log; exit 1; }; \
+	done
+
+fuzz: $(FUZZ_BIN) $(FUZZ_CORPUS)
+	@mkdir -p build/fuzz/crashes
+	@for t in $(FUZZ_NAMES); do echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+		mkdir -p build/fuzz/found/$$t; \
+		$(FUZZ_RUN) build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+			-artifact_prefix=build/fuzz/crashes/$$t- -print_final_stats=1 \
+			build/fuzz/found/$$t build/fuzz/corpus/$$t >build/fuzz/$$t.log 2>&1; \
+		grep -E '^#[0-9]+.*(DONE|INITED)|^stat::number_of_executed_units|^SUMMARY' build/fuzz/$$t.log; \
+		if ls build/fuzz/crashes | grep -q "^$$t-"; then \
+			echo "$$t: found a failure, see build/fuzz/crashes/ and build/fuzz/$$t.log"; exit 1; fi; \
+	done
+
 # the delaying TCP proxy of the WAN tests and benchmark (no dependencies)
 WANPROXY := build/wanproxy
 $(WANPROXY): tests/tools/wanproxy.c
@@ -160,6 +207,7 @@ check: $(DEPS_STAMP)
 	$(MAKE) unit
 	$(MAKE) asan
 	$(MAKE) tsan
+	$(MAKE) fuzz-check
 	$(MAKE) integration
 	CAIRN=$(CURDIR)/build/asan/cairn ASAN_OPTIONS=detect_leaks=1 tests/integration/run.sh t_roundtrip_raw t_encryption t_corruption t_check t_multidisk t_forget t_gc t_replicate_rechunk t_sftp
 

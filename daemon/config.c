@@ -626,19 +626,13 @@ static int set_defaults(struct loader *l)
 	return 1;
 }
 
-int cairn_conf_load(const char *path, struct cairn_conf *out, char *err, size_t errlen)
+int cairn_conf_read(FILE *f, const char *path, struct cairn_conf *out, char *err, size_t errlen)
 {
 	*out = (struct cairn_conf){ .log_level = CAIRN_LOG_INFO };
 	if (!(out->path = strdup(path)))
 		return set_err(err, errlen, -ENOMEM, "out of memory");
-	struct loader l = { .c = out, .err = err, .errlen = errlen };
-	if (!(l.f = fopen(path, "re"))) {
-		int rc = set_err(err, errlen, -errno, "cannot read %s: %s", path, strerror(errno));
-		cairn_conf_free(out);
-		return rc;
-	}
+	struct loader l = { .c = out, .err = err, .errlen = errlen, .f = f };
 	int bad = ini_parse_stream(read_line, &l, handler, &l);
-	fclose(l.f);
 	if (bad > 0 && l.rc == 0) {
 		l.line = bad;
 		fail(&l, "neither 'key = value' nor a [section]");
@@ -652,6 +646,18 @@ int cairn_conf_load(const char *path, struct cairn_conf *out, char *err, size_t 
 	if (l.rc < 0)
 		cairn_conf_free(out);
 	return l.rc;
+}
+
+int cairn_conf_load(const char *path, struct cairn_conf *out, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		*out = (struct cairn_conf){ .log_level = CAIRN_LOG_INFO };
+		return set_err(err, errlen, -errno, "cannot read %s: %s", path, strerror(errno));
+	}
+	int rc = cairn_conf_read(f, path, out, err, errlen);
+	fclose(f);
+	return rc;
 }
 
 static void free_list(struct cairn_conf_list *l)

@@ -44,6 +44,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "agent/agent.h"
 #include "calendar.h"
@@ -123,6 +124,8 @@ struct cairn_conf {
 /* 0, or -EINVAL (the file is wrong), -ENOENT/-EACCES/... (it cannot be
  * read), -ENOMEM; the reason in err. On failure *out needs no freeing. */
 int cairn_conf_load(const char *path, struct cairn_conf *out, char *err, size_t errlen);
+/* The same from an open stream; path only names it in messages. */
+int cairn_conf_read(FILE *f, const char *path, struct cairn_conf *out, char *err, size_t errlen);
 /* Frees everything *c owns and zeroes it; safe on a zeroed struct. */
 void cairn_conf_free(struct cairn_conf *c);
 /* Lookups by section name; NULL when there is none. */

@@ -10,8 +10,8 @@
 #define SCRYPT_N 32768
 #define SCRYPT_R 8
 #define SCRYPT_P 1
-#define SALT_LEN 32
-#define MASTER_LEN (2 * KEY_LEN)
+#define SALT_LEN KEY_SALT_LEN
+#define MASTER_LEN KEY_MASTER_LEN
 
 static void key_aad(const struct cairn_repo *r, char *out, size_t len)
 {
@@ -71,6 +71,28 @@ int cairn_key_add(struct cairn_repo *r, const char *password, char id[65])
 	return 0;
 }
 
+int key_file_parse(const void *text, size_t len, struct key_file *kf)
+{
+	json_t *k = json_loadb(text, len, 0, NULL);
+	json_int_t n, rr, p;
+	const char *kdf, *salthex, *noncehex, *datahex;
+	int rc = -EBADMSG;
+	if (k && json_unpack(k, "{s:s, s:I, s:I, s:I, s:s, s:s, s:s}", "kdf", &kdf, "n", &n,
+			     "r", &rr, "p", &p, "salt", &salthex, "nonce", &noncehex, "data",
+			     &datahex) == 0 &&
+	    !strcmp(kdf, "scrypt") && n >= 1024 && n <= (1 << 24) && rr >= 1 && rr <= 64 &&
+	    p >= 1 && p <= 16 && hex_decode(salthex, kf->salt, KEY_SALT_LEN) == 0 &&
+	    hex_decode(noncehex, kf->sealed, NONCE_LEN) == 0 &&
+	    hex_decode(datahex, kf->sealed + NONCE_LEN, KEY_MASTER_LEN + TAG_LEN) == 0) {
+		kf->n = (uint64_t)n;
+		kf->r = (uint32_t)rr;
+		kf->p = (uint32_t)p;
+		rc = 0;
+	}
+	json_decref(k);
+	return rc;
+}
+
 /* Tries one key file; 0 and the master key on success, -EKEYREJECTED on a
  * wrong password. */
 static int try_key(struct cairn_repo *r, const char *kname, const char *password)
@@ -79,34 +101,18 @@ static int try_key(struct cairn_repo *r, const char *kname, const char *password
 	struct buf b = { 0 };
 	snprintf(path, sizeof(path), "keys/%s", kname);
 	int rc = r->be->ops->get(r->be, path, &b);
-	if (rc < 0) {
-		buf_free(&b);
-		return rc;
-	}
-	json_error_t jerr;
-	json_t *k = json_loadb((const char *)b.p, b.len, 0, &jerr);
+	struct key_file kf;
+	if (rc == 0)
+		rc = key_file_parse(b.p, b.len, &kf);
 	buf_free(&b);
-	json_int_t n, rr, p;
-	const char *kdf, *salthex, *noncehex, *datahex;
-	uint8_t salt[SALT_LEN], sealed[NONCE_LEN + MASTER_LEN + TAG_LEN];
+	if (rc < 0)
+		return rc;
 	uint8_t kek[KEY_LEN], master[MASTER_LEN];
-	if (!k || json_unpack(k, "{s:s, s:I, s:I, s:I, s:s, s:s, s:s}", "kdf", &kdf,
-			      "n", &n, "r", &rr, "p", &p, "salt", &salthex, "nonce",
-			      &noncehex, "data", &datahex) < 0 ||
-	    strcmp(kdf, "scrypt") || n < 1024 || n > (1 << 24) || rr < 1 || rr > 64 ||
-	    p < 1 || p > 16 || hex_decode(salthex, salt, SALT_LEN) < 0 ||
-	    hex_decode(noncehex, sealed, NONCE_LEN) < 0 ||
-	    hex_decode(datahex, sealed + NONCE_LEN, MASTER_LEN + TAG_LEN) < 0) {
-		json_decref(k);
-		return -EBADMSG;
-	}
-	json_decref(k);
-	rc = scrypt_kdf(password, salt, SALT_LEN, (uint64_t)n, (uint32_t)rr,
-			(uint32_t)p, kek);
+	rc = scrypt_kdf(password, kf.salt, SALT_LEN, kf.n, kf.r, kf.p, kek);
 	if (rc < 0)
 		return rc;
 	key_aad(r, aad, sizeof(aad));
-	rc = aead_open(kek, aad, strlen(aad), sealed, sizeof(sealed), master);
+	rc = aead_open(kek, aad, strlen(aad), kf.sealed, sizeof(kf.sealed), master);
 	memset(kek, 0, sizeof(kek));
 	if (rc < 0)
 		return rc == -EBADMSG ? -EKEYREJECTED : rc;

@@ -466,7 +466,7 @@ static int sftp_get_range(struct cairn_backend *b, const char *name, uint64_t of
  * months), read as UTC: the server's time zone is unknown, so callers
  * allow a day of slack. A TIME without a year is in the last twelve
  * months. 0 when the fields do not parse. */
-static int64_t entry_time(const char *mon, const char *day, const char *t, int64_t now)
+int64_t sftp_entry_time(const char *mon, const char *day, const char *t, int64_t now)
 {
 	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
 	const char *m = strlen(mon) == 3 ? strstr(months, mon) : NULL;
@@ -494,8 +494,8 @@ static int64_t entry_time(const char *mon, const char *day, const char *t, int64
 
 /* One line of a listing as OpenSSH's sftp-server writes it (ls -l):
  * MODE LINKS OWNER GROUP SIZE MONTH DAY TIME|YEAR NAME. *mtime (may be
- * NULL) from entry_time(). */
-static bool parse_entry(char *line, char *type, uint64_t *size, const char **name,
+ * NULL) from sftp_entry_time(). */
+bool sftp_parse_entry(char *line, char *type, uint64_t *size, const char **name,
 			int64_t *mtime)
 {
 	char *f[8], *p = line;
@@ -519,7 +519,7 @@ static bool parse_entry(char *line, char *type, uint64_t *size, const char **nam
 	*size = v;
 	*name = p;
 	if (mtime)
-		*mtime = entry_time(f[5], f[6], f[7], (int64_t)time(NULL));
+		*mtime = sftp_entry_time(f[5], f[6], f[7], (int64_t)time(NULL));
 	return true;
 }
 
@@ -548,7 +548,7 @@ static int list_dir(struct sftp_backend *s, const char *dir, bool fanout, cairn_
 		char type;
 		uint64_t size;
 		const char *name;
-		if (!parse_entry(line, &type, &size, &name, NULL)) {
+		if (!sftp_parse_entry(line, &type, &size, &name, NULL)) {
 			rc = curl_req_fail(s, -EIO, "list %s/%s/: cannot read the listing line '%.80s'",
 				  s->base.location, dir, line);
 			break;
@@ -633,7 +633,7 @@ static int sweep_dir(struct cairn_backend *b, const char *dir, int depth, int64_
 		uint64_t size;
 		int64_t mtime;
 		const char *name;
-		if (!parse_entry(line, &type, &size, &name, &mtime) ||
+		if (!sftp_parse_entry(line, &type, &size, &name, &mtime) ||
 		    (name[0] == '.' && strncmp(name, ".tmp-", 5)))
 			continue;
 		if (snprintf(path, sizeof(path), "%s%s%s", strcmp(dir, ".") ? dir : "",
@@ -650,7 +650,7 @@ static int sweep_dir(struct cairn_backend *b, const char *dir, int depth, int64_
 	return rc;
 }
 
-/* A day more than asked: listing times are read as UTC (entry_time). */
+/* A day more than asked: listing times are read as UTC (sftp_entry_time). */
 static int sftp_sweep(struct cairn_backend *b, int64_t max_age_s, size_t *removed)
 {
 	curl_req_clear_error();

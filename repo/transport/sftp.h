@@ -13,7 +13,9 @@
 #ifndef CAIRN_SFTP_H
 #define CAIRN_SFTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct sftp_url {
 	char *user; /* NULL: not given (the local login name is used) */
@@ -30,5 +32,15 @@ struct sftp_url {
  * sftp_url_free() only after success. */
 int sftp_url_parse(const char *url, struct sftp_url *u, char *err, size_t errlen);
 void sftp_url_free(struct sftp_url *u);
+
+/* Listings (backend_sftp.c), the server's untrusted text. One line of
+ * `ls -l` as OpenSSH's sftp-server writes it: MODE LINKS OWNER GROUP SIZE
+ * MONTH DAY TIME|YEAR NAME; cuts line in place. *mtime (may be NULL) from
+ * sftp_entry_time(). */
+bool sftp_parse_entry(char *line, char *type, uint64_t *size, const char **name,
+		      int64_t *mtime);
+/* MONTH DAY TIME|YEAR as UTC Unix seconds (a TIME in the twelve months
+ * before now); 0 when the fields do not parse. */
+int64_t sftp_entry_time(const char *mon, const char *day, const char *t, int64_t now);
 
 #endif
