@@ -149,11 +149,14 @@ tsan: $(TSAN_BIN) build/tsan/cairn.sh $(PLUGIN)
 FUZZ_CC := clang
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-FUZZ_NAMES := $(filter-out fuzz_helpers,$(basename $(notdir $(wildcard tests/fuzz/*.c))))
+FUZZ_NAMES := $(filter-out fuzz_helpers gen_seeds,$(basename $(notdir $(wildcard tests/fuzz/*.c))))
 FUZZ_BIN := $(FUZZ_NAMES:%=build/fuzz/%)
 FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzz/obj/%.o) build/fuzz/obj/tests/fuzz/fuzz_helpers.o
 FUZZ_CORPUS := build/fuzz/corpus/.done
+$(FUZZ_BIN): $(FUZZ_OBJ) # kept between builds (not intermediate)
 FUZZ_RUN := ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
+# a hostile object must not make a reader allocate more than this
+FUZZ_OPTS := -timeout=10 -rss_limit_mb=2048
 
 build/fuzz/obj/%.o: %.c $(HEADERS) tests/fuzz/fuzz_helpers.h
 	@mkdir -p $(dir $@)
@@ -162,16 +165,25 @@ build/fuzz/obj/%.o: %.c $(HEADERS) tests/fuzz/fuzz_helpers.h
 build/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_helpers.h $(FUZZ_OBJ)
 	$(FUZZ_CC) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer $(PKG_CFLAGS) -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
 
-$(FUZZ_CORPUS): cairn tests/fuzz/gen_corpus.sh $(wildcard tests/fuzz/corpus/*/*)
+# the seeds that are not whole objects, cut from a repository (ordinary build)
+build/fuzz/gen_seeds: tests/fuzz/gen_seeds.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(FUZZ_CORPUS): cairn build/fuzz/gen_seeds tests/fuzz/gen_corpus.sh $(wildcard tests/fuzz/corpus/*/*)
 	rm -rf build/fuzz/corpus
-	tests/fuzz/gen_corpus.sh $(CURDIR)/cairn build/fuzz/corpus
+	tests/fuzz/gen_corpus.sh $(CURDIR)/cairn $(CURDIR)/build/fuzz/gen_seeds build/fuzz/corpus
 	touch $@
 
+# the corpus first (every seed and regression input once), then a short
+# run from a fixed seed; new finds go to build/fuzz/check/, not the corpus
 fuzz-check: $(FUZZ_BIN) $(FUZZ_CORPUS)
-	@for t in $(FUZZ_NAMES); do echo "== fuzz $$t"; \
-		$(FUZZ_RUN) build/fuzz/$$t -runs=0 build/fuzz/corpus/$$t >build/fuzz/$$t.log 2>&1 && \
-		$(FUZZ_RUN) build/fuzz/$$t -runs=2000 -seed=1 -timeout=10 -rss_limit_mb=2048 \
-			build/fuzz/corpus/$$t >>build/fuzz/$$t.log 2>&1 || \
+	@for t in $(FUZZ_NAMES); do echo "== fuzz $$t"; rm -rf build/fuzz/check/$$t; \
+		mkdir -p build/fuzz/check/$$t; \
+		$(FUZZ_RUN) build/fuzz/$$t $(FUZZ_OPTS) -artifact_prefix=build/fuzz/check/$$t- -runs=0 \
+			build/fuzz/corpus/$$t >build/fuzz/$$t.log 2>&1 && \
+		$(FUZZ_RUN) build/fuzz/$$t $(FUZZ_OPTS) -artifact_prefix=build/fuzz/check/$$t- -runs=2000 \
+			-seed=1 build/fuzz/check/$$t build/fuzz/corpus/$$t >>build/fuzz/$$t.log 2>&1 || \
 		{ tail -n 40 build/fuzz/$$t.log; exit 1; }; \
 	done
 
@@ -179,7 +191,7 @@ fuzz: $(FUZZ_BIN) $(FUZZ_CORPUS)
 	@mkdir -p build/fuzz/crashes
 	@for t in $(FUZZ_NAMES); do echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
 		mkdir -p build/fuzz/found/$$t; \
-		$(FUZZ_RUN) build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+		$(FUZZ_RUN) build/fuzz/$$t $(FUZZ_OPTS) -max_total_time=$(FUZZ_SECONDS) \
 			-artifact_prefix=build/fuzz/crashes/$$t- -print_final_stats=1 \
 			build/fuzz/found/$$t build/fuzz/corpus/$$t >build/fuzz/$$t.log 2>&1; \
 		grep -E '^#[0-9]+.*(DONE|INITED)|^stat::number_of_executed_units|^SUMMARY' build/fuzz/$$t.log; \

@@ -6,6 +6,7 @@
 
 #define ENV_HDR 4
 #define ENV_LEVEL 3
+#define ENV_MAX_RATIO (128 * 1024 / 4)
 
 int envelope_seal(const struct cairn_repo *r, enum envelope_kind kind,
 		  const void *in, size_t len, struct buf *out)
@@ -62,9 +63,12 @@ int envelope_open(const struct cairn_repo *r, enum envelope_kind kind,
 	out->len = 0;
 	if (!(in[3] & BLOB_F_ZSTD))
 		return buf_append(out, p, plen);
+	/* the frame's claimed size is allocated before a byte is checked:
+	 * believe no more than its blocks can hold (each block takes at
+	 * least 4 bytes and yields at most 128 KiB) */
 	unsigned long long n = ZSTD_getFrameContentSize(p, plen);
 	if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN ||
-	    n > (1ull << 34))
+	    n > (1ull << 34) || n > (unsigned long long)plen * ENV_MAX_RATIO)
 		return -EBADMSG;
 	int rc = buf_reserve(out, (size_t)n + 1);
 	if (rc < 0)

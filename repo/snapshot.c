@@ -281,6 +281,12 @@ int cairn_snapshot_load_map(struct cairn_repo *r, struct cairn_disk *d)
 		if (rc < 0)
 			return rc;
 	}
+	/* the map is as large as the manifest says: believe it only when
+	 * its page count agrees (as written), which bounds it by the
+	 * manifest's own size */
+	if (d->npages != (d->nchunks + PAGE_IDS - 1) / PAGE_IDS)
+		return repo_err(r, -EBADMSG, "chunk map of disk %s is damaged (%zu pages for %llu chunks)",
+				d->name, d->npages, (unsigned long long)d->nchunks);
 	d->map = calloc(d->nchunks ? d->nchunks : 1, sizeof(cairn_id));
 	_cleanup_free_ uint8_t *page = malloc(PAGE_IDS * CAIRN_ID_LEN);
 	if (!d->map || !page)

@@ -31,6 +31,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct idx_entry e = { .type = CAIRN_BLOB_DATA, .flags = flags, .raw_len = raw_len };
 	memset(e.id.b, 0x42, CAIRN_ID_LEN);
 	struct buf stored = { 0 };
+	if (buf_reserve(&stored, 1) < 0) /* stored bytes lie in a pack: never NULL */
+		abort();
 	if (r->encrypted)
 		e.flags |= BLOB_F_AES;
 	if (r->encrypted && !(mode & FUZZ_RAW)) {

@@ -3,9 +3,11 @@
  * read it. The pages are real blobs made here from the input (their ids
  * are hashes the fuzzer could not forge), so the checks on their length
  * and count against the manifest's chunk count see every mutation.
- * Input: mode byte, chunk count (u32), then pages: a byte (bit 0: the
- * page before again, as a thin disk stores zeros), a length (u32), the
- * page's bytes. */
+ * Input: mode byte (bit 2: the chunk count as given, else one that
+ * agrees with the page count), chunk count (u32), then pages: a byte
+ * (bit 0: the page before again, as a thin disk stores zeros), a length
+ * (u32), a pattern length (u16) and the pattern, repeated to the length
+ * (a full page is 128 KiB, more than a fuzzer input holds). */
 #include <stdlib.h>
 
 #include "fuzz_helpers.h"
@@ -44,9 +46,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	r->index_loaded = true;
 	cairn_id pages[MAX_PAGES];
-	struct cairn_disk d = { .name = "vda", .nchunks = fuzz_u32(&in), .pages = pages };
-	d.chunk_size = r->chunk_size;
-	d.size = d.nchunks * d.chunk_size;
+	static uint8_t page[PAGE_IDS * CAIRN_ID_LEN + 64];
+	struct cairn_disk d = { .name = "vda", .pages = pages, .chunk_size = r->chunk_size };
+	uint32_t count = fuzz_u32(&in);
 	while (in.n && d.npages < MAX_PAGES) {
 		bool again = fuzz_u8(&in) & 1;
 		if (again && d.npages) {
@@ -54,10 +56,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			d.npages++;
 			continue;
 		}
-		size_t len;
-		const uint8_t *p = fuzz_bytes(&in, fuzz_u32(&in) % (PAGE_IDS * CAIRN_ID_LEN + 64), &len);
-		store_page(r, sc, p, len, &pages[d.npages++]);
+		size_t len = fuzz_u32(&in) % (PAGE_IDS * CAIRN_ID_LEN + 64), plen;
+		uint16_t want = (uint16_t)(fuzz_u8(&in) | fuzz_u8(&in) << 8);
+		const uint8_t *pattern = fuzz_bytes(&in, want, &plen);
+		for (size_t i = 0; i < len; i++)
+			page[i] = plen ? pattern[i % plen] : 0;
+		store_page(r, sc, page, len, &pages[d.npages++]);
 	}
+	d.nchunks = mode & 4 || !d.npages ? count
+					  : (d.npages - 1) * PAGE_IDS + count % PAGE_IDS + 1;
+	d.size = d.nchunks * d.chunk_size;
 	scratch_put(r, sc);
 	cairn_snapshot_load_map(r, &d);
 	free(d.map);
