@@ -189,15 +189,15 @@ fuzz-check: $(FUZZ_BIN) $(FUZZ_CORPUS)
 
 fuzz: $(FUZZ_BIN) $(FUZZ_CORPUS)
 	@mkdir -p build/fuzz/crashes
-	@for t in $(FUZZ_NAMES); do echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	@fail=0; for t in $(FUZZ_NAMES); do echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
 		mkdir -p build/fuzz/found/$$t; \
 		$(FUZZ_RUN) build/fuzz/$$t $(FUZZ_OPTS) -max_total_time=$(FUZZ_SECONDS) \
 			-artifact_prefix=build/fuzz/crashes/$$t- -print_final_stats=1 \
 			build/fuzz/found/$$t build/fuzz/corpus/$$t >build/fuzz/$$t.log 2>&1; \
 		grep -E '^#[0-9]+.*(DONE|INITED)|^stat::number_of_executed_units|^SUMMARY' build/fuzz/$$t.log; \
 		if ls build/fuzz/crashes | grep -q "^$$t-"; then \
-			echo "$$t: found a failure, see build/fuzz/crashes/ and build/fuzz/$$t.log"; exit 1; fi; \
-	done
+			echo "$$t: found a failure, see build/fuzz/crashes/ and build/fuzz/$$t.log"; fail=1; fi; \
+	done; exit $$fail
 
 # the delaying TCP proxy of the WAN tests and benchmark (no dependencies)
 WANPROXY := build/wanproxy

@@ -186,7 +186,10 @@ static int parse_date(const char *tok, struct cairn_calendar *c, char *err, size
 	if (strchr(tok, '~'))
 		return set_err(err, errlen, -EINVAL,
 			       "'%s': '~' (days before the end of the month) is not supported", tok);
-	const char *d1 = strchr(tok, '-'), *d2 = strchr(d1 + 1, '-');
+	const char *d1 = strchr(tok, '-');
+	if (!d1) /* '@' inside a token also brings it here */
+		return set_err(err, errlen, -EINVAL, "'%s' is not a date ([YEAR-]MONTH-DAY)", tok);
+	const char *d2 = strchr(d1 + 1, '-');
 	const char *m = tok, *d = d1 + 1;
 	uint64_t bits[1] = { 0 };
 	int rc;

@@ -190,6 +190,7 @@ static void test_refusals(void **state)
 	expect_refused("*-*-* 10:00:00.5", "second '00.5': unexpected '.'");
 	expect_refused("*-02~01", "'*-02~01': '~' (days before the end of the month) is not supported");
 	expect_refused("@1700000000", "'@1700000000': @TIMESTAMP is not supported");
+	expect_refused("Sun 1@2", "'1@2' is not a date ([YEAR-]MONTH-DAY)");
 	expect_refused("*-*-1,,2", "day '1,,2': not a number, range or repetition");
 }
 
