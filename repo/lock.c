@@ -24,12 +24,15 @@ struct lock_info {
 	bool gc; /* a garbage collection: excludes other gcs, not backups */
 };
 
-/* RFC 3339 UTC ("2026-11-24T15:44:46Z", fractions ignored) to Unix ns. */
+/* RFC 3339 UTC ("2026-11-24T15:44:46Z", fractions ignored) to Unix ns;
+ * 0 (never stale by age) when it does not parse or is outside what ns
+ * since 1970 can hold (1970..2262). */
 static int64_t parse_utc(const char *s)
 {
 	struct tm tm = { 0 };
 	const char *end = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
-	return end ? (int64_t)timegm(&tm) * 1000000000LL : 0;
+	time_t t = end ? timegm(&tm) : 0;
+	return t > 0 && t < INT64_MAX / 1000000000LL ? (int64_t)t * 1000000000LL : 0;
 }
 
 static int read_lock(struct cairn_repo *r, const char *name, struct lock_info *li)

@@ -12,7 +12,7 @@ src=$(cd "$(dirname "$0")" && pwd)/corpus
 work=$(mktemp -d /tmp/cairn-fuzz-corpus.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-targets="agent_conf blob chunkmap config domxml envelope index keyfile manifest pack s3_xml sftp_list verification"
+targets="agent_conf blob chunkmap condemned config damage domxml envelope index keyfile lock manifest pack s3_xml sftp_list verification"
 for t in $targets; do mkdir -p "$out/$t"; done
 for d in "$src"/*/; do cp "$d"* "$out/$(basename "$d")/" 2>/dev/null || true; done
 cp "$(dirname "$0")/../../docs/cairn.conf.example" "$out/agent_conf/example"
@@ -35,6 +35,7 @@ for r in plain enc; do
 	"$cairn" backup "$work/$r" --image vda="$a" --name vm2 >/dev/null
 done
 "$gen" "$work/plain" "$out"
+cp "$work"/plain/gc/* "$out/condemned/"
 
 # put TARGET PREFIX FILE... — each file as a seed, after PREFIX (octal escapes)
 put() {
@@ -73,3 +74,8 @@ for mode in (0, 1):
     open(sys.argv[2] + "-%d" % mode, "wb").write(bytes([mode, 2]) + p[-12 - n:-12])
 EOF
 done
+# last (it spoils a pack): a damage record: one byte of a pack flipped, found by check
+pack=$(ls "$work"/plain/data/*/* | head -1)
+printf 'X' | dd of="$pack" bs=1 seek=100 conv=notrunc 2>/dev/null
+"$cairn" check "$work/plain" --read-data >/dev/null 2>&1 && exit 1
+cp "$work"/plain/damaged/* "$out/damage/"

@@ -3,17 +3,21 @@
  * repository this cairn made, it writes
  *   OUT/blob/      stored blobs cut from its packs (blob.c's input form),
  *   OUT/chunkmap/  the chunk maps of its snapshots (chunkmap.c's form),
- * and saves two verification records into the repository, which the
- * script then copies like any object (verify-boot needs a VM).
+ *   OUT/lock/      the lock it takes (locks live only while a command runs),
+ * and saves verification records and a condemned list of its packs into
+ * the repository, which the script then copies like any object
+ * (verify-boot needs a VM; a gc run removes its list when done).
  * Usage: gen_seeds REPO OUT. Exit 0, or 1 with a line on stderr. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "repo/gc_internal.h"
 #include "repo/internal.h"
 
 #define MAX_BLOBS 16 /* per pack: a few of each kind are enough */
 
+/* OUT/TARGET/NAME-MODE: the mode byte, then b (no mode byte when mode < 0) */
 static int write_seed(const char *out, const char *target, const char *name, int mode,
 		      const struct buf *b)
 {
@@ -21,7 +25,8 @@ static int write_seed(const char *out, const char *target, const char *name, int
 	snprintf(path, sizeof(path), "%s/%s/%s-%d", out, target, name, mode);
 	FILE *f = fopen(path, "we");
 	uint8_t m = (uint8_t)mode;
-	if (!f || fwrite(&m, 1, 1, f) != 1 || fwrite(b->p, 1, b->len, f) != b->len) {
+	if (!f || (mode >= 0 && fwrite(&m, 1, 1, f) != 1) ||
+	    fwrite(b->p, 1, b->len, f) != b->len) {
 		if (f)
 			fclose(f);
 		return -EIO;
@@ -51,7 +56,8 @@ static int blob_seeds(const char *out, const char *pack, const uint8_t *p,
 struct pack_walk {
 	struct cairn_repo *r;
 	const char *out;
-	int rc;
+	cairn_id packs[8]; /* the first few, for the condemned list */
+	size_t npacks;
 };
 
 static int one_pack(void *opaque, const char *hex, uint64_t size)
@@ -73,7 +79,8 @@ static int one_pack(void *opaque, const char *hex, uint64_t size)
 			rc = blob_seeds(w->out, hex, b.p, &e[i]);
 	free(e);
 	buf_free(&b);
-	w->rc = rc;
+	if (w->npacks < ARRAY_SIZE(w->packs))
+		w->packs[w->npacks++] = id;
 	return rc;
 }
 
@@ -142,6 +149,33 @@ static int snapshot_seeds(struct cairn_repo *r, const char *out)
 	return rc;
 }
 
+static int copy_lock(void *opaque, const char *name, uint64_t size)
+{
+	void **ctx = opaque;
+	struct cairn_repo *r = ctx[0];
+	char path[128];
+	struct buf b = { 0 };
+	(void)size;
+	snprintf(path, sizeof(path), "locks/%s", name);
+	int rc = r->be->ops->get(r->be, path, &b);
+	if (rc == 0)
+		rc = write_seed(ctx[1], "lock", name, -1, &b);
+	buf_free(&b);
+	return rc;
+}
+
+/* the lock object as written */
+static int lock_seed(struct cairn_repo *r, const char *out)
+{
+	int rc = cairn_repo_lock(r, true);
+	if (rc < 0)
+		return rc;
+	void *ctx[2] = { r, (void *)out };
+	rc = r->be->ops->list(r->be, "locks", copy_lock, ctx);
+	cairn_repo_unlock(r);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 3) {
@@ -155,12 +189,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "gen_seeds: %s\n", err);
 		return 1;
 	}
-	struct pack_walk w = { r, argv[2], 0 };
+	struct pack_walk w = { .r = r, .out = argv[2] };
 	rc = cairn_repo_load_index(r);
 	if (rc == 0)
 		rc = snapshot_seeds(r, argv[2]);
 	if (rc == 0)
 		rc = r->be->ops->list(r->be, "data", one_pack, &w);
+	if (rc == 0)
+		rc = lock_seed(r, argv[2]);
+	if (rc == 0)
+		rc = gc_write_condemned(r, w.packs, w.npacks);
 	if (rc < 0)
 		fprintf(stderr, "gen_seeds: %s: %s\n", argv[1],
 			cairn_repo_error(r) ? cairn_repo_error(r) : strerror(-rc));
