@@ -190,7 +190,7 @@ fuzz-check: $(FUZZ_BIN) $(FUZZ_CORPUS)
 fuzz: $(FUZZ_BIN) $(FUZZ_CORPUS)
 	@mkdir -p build/fuzz/crashes
 	@fail=0; for t in $(FUZZ_NAMES); do echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
-		mkdir -p build/fuzz/found/$$t; \
+		mkdir -p build/fuzz/found/$$t; rm -f build/fuzz/crashes/$$t-*; \
 		$(FUZZ_RUN) build/fuzz/$$t $(FUZZ_OPTS) -max_total_time=$(FUZZ_SECONDS) \
 			-artifact_prefix=build/fuzz/crashes/$$t- -print_final_stats=1 \
 			build/fuzz/found/$$t build/fuzz/corpus/$$t >build/fuzz/$$t.log 2>&1; \
