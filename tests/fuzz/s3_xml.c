@@ -1,7 +1,7 @@
 /* The S3 responses cairn parses (repo/transport/s3_xml.c): errors,
  * ListObjectsV2, CreateMultipartUpload, GetObjectLockConfiguration,
- * ListObjectVersions and DeleteObjects results. Every parser sees every
- * input. */
+ * ListObjectVersions, GetBucketVersioning and DeleteObjects results.
+ * Every parser sees every input. */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -15,10 +15,10 @@ static int on_key(void *opaque, const char *key, uint64_t size)
 	return strlen(key) > 1000 ? -EBADMSG : 0;
 }
 
-static int on_version(void *opaque, const char *key, const char *version_id)
+static int on_version(void *opaque, const struct s3_version *v)
 {
 	(void)opaque;
-	return strlen(key) + strlen(version_id) > 2000 ? -EBADMSG : 0;
+	return strlen(v->key) + strlen(v->version_id) > 2000 ? -EBADMSG : 0;
 }
 
 static int on_delete_error(void *opaque, const char *key, const char *code, const char *msg)
@@ -40,8 +40,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(upload);
 	bool enabled;
 	s3_xml_object_lock(data, size, &enabled);
-	bool truncated;
-	s3_xml_versions(data, size, on_version, NULL, &truncated);
+	struct s3_version_page page = { 0 };
+	s3_xml_versions(data, size, on_version, NULL, &page);
+	s3_version_page_free(&page);
+	char status[32];
+	s3_xml_versioning(data, size, status, sizeof(status));
 	s3_xml_delete_errors(data, size, on_delete_error, NULL);
 	return 0;
 }
