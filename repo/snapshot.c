@@ -3,7 +3,7 @@
 #include <jansson.h>
 #include <stdio.h>
 
-#include "internal.h"
+#include "keys.h"
 
 void cairn_snapshot_free(struct cairn_snapshot *s)
 {
@@ -399,10 +399,17 @@ int cairn_snapshot_save(struct cairn_repo *r, struct cairn_writer *w,
 		json_object_set_new(j, "checkpoint", json_string(s->checkpoint));
 	if (j && s->consistency)
 		json_object_set_new(j, "consistency", json_string(s->consistency));
+	if (j && r->host_key[0]) /* docs/design.md "Host keys" */
+		json_object_set_new(j, "host_key", json_string(r->host_key));
 	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (!text)
 		return -ENOMEM;
+	/* a key revoked while this backup ran adds no snapshot */
+	if ((rc = hostkey_check_record(r)) < 0) {
+		free(text);
+		return rc;
+	}
 	struct buf sealed = { 0 };
 	rc = envelope_seal(r, ENV_SNAPSHOT, text, strlen(text), &sealed);
 	free(text);
