@@ -196,8 +196,8 @@ const char *cli_key_file(const struct cli *c)
 {
 	if (c->backend.key_file)
 		return c->backend.key_file;
-	const char *env = getenv("CAIRN_KEY_FILE");
-	if (!env || !*env || c->password_file || getenv("CAIRN_PASSWORD"))
+	const char *env = getenv("CAIRN_KEY_FILE"), *pw = getenv("CAIRN_PASSWORD");
+	if (!env || !*env || c->password_file || (pw && *pw))
 		return NULL;
 	return env;
 }
