@@ -7,6 +7,7 @@
 # disks is in the repository in plaintext, and a host key file holds no key
 # that opens the sealed data.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/vm.sh"
 
 R=$T/repo
 REFUSAL='this is a host key: it can only add backups; restores, forget, gc and key changes need the repository password or a full key'
@@ -151,6 +152,29 @@ for path in glob.glob(os.path.join(repo, "data", "*", "*")):
 print("  %d data blobs sealed (none opens with the host key), %d chunk-map pages open" % (data, pages))
 assert data >= 40 and pages >= 1
 EOF
+
+step "a shut-off domain: a host key's incremental follows its own checkpoint chain"
+if why=$(vm_available) && vm_start_libvirtd; then
+	D=$(mktemp -d /var/tmp/cairn-t_host_keys.XXXXXX)
+	at_exit "rm -rf '$D'"
+	NAME=cairn-t-hostkeys-$$
+	qemu-img create -q -f qcow2 "$D/vda.qcow2" 64M
+	qemu-io -f qcow2 -c 'write -P 0x11 0 8M' "$D/vda.qcow2" >/dev/null
+	vm_define "$NAME" "$D" "$D/vda.qcow2"
+	(unset CAIRN_PASSWORD; cairn_q backup "$R" --domain "$NAME" --key-file "$T/hostB.key" --json)
+	dfull=$(json 'j["snapshot"]' <"$T/last.out")
+	qemu-io -f qcow2 -c 'write -P 0x22 20M 1M' "$D/vda.qcow2" >/dev/null
+	(unset CAIRN_PASSWORD; cairn_q backup "$R" --domain "$NAME" --key-file "$T/hostB.key" --json)
+	assert_eq "$(json 'j["parent"]' <"$T/last.out")" "$dfull" "parent of the host key's domain incremental"
+	read=$(json 'j["bytes_read"]' <"$T/last.out")
+	[ "$read" -le $((2 * 1048576)) ] || die "the host key's incremental read $read bytes"
+	"$CAIRN" snapshots "$R" --json | json 'j[-1]["disks"][0]["read"]' | grep -qx incremental ||
+		die "the host key's domain backup was not an incremental read"
+	cairn_q restore "$R" latest --name "$NAME" --disk vda --to "$T/vda.raw"
+	qemu-img compare -q -f raw -F qcow2 "$T/vda.raw" "$D/vda.qcow2" || die "domain incremental differs"
+else
+	echo "  (no libvirt/QEMU here: ${why:-libvirtd does not start}; domain step left out)"
+fi
 
 step "a revoked host key can no longer back up"
 cairn_q key remove-host "$R" hostB
