@@ -19,6 +19,7 @@ void cairn_snapshot_free(struct cairn_snapshot *s)
 	free(s->domain_xml);
 	free(s->checkpoint);
 	free(s->consistency);
+	free(s->host_key);
 	for (size_t i = 0; i < s->ntags; i++)
 		free(s->tags[i]);
 	free(s->tags);
@@ -122,6 +123,11 @@ static int parse_manifest(const struct buf *b, struct cairn_snapshot *s)
 	s->time_ns = time_ns;
 	if ((dxml && !(s->domain_xml = strdup(dxml))) || (ckpt && !(s->checkpoint = strdup(ckpt))) ||
 	    (consistency && !(s->consistency = strdup(consistency)))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	const char *host_key = json_string_value(json_object_get(j, "host_key"));
+	if (host_key && !(s->host_key = strdup(host_key))) {
 		rc = -ENOMEM;
 		goto out;
 	}

@@ -69,6 +69,11 @@ inc=$(( $(repo_bytes "$R") - before ))
 [ "$inc" -lt $((1048576)) ] || die "incremental stored $inc bytes for a 256 KiB change"
 (unset CAIRN_PASSWORD; cairn_q snapshots "$R" --key-file "$T/hostA.key" --json)
 assert_eq "$(json 'len(j)' <"$T/last.out")" 3 "snapshots listed with a host key"
+assert_eq "$(json '[s.get("host_key") for s in j]' <"$T/last.out")" '["hostA", "hostB", "hostA"]' "host keys recorded in the manifests"
+cairn_q snapshots "$R" --json    # the password: the same record
+assert_eq "$(json '[s.get("host_key") for s in j]' <"$T/last.out")" '["hostA", "hostB", "hostA"]' "host keys listed with the password"
+cairn_q ls "$R" latest --name vmB
+grep -q 'with host key hostB' "$T/last.out" || die "ls does not say which host key wrote the snapshot: $(head -2 "$T/last.out")"
 
 step "with a host key, restore/serve/mount/check --read-data/replicate/forget/gc/key changes: one-line refusal"
 mkdir -p "$T/mnt"
