@@ -5,9 +5,9 @@
  * layer or those below it, and no two files call each other in a circle
  * (tests/repo_layers.sh checks the built objects):
  *   1. ground: crypto, objects (errors, hashed objects, listings), idx_table
- *      (the in-memory index), envelope, blob, pack, index (index files),
- *      keys, lock, verify, disk, anomaly (the anomaly guard's arithmetic);
- *      the backends and transports.
+ *      (the in-memory index), envelope, seal, blob, pack, index (index
+ *      files), hostkey, keys, lock, verify, disk, anomaly (the anomaly
+ *      guard's arithmetic); the backends and transports.
  *   2. records as plain data in struct cairn_repo: gc_condemned (gc/
  *      lists), damage (damaged/ and checks/), and reuse, the lookups in
  *      them that say which stored copies writers must not reuse.
