@@ -177,6 +177,28 @@ if why=$(vm_available) && vm_start_libvirtd; then
 		die "the host key's domain backup was not an incremental read"
 	cairn_q restore "$R" latest --name "$NAME" --disk vda --to "$T/vda.raw"
 	qemu-img compare -q -f raw -F qcow2 "$T/vda.raw" "$D/vda.qcow2" || die "domain incremental differs"
+	# the agent: key-file = in [repository], the job's backup continues the chain
+	cat >"$T/hostB.conf" <<EOF
+[global]
+state-dir = $T/state
+run-dir = $T/run
+[repository r]
+url = $R
+key-file = $T/hostB.key
+[job nightly]
+domains = $NAME
+schedule = daily
+repository = r
+EOF
+	prev=$(snap_id "$R" "$NAME")
+	qemu-io -f qcow2 -c 'write -P 0x33 30M 1M' "$D/vda.qcow2" >/dev/null
+	(unset CAIRN_PASSWORD; "$CAIRN" agent --config "$T/hostB.conf" --run-job nightly 2>"$T/agent.log") ||
+		die "the agent's job with a host key failed: $(tail -3 "$T/agent.log")"
+	"$CAIRN" snapshots "$R" --name "$NAME" --json >"$T/s.json"
+	assert_eq "$(json 'j[-1]["parent"]' <"$T/s.json")" "$prev" "parent of the agent's snapshot"
+	assert_eq "$(json 'j[-1].get("host_key")' <"$T/s.json")" hostB "host key of the agent's snapshot"
+	cairn_q restore "$R" latest --name "$NAME" --disk vda --to "$T/vda2.raw"
+	qemu-img compare -q -f raw -F qcow2 "$T/vda2.raw" "$D/vda.qcow2" || die "the agent's incremental differs"
 else
 	echo "  (no libvirt/QEMU here: ${why:-libvirtd does not start}; domain step left out)"
 fi
