@@ -351,9 +351,9 @@ int cairn_repo_check(struct cairn_repo *r, const struct cairn_check_opts *o)
 			       .opaque = opaque };
 	struct pack_list packs;
 	size_t warn_before = r->nwarnings;
-	/* a host key cannot open disk data or put objects back: only the
-	 * structure is its to check */
-	int rc = o->read_data || o->repair ? cairn_repo_need_full(r) : 0;
+	/* a host key cannot open disk data: only the structure is its to
+	 * check (putting back an overwritten object only adds its own bytes) */
+	int rc = o->read_data ? cairn_repo_need_full(r) : 0;
 	if (rc < 0)
 		return rc;
 	/* before the index and damage records are loaded: what it puts back
