@@ -213,7 +213,7 @@ struct cairn_snapshot {
 	/* "crash", "quiesced" (guest filesystems frozen) or "offline" (the
 	 * domain was shut off); NULL for images */
 	char *consistency;
-	char *host_key; /* the host key that wrote it (design.md section 24), or NULL */
+	char *host_key; /* the host key that wrote it (design.md section 25), or NULL */
 	/* informational */
 	uint64_t bytes_read, new_chunks, new_bytes;
 };
