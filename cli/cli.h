@@ -40,6 +40,8 @@ struct cli {
 #define CLI_OPT_LIMIT_DOWNLOAD 259
 #define CLI_OPT_SFTP_IDENTITY 260
 #define CLI_OPT_SFTP_KNOWN_HOSTS 261
+/* a host key file instead of the password (docs/design.md "Host keys") */
+#define CLI_OPT_KEY_FILE 262
 #define CLI_COMMON_OPTIONS                                                     \
 	{ "json", no_argument, NULL, 'J' },                                    \
 	{ "quiet", no_argument, NULL, 'q' },                                   \
@@ -50,6 +52,7 @@ struct cli {
 	{ "limit-download", required_argument, NULL, CLI_OPT_LIMIT_DOWNLOAD }, \
 	{ "sftp-identity", required_argument, NULL, CLI_OPT_SFTP_IDENTITY },   \
 	{ "sftp-known-hosts", required_argument, NULL, CLI_OPT_SFTP_KNOWN_HOSTS }, \
+	{ "key-file", required_argument, NULL, CLI_OPT_KEY_FILE },             \
 	{ "help", no_argument, NULL, 'h' }
 #define CLI_COMMON_SHORT "qh"
 
@@ -72,12 +75,19 @@ int cli_exit(int rc);
  * Returns NULL (with a message printed) when none is available. */
 char *cli_password(const struct cli *c, bool confirm);
 char *cli_new_password(void);
-/* Opens the repository, prompting for a password only when needed. */
+/* Opens the repository, prompting for a password only when needed; with
+ * a host key file (--key-file, or CAIRN_KEY_FILE when no password is given
+ * by --password-file or CAIRN_PASSWORD) instead of a password. */
 int cli_open_repo(const struct cli *c, const char *url, struct cairn_repo **out);
 /* As cli_open_repo; also hands the password it used (or NULL) to *password,
  * for commands that pass it on to a child (serve's nbdkit plugin). */
 int cli_open_repo_keep(const struct cli *c, const char *url, struct cairn_repo **out,
 		       char **password);
+/* The host key file cli_open_repo opens with, or NULL for a password. */
+const char *cli_key_file(const struct cli *c);
+/* 0 when a password opened r; the host-key refusal printed otherwise, for
+ * commands that read disk data or remove anything (before they start). */
+int cli_need_full(struct cairn_repo *r);
 enum cli_lock { CLI_SHARED, CLI_EXCLUSIVE, CLI_GC };
 /* cli_open_repo, then takes the repository lock. */
 int cli_open_locked(const struct cli *c, const char *url, enum cli_lock lock,

@@ -115,8 +115,10 @@ static int gc_main(int argc, char **argv)
 	if ((rc = test_now(&o.now_s)) != 0)
 		return rc;
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
-	if ((rc = cli_open_locked(&c, argv[1], CLI_GC, &r)) < 0)
+	if ((rc = cli_open_repo(&c, argv[1], &r)) < 0 || (rc = cli_need_full(r)) < 0)
 		return rc;
+	if ((rc = cairn_repo_lock_gc(r)) < 0)
+		return cli_fail(rc, cairn_repo_error(r));
 	struct cairn_gc_result res;
 	cli_catch_signals();
 	if ((rc = cairn_gc(r, &o, &res)) < 0)

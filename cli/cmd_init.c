@@ -1,5 +1,6 @@
 /* cairn init REPO [--chunk-size S] [--compression zstd:N|none]
  *                 [--encryption aes-256-gcm|none] [--immutable DAYS]
+ *                 [--host-keys]
  * cairn init REPO --replica-of SRC [--from-password-file F] */
 #include <errno.h>
 #include <stdio.h>
@@ -9,7 +10,7 @@
 
 #define USAGE                                                                          \
 	"init REPO [--chunk-size S] [--compression zstd:N|none] "                       \
-	"[--encryption aes-256-gcm|none] [--immutable DAYS] | "                         \
+	"[--encryption aes-256-gcm|none] [--immutable DAYS] [--host-keys] | "           \
 	"init REPO --replica-of SRC [--from-password-file F] [--immutable DAYS]"
 
 struct init_args {
@@ -22,8 +23,9 @@ static int init_option(void *ctx, int opt, const char *arg)
 {
 	struct init_args *a = ctx;
 	uint64_t v;
-	a->params_given |= opt == 'c' || opt == 'z' || opt == 'e';
+	a->params_given |= opt == 'c' || opt == 'z' || opt == 'e' || opt == 'H';
 	switch (opt) {
+	case 'H': a->o.host_keys = true; return 0;
 	case 'R': a->replica_of = arg; return 0;
 	case 'F': a->from_password_file = arg; return 0;
 	case 'I': {
@@ -78,6 +80,7 @@ static int init_main(int argc, char **argv)
 		{ "replica-of", required_argument, NULL, 'R' },
 		{ "from-password-file", required_argument, NULL, 'F' },
 		{ "immutable", required_argument, NULL, 'I' },
+		{ "host-keys", no_argument, NULL, 'H' },
 		{ 0 },
 	};
 	struct cli c = { 0 };
@@ -93,8 +96,8 @@ static int init_main(int argc, char **argv)
 	_cleanup_(cairn_repo_closep) struct cairn_repo *src = NULL;
 	if (a.replica_of) {
 		if (a.params_given)
-			return cli_usage("--replica-of takes chunk size, compression and "
-					 "encryption from the source");
+			return cli_usage("--replica-of takes chunk size, compression, "
+					 "encryption and host keys from the source");
 		struct cli from = c;
 		if (a.from_password_file)
 			from.password_file = a.from_password_file;
@@ -102,8 +105,11 @@ static int init_main(int argc, char **argv)
 			return rc;
 		a.o.replica_of = src;
 		a.o.encrypt = cairn_repo_encrypted(src);
+		a.o.host_keys = cairn_repo_has_host_keys(src);
 		a.o.chunk_size = cairn_repo_chunk_size(src);
 	}
+	if (a.o.host_keys && !a.o.encrypt)
+		return cli_usage("--host-keys needs encryption: host keys seal disk data to a key only the password opens");
 	_cleanup_free_ char *pw = NULL;
 	if (a.o.encrypt) {
 		pw = cli_password(&c, true);
@@ -117,15 +123,22 @@ static int init_main(int argc, char **argv)
 	if (rc < 0)
 		return cli_fail(rc, err);
 	if (c.json) {
-		json_print(json_pack("{s:s, s:i, s:b, s:i}", "repository", argv[1], "chunk_size",
-				     (int)a.o.chunk_size, "encrypted", a.o.encrypt,
-				     "immutable_days", (int)a.o.immutable_days));
+		json_print(json_pack("{s:s, s:i, s:b, s:i, s:b}", "repository", argv[1],
+				     "chunk_size", (int)a.o.chunk_size, "encrypted", a.o.encrypt,
+				     "immutable_days", (int)a.o.immutable_days, "host_keys",
+				     a.o.host_keys));
 	} else if (!c.quiet) {
 		char cs[32];
 		format_bytes(a.o.chunk_size, cs, sizeof(cs));
 		printf("created repository %s (chunk size %s, %s, %s)\n", argv[1], cs,
 		       a.o.compression_level ? "zstd" : "no compression",
 		       a.o.encrypt ? "encrypted with AES-256-GCM" : "NOT encrypted");
+		if (a.o.host_keys)
+			printf("host keys: disk data is sealed to the repository's public key; give "
+			       "each backup host a key that can only add (cairn key add-host)\n");
+		else if (a.o.encrypt)
+			printf("no host keys: every backup host needs the repository password "
+			       "(cairn init --host-keys makes a repository for write-only host keys)\n");
 		if (a.o.immutable_days)
 			printf("immutable: every backup object is locked for %u days (S3 Object "
 			       "Lock, COMPLIANCE mode)\n", a.o.immutable_days);

@@ -81,7 +81,7 @@ static int run(const struct cli *c, struct replicate_args *a, char **argv)
 	if (a->to_password_file)
 		to.password_file = a->to_password_file;
 	int rc = cli_open_locked(c, argv[1], CLI_SHARED, &src);
-	if (rc < 0)
+	if (rc < 0 || (rc = cli_need_full(src)) < 0)
 		return rc;
 	if ((rc = cli_open_locked(&to, argv[2], CLI_SHARED, &dst)) < 0)
 		return rc;

@@ -205,7 +205,7 @@ static int run(const struct cli *c, struct restore_args *a, char **argv)
 		return rc;
 	cli_catch_signals(); /* also while the repository opens (scrypt) */
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
-	if ((rc = cli_open_repo(c, argv[1], &r)) < 0)
+	if ((rc = cli_open_repo(c, argv[1], &r)) < 0 || (rc = cli_need_full(r)) < 0)
 		return rc;
 	if ((rc = cairn_repo_load_index(r)) < 0)
 		return cli_fail(rc, cairn_repo_error(r));

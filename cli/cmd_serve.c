@@ -19,7 +19,7 @@ static int open_with_password(const struct cli *c, const char *url, struct serve
 {
 	_cleanup_free_ char *pw = NULL;
 	int rc = cli_open_repo_keep(c, url, &src->r, &pw);
-	if (rc < 0)
+	if (rc < 0 || (rc = cli_need_full(src->r)) < 0)
 		return rc;
 	if (c->password_file && !realpath(c->password_file, src->password_file))
 		return cli_error("cannot resolve %s: %s", c->password_file, strerror(errno));

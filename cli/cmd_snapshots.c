@@ -93,7 +93,7 @@ static json_t *snapshot_json(const struct cairn_snapshot *s, const struct cairn_
 		size += s->disks[i].size;
 		json_array_append_new(disks, disk_json(&s->disks[i]));
 	}
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s?, s:o, s:o, s:I, s:s, s:s?, s:s?, s:I, s:I, s:I, s:o, s:b, s:b}",
+	json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s?, s:o, s:o, s:I, s:s, s:s?, s:s?, s:I, s:I, s:I, s:o, s:b, s:b}",
 			 "id", id, "name", s->name, "source", s->source, "host", s->host, "time",
 			 when, "time_ns", (json_int_t)s->time_ns, "parent",
 			 s->has_parent ? parent : NULL, "tags", tags, "disks", disks, "size",
@@ -103,6 +103,9 @@ static json_t *snapshot_json(const struct cairn_snapshot *s, const struct cairn_
 			 "new_bytes", (json_int_t)s->new_bytes, "verification",
 			 verification_json(ver), "suspicious", cairn_snapshot_suspicious(s),
 			 "protected", protect);
+	if (j && s->host_key)
+		json_object_set_new(j, "host_key", json_string(s->host_key));
+	return j;
 }
 
 static int snapshots_main(int argc, char **argv)
@@ -243,8 +246,9 @@ static int ls_main(int argc, char **argv)
 		char id[65], when[40];
 		id_hex(&s->id, id);
 		format_time_utc(s->time_ns, when, sizeof(when));
-		printf("snapshot %s\nname %s, host %s, %s\n%-16s %-6s %12s %12s %12s %12s\n",
-		       id, s->name, s->host, when, "DISK", "FORMAT", "SIZE", "DATA", "STORED",
+		printf("snapshot %s\nname %s, host %s%s%s, %s\n%-16s %-6s %12s %12s %12s %12s\n",
+		       id, s->name, s->host, s->host_key ? " with host key " : "",
+		       s->host_key ? s->host_key : "", when, "DISK", "FORMAT", "SIZE", "DATA", "STORED",
 		       "ZERO CHUNKS");
 	}
 	for (size_t i = 0; i < s->ndisks; i++) {

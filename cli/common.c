@@ -16,6 +16,7 @@ bool cli_common_option(struct cli *c, int opt, const char *arg)
 	case 'P': c->password_file = arg; return true;
 	case CLI_OPT_SFTP_IDENTITY: c->backend.identity_file = arg; return true;
 	case CLI_OPT_SFTP_KNOWN_HOSTS: c->backend.known_hosts_file = arg; return true;
+	case CLI_OPT_KEY_FILE: c->backend.key_file = arg; return true;
 	default: return false;
 	}
 }
@@ -189,17 +190,37 @@ char *cli_new_password(void)
 	return prompt_confirmed("New password: ");
 }
 
+/* CAIRN_KEY_FILE yields to a password: the password can do everything a
+ * host key can. */
+const char *cli_key_file(const struct cli *c)
+{
+	if (c->backend.key_file)
+		return c->backend.key_file;
+	const char *env = getenv("CAIRN_KEY_FILE"), *pw = getenv("CAIRN_PASSWORD");
+	if (!env || !*env || c->password_file || (pw && *pw))
+		return NULL;
+	return env;
+}
+
 int cli_open_repo_keep(const struct cli *c, const char *url, struct cairn_repo **out,
 		       char **password)
 {
 	char err[512] = "";
 	_cleanup_free_ char *pw = NULL;
+	struct cairn_backend_opts bo = c->backend;
+	bo.key_file = cli_key_file(c);
+	if (password)
+		*password = NULL;
+	if (bo.key_file) {
+		int rc = cairn_repo_open_with(url, NULL, &bo, out, err, sizeof(err));
+		return rc < 0 ? cli_fail(rc, err) : 0;
+	}
 	if (c->password_file || getenv("CAIRN_PASSWORD")) {
 		pw = cli_password(c, false);
 		if (!pw)
 			return -EIO;
 	}
-	int rc = cairn_repo_open_with(url, pw, &c->backend, out, err, sizeof(err));
+	int rc = cairn_repo_open_with(url, pw, &bo, out, err, sizeof(err));
 	if (rc == -EKEYREJECTED && !pw && isatty(0)) {
 		pw = cli_password(c, false);
 		if (!pw)
@@ -221,6 +242,12 @@ int cli_open_repo_keep(const struct cli *c, const char *url, struct cairn_repo *
 int cli_open_repo(const struct cli *c, const char *url, struct cairn_repo **out)
 {
 	return cli_open_repo_keep(c, url, out, NULL);
+}
+
+int cli_need_full(struct cairn_repo *r)
+{
+	int rc = cairn_repo_need_full(r);
+	return rc < 0 ? cli_fail(rc, cairn_repo_error(r)) : 0;
 }
 
 int cli_open_locked(const struct cli *c, const char *url, enum cli_lock lock,

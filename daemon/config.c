@@ -23,7 +23,7 @@ enum section { SEC_NONE, SEC_GLOBAL, SEC_REPO, SEC_JOB };
 #define LIST "+"
 static const char *const global_keys[] = { "state-dir", "metrics-dir", "run-dir", "connect",
 					    "log-level", NULL };
-static const char *const repo_keys[] = { "url", "password-file", "s3-credentials-file",
+static const char *const repo_keys[] = { "url", "password-file", "key-file", "s3-credentials-file",
 					 "sftp-identity", "sftp-known-hosts",
 					 "connections", "limit-upload", "limit-download",
 					 "keep-last", "keep-hourly", "keep-daily", "keep-weekly",
@@ -345,6 +345,8 @@ static int repo_key(struct loader *l, const char *key, const char *value)
 	}
 	if (!strcmp(key, "password-file"))
 		return set_path(l, key, &r->password_file, value);
+	if (!strcmp(key, "key-file"))
+		return set_path(l, key, &r->key_file, value);
 	if (!strcmp(key, "s3-credentials-file"))
 		return set_path(l, key, &r->s3_credentials_file, value);
 	if (!strcmp(key, "sftp-identity"))
@@ -572,6 +574,23 @@ static int check_keep(struct loader *l, const char *what, const char *name, bool
 	return 1;
 }
 
+/* A host key can only add (docs/design.md "Host keys"): retention, gc
+ * and replication belong to a node that holds the password. */
+static int check_host_key(struct loader *l, const struct cairn_conf_job *j)
+{
+	const struct cairn_conf_repo *r = cairn_conf_repo(l->c, j->repository);
+	const char *what = j->has_keep ? "keep-*" : j->gc_schedule ? "gc-schedule"
+					: j->replicate_to.n ? "replicate-to" : NULL;
+	if (r->key_file && what)
+		return fail(l, "[job %s]: %s needs the password of [repository %s]: its key-file is a host key, which can only add (run %s on a trusted node)",
+			    j->name, what, r->name, j->has_keep ? "forget" : j->gc_schedule ? "gc" : "replicate");
+	for (size_t i = 0; i < j->replicate_to.n; i++)
+		if (cairn_conf_repo(l->c, j->replicate_to.v[i])->key_file)
+			return fail(l, "[job %s]: replicate-to %s: a replication target needs its password, not a host key-file",
+				    j->name, j->replicate_to.v[i]);
+	return 1;
+}
+
 static int check_job(struct loader *l, const struct cairn_conf_job *j)
 {
 	l->line = j->line;
@@ -597,7 +616,7 @@ static int check_job(struct loader *l, const struct cairn_conf_job *j)
 			if (!strcmp(to, j->replicate_to.v[k]))
 				return fail(l, "[job %s]: replicate-to names %s twice", j->name, to);
 	}
-	return check_keep(l, "job", j->name, j->has_keep, &j->keep);
+	return check_host_key(l, j) && check_keep(l, "job", j->name, j->has_keep, &j->keep);
 }
 
 static int check_all(struct loader *l)
@@ -607,6 +626,8 @@ static int check_all(struct loader *l)
 		l->line = r->line;
 		if (!r->url)
 			return fail(l, "[repository %s] has no url", r->name);
+		if (r->key_file && r->password_file)
+			return fail(l, "[repository %s]: give password-file or key-file, not both", r->name);
 		if (!check_keep(l, "repository", r->name, r->has_keep, &r->keep))
 			return 0;
 	}
@@ -672,6 +693,7 @@ static void free_repo(struct cairn_conf_repo *r)
 	free(r->name);
 	free(r->url);
 	free(r->password_file);
+	free(r->key_file);
 	free(r->s3_credentials_file);
 	free(r->sftp_identity);
 	free(r->sftp_known_hosts);

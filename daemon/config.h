@@ -2,7 +2,8 @@
  * for admins in cairn.conf(5) and docs/cairn.conf.example.
  *
  *   [global]            state-dir, metrics-dir, run-dir, connect, log-level
- *   [repository NAME]   url, password-file, s3-credentials-file,
+ *   [repository NAME]   url, password-file or key-file (a host key),
+ *                       s3-credentials-file,
  *                       sftp-identity, sftp-known-hosts,
  *                       connections, limit-upload, limit-download,
  *                       keep-* (the retention used when NAME is a
@@ -69,7 +70,8 @@ struct cairn_conf_list {
 
 struct cairn_conf_repo {
 	char *name, *url;
-	char *password_file; /* NULL: unencrypted repository */
+	char *password_file; /* NULL: unencrypted repository, or key_file */
+	char *key_file; /* a host key file instead of the password; NULL: none */
 	char *s3_credentials_file; /* NULL: none */
 	char *sftp_identity, *sftp_known_hosts; /* NULL: the backend's defaults */
 	unsigned connections; /* 1..64; 0: not set */

@@ -76,7 +76,8 @@ static struct cairn_backend_opts backend_of(const struct cairn_conf_repo *r)
 					    .limit_download = r->limit_download,
 					    .credentials_file = r->s3_credentials_file,
 					    .identity_file = r->sftp_identity,
-					    .known_hosts_file = r->sftp_known_hosts };
+					    .known_hosts_file = r->sftp_known_hosts,
+					    .key_file = r->key_file };
 }
 
 static int build_spec(const struct cairn_scheduler *s, const struct cairn_conf_job *j,

@@ -1,5 +1,6 @@
 /* Blob encoding (docs/design.md section 5): zstd, then AES-256-GCM with the
- * blob's id, type and flags as associated data. */
+ * blob's id, type and flags as associated data; disk data of a host-keys
+ * repository sealed to its public key instead (seal.c). */
 #include <errno.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -53,14 +54,22 @@ static void blob_aad(uint8_t aad[CAIRN_ID_LEN + 2], const cairn_id *id,
 	aad[CAIRN_ID_LEN + 1] = flags;
 }
 
+bool blob_sealed(const struct cairn_repo *r, enum cairn_blob_type type)
+{
+	return r->host_keys && type == CAIRN_BLOB_DATA;
+}
+
 int blob_encode(const struct cairn_repo *r, struct scratch *sc,
 		enum cairn_blob_type type, const cairn_id *id, const void *in,
-		size_t len, uint8_t *flags)
+		size_t len, const struct seal_key *seal, uint8_t *flags)
 {
 	uint8_t f = 0;
 	size_t bound = ZSTD_compressBound(len);
+	bool sealed = blob_sealed(r, type);
+	if (sealed && !seal)
+		return -EINVAL;
 	sc->a.len = sc->b.len = 0;
-	if (buf_reserve(&sc->a, bound + NONCE_LEN + TAG_LEN) < 0 ||
+	if (buf_reserve(&sc->a, bound + SEAL_OVERHEAD) < 0 ||
 	    buf_reserve(&sc->b, bound) < 0)
 		return -ENOMEM;
 	const uint8_t *plain = in;
@@ -84,15 +93,35 @@ int blob_encode(const struct cairn_repo *r, struct scratch *sc,
 		*flags = f;
 		return 0;
 	}
-	f |= BLOB_F_AES;
+	f |= BLOB_F_AES | (sealed ? BLOB_F_SEALED : 0);
 	uint8_t aad[CAIRN_ID_LEN + 2];
 	blob_aad(aad, id, type, f);
-	int rc = aead_seal(r->k_enc, aad, sizeof(aad), plain, plen, sc->a.p);
+	int rc = sealed ? seal_blob(seal, aad, sizeof(aad), plain, plen, sc->a.p)
+			: aead_seal(r->k_enc, aad, sizeof(aad), plain, plen, sc->a.p);
 	if (rc < 0)
 		return rc;
-	sc->a.len = plen + NONCE_LEN + TAG_LEN;
+	sc->a.len = plen + (sealed ? SEAL_OVERHEAD : NONCE_LEN + TAG_LEN);
 	*flags = f;
 	return 0;
+}
+
+/* Opens the AES layer of a stored blob into dst (plen bytes): K_enc, or
+ * for a sealed blob the key its ephemeral public key shares with the
+ * repository's (derived once per ephemeral key and thread). */
+static int blob_open(const struct cairn_repo *r, struct scratch *sc, const struct idx_entry *e,
+		     const uint8_t *in, uint8_t *dst)
+{
+	uint8_t aad[CAIRN_ID_LEN + 2];
+	blob_aad(aad, &e->id, e->type, e->flags);
+	if (!(e->flags & BLOB_F_SEALED))
+		return aead_open(r->k_enc, aad, sizeof(aad), in, e->stored_len, dst);
+	if (!r->has_data_priv)
+		return -EPERM;
+	const struct seal_key *k;
+	int rc = seal_cache_key(&sc->seals, r->data_priv, r->data_pub, in, &k);
+	if (rc < 0)
+		return rc == -ENOMEM ? rc : -EBADMSG;
+	return open_sealed(k, aad, sizeof(aad), in, e->stored_len, dst);
 }
 
 int blob_decode(const struct cairn_repo *r, struct scratch *sc,
@@ -103,10 +132,16 @@ int blob_decode(const struct cairn_repo *r, struct scratch *sc,
 
 	if (!!(e->flags & BLOB_F_AES) != r->encrypted)
 		return -EBADMSG; /* plaintext in an encrypted repository is forged */
+	bool sealed = e->flags & BLOB_F_SEALED;
+	/* disk data of a host-keys repository is always sealed, nothing else
+	 * ever is: a blob that says otherwise is forged */
+	if (sealed != blob_sealed(r, e->type))
+		return -EBADMSG;
 	if (e->flags & BLOB_F_AES) {
-		if (plen < NONCE_LEN + TAG_LEN)
+		size_t overhead = sealed ? SEAL_OVERHEAD : NONCE_LEN + TAG_LEN;
+		if (plen < overhead)
 			return -EBADMSG;
-		plen -= NONCE_LEN + TAG_LEN;
+		plen -= overhead;
 		/* decrypt into out when the result needs no decompression */
 		uint8_t *dst = out;
 		if (e->flags & BLOB_F_ZSTD) {
@@ -117,9 +152,7 @@ int blob_decode(const struct cairn_repo *r, struct scratch *sc,
 		} else if (plen != e->raw_len) {
 			return -EBADMSG;
 		}
-		uint8_t aad[CAIRN_ID_LEN + 2];
-		blob_aad(aad, &e->id, e->type, e->flags);
-		int rc = aead_open(r->k_enc, aad, sizeof(aad), in, e->stored_len, dst);
+		int rc = blob_open(r, sc, e, in, dst);
 		if (rc < 0)
 			return rc;
 		p = dst;
@@ -133,7 +166,7 @@ int blob_decode(const struct cairn_repo *r, struct scratch *sc,
 			return -EBADMSG;
 		memcpy(out, p, plen);
 	}
-	if (!rehash && (e->flags & BLOB_F_AES))
+	if (!rehash && (e->flags & BLOB_F_AES) && !sealed)
 		return 0;
 	cairn_id got;
 	cairn_repo_chunk_id(r, out, e->raw_len, &got);

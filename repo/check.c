@@ -351,13 +351,18 @@ int cairn_repo_check(struct cairn_repo *r, const struct cairn_check_opts *o)
 			       .opaque = opaque };
 	struct pack_list packs;
 	size_t warn_before = r->nwarnings;
+	/* a host key cannot open disk data: only the structure is its to
+	 * check (putting back an overwritten object only adds its own bytes) */
+	int rc = o->read_data ? cairn_repo_need_full(r) : 0;
+	if (rc < 0)
+		return rc;
 	/* before the index and damage records are loaded: what it puts back
 	 * is then read as it was written */
 	struct cairn_overwrite_opts ow = { .repair = o->repair, .report = fn,
 					   .repaired = o->repaired, .notice = o->notice,
 					   .opaque = opaque };
 	struct cairn_overwrite_result owr;
-	int rc = cairn_repo_overwrite_scan(r, &ow, &owr);
+	rc = cairn_repo_overwrite_scan(r, &ow, &owr);
 	if (rc < 0)
 		return rc;
 	/* counted even when put back: an overwrite means a writer's
@@ -426,7 +431,10 @@ int cairn_repo_repair_index(struct cairn_repo *r, cairn_report_fn fn, void *opaq
 {
 	struct pack_list packs;
 	struct name_list old;
-	int rc = list_names(r, "index", &old);
+	int rc = cairn_repo_need_full(r);
+	if (rc < 0)
+		return rc;
+	rc = list_names(r, "index", &old);
 	if (rc < 0)
 		return rc;
 	if ((rc = list_packs(r, &packs)) < 0) {

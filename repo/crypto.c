@@ -1,4 +1,5 @@
-/* Thin wrappers over OpenSSL 3: SHA-256, AES-256-GCM, scrypt, randomness. */
+/* Thin wrappers over OpenSSL 3: SHA-256, AES-256-GCM, scrypt, HKDF-SHA256,
+ * X25519, randomness. */
 #include <errno.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
@@ -84,4 +85,69 @@ int scrypt_kdf(const char *password, const uint8_t *salt, size_t saltlen,
 	int ok = EVP_KDF_derive(ctx, out, KEY_LEN, params);
 	EVP_KDF_CTX_free(ctx);
 	return ok == 1 ? 0 : -EINVAL;
+}
+
+int hkdf_sha256(const uint8_t *ikm, size_t ikmlen, const uint8_t *salt, size_t saltlen,
+		const char *info, uint8_t out[KEY_LEN])
+{
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL);
+	if (!kdf)
+		return -ENOSYS;
+	EVP_KDF_CTX *ctx = EVP_KDF_CTX_new(kdf);
+	EVP_KDF_free(kdf);
+	if (!ctx)
+		return -ENOMEM;
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikmlen),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, saltlen),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, strlen(info)),
+		OSSL_PARAM_construct_end(),
+	};
+	int ok = EVP_KDF_derive(ctx, out, KEY_LEN, params);
+	EVP_KDF_CTX_free(ctx);
+	return ok == 1 ? 0 : -EIO;
+}
+
+typedef EVP_PKEY *pkey_ptr;
+static inline void pkey_freep(pkey_ptr *k) { EVP_PKEY_free(*k); }
+typedef EVP_PKEY_CTX *pkey_ctx;
+static inline void pkey_ctx_freep(pkey_ctx *c) { EVP_PKEY_CTX_free(*c); }
+
+int x25519_public(const uint8_t priv[X25519_LEN], uint8_t pub[X25519_LEN])
+{
+	_cleanup_(pkey_freep) pkey_ptr k =
+		EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, priv, X25519_LEN);
+	size_t n = X25519_LEN;
+	if (!k || EVP_PKEY_get_raw_public_key(k, pub, &n) != 1 || n != X25519_LEN)
+		return -EIO;
+	return 0;
+}
+
+int x25519_keypair(uint8_t priv[X25519_LEN], uint8_t pub[X25519_LEN])
+{
+	int rc = random_bytes(priv, X25519_LEN);
+	return rc < 0 ? rc : x25519_public(priv, pub);
+}
+
+int x25519_shared(const uint8_t priv[X25519_LEN], const uint8_t peer[X25519_LEN],
+		  uint8_t out[X25519_LEN])
+{
+	_cleanup_(pkey_freep) pkey_ptr mine =
+		EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, priv, X25519_LEN);
+	_cleanup_(pkey_freep) pkey_ptr theirs =
+		EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, peer, X25519_LEN);
+	if (!mine || !theirs)
+		return -EIO;
+	_cleanup_(pkey_ctx_freep) pkey_ctx c = EVP_PKEY_CTX_new(mine, NULL);
+	size_t n = X25519_LEN;
+	if (!c || EVP_PKEY_derive_init(c) != 1 || EVP_PKEY_derive_set_peer(c, theirs) != 1)
+		return -EIO;
+	/* a low-order peer key gives an all-zero secret: OpenSSL refuses it */
+	if (EVP_PKEY_derive(c, out, &n) != 1 || n != X25519_LEN)
+		return -EBADMSG;
+	uint8_t any = 0;
+	for (size_t i = 0; i < X25519_LEN; i++)
+		any |= out[i];
+	return any ? 0 : -EBADMSG;
 }

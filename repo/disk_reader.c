@@ -50,6 +50,8 @@ int cairn_dreader_new(struct cairn_repo *r, const struct cairn_disk *d,
 {
 	if (!d->map && d->nchunks)
 		return set_err(err, errlen, -EINVAL, "disk %s: chunk map not loaded", d->name);
+	if (cairn_repo_need_full(r) < 0)
+		return set_err(err, errlen, -EPERM, CAIRN_HOST_KEY_REFUSAL);
 	struct cairn_dreader *rd = calloc(1, sizeof(*rd));
 	if (!rd)
 		return set_err(err, errlen, -ENOMEM, "out of memory");

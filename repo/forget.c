@@ -49,7 +49,9 @@ int cairn_snapshot_forget(struct cairn_repo *r, const cairn_id *id)
 {
 	char name[128];
 	bool protect;
-	int rc = cairn_snapshot_is_protected(r, id, &protect);
+	int rc = cairn_repo_need_full(r);
+	if (rc == 0)
+		rc = cairn_snapshot_is_protected(r, id, &protect);
 	if (rc < 0)
 		return rc;
 	object_name("snapshots", id, name, sizeof(name));
@@ -72,7 +74,10 @@ int cairn_snapshot_protect(struct cairn_repo *r, const cairn_id *id, bool on)
 	char name[128];
 	object_name("protected", id, name, sizeof(name));
 	if (!on) {
-		int rc = r->be->ops->remove(r->be, name);
+		int rc = cairn_repo_need_full(r);
+		if (rc < 0)
+			return rc;
+		rc = r->be->ops->remove(r->be, name);
 		return rc < 0 && rc != -ENOENT
 			       ? repo_err(r, rc, "cannot remove %s: %s", name, strerror(-rc))
 			       : 0;
@@ -139,6 +144,8 @@ int cairn_forget_by_policy(struct cairn_repo *r, const struct cairn_keep_policy 
 {
 	if (cairn_keep_policy_empty(p))
 		return repo_err(r, -EINVAL, "no keep rule: forget would remove every snapshot");
+	if (!dry_run && cairn_repo_need_full(r) < 0)
+		return -EPERM;
 	struct cairn_snapshot **v;
 	size_t n;
 	int rc = cairn_snapshot_list(r, &v, &n);

@@ -116,7 +116,9 @@ int cairn_gc(struct cairn_repo *r, const struct cairn_gc_opts *o, struct cairn_g
 {
 	memset(res, 0, sizeof(*res));
 	int64_t now = o->now_s ? o->now_s : time(NULL);
-	int rc = 0;
+	int rc = cairn_repo_need_full(r);
+	if (rc < 0)
+		return rc;
 	/* first, so that what those manifests alone used is garbage now */
 	if (gc_immutable(r) && !o->dry_run)
 		rc = immutable_forget_due(r, now, res);

@@ -5,9 +5,9 @@
  * layer or those below it, and no two files call each other in a circle
  * (tests/repo_layers.sh checks the built objects):
  *   1. ground: crypto, objects (errors, hashed objects, listings), idx_table
- *      (the in-memory index), envelope, blob, pack, index (index files),
- *      keys, lock, verify, disk, anomaly (the anomaly guard's arithmetic);
- *      the backends and transports.
+ *      (the in-memory index), envelope, seal, blob, pack, index (index
+ *      files), hostkey, keys, lock, verify, disk, anomaly (the anomaly
+ *      guard's arithmetic); the backends and transports.
  *   2. records as plain data in struct cairn_repo: gc_condemned (gc/
  *      lists), damage (damaged/ and checks/), and reuse, the lookups in
  *      them that say which stored copies writers must not reuse.
@@ -31,6 +31,8 @@
 #define TAG_LEN 16
 #define BLOB_F_ZSTD 1u
 #define BLOB_F_AES 2u
+#define BLOB_F_SEALED 4u /* disk data sealed to the repository's public key (seal.c) */
+#define X25519_LEN 32
 #define ENTRY_LEN 48 /* pack directory and index entry */
 #define PAGE_IDS 4096
 
@@ -96,6 +98,16 @@ struct cairn_repo {
 	uint8_t k_enc[KEY_LEN];
 	uint8_t k_id[KEY_LEN];
 	char key_name[65]; /* key file that opened the repository */
+	/* host keys (docs/design.md "Host keys"): the config feature, the
+	 * repository's X25519 key pair (the private half only when a password
+	 * opened it) and, when a host key opened it, the key's name and id:
+	 * then the repository can only add (repo_need_full) */
+	bool host_keys;
+	bool has_data_priv;
+	uint8_t data_pub[X25519_LEN];
+	uint8_t data_priv[X25519_LEN];
+	char host_key[65];
+	char host_id[65];
 	struct idx_table idx;
 	bool index_loaded;
 	cairn_id *condemned; /* sorted pack ids */
@@ -133,6 +145,46 @@ int aead_open(const uint8_t key[KEY_LEN], const void *aad, size_t aadlen,
 	      const uint8_t *in, size_t len, uint8_t *out); /* out: len-28 */
 int scrypt_kdf(const char *password, const uint8_t *salt, size_t saltlen,
 	       uint64_t n, uint32_t r, uint32_t p, uint8_t out[KEY_LEN]);
+int hkdf_sha256(const uint8_t *ikm, size_t ikmlen, const uint8_t *salt, size_t saltlen,
+		const char *info, uint8_t out[KEY_LEN]);
+int x25519_public(const uint8_t priv[X25519_LEN], uint8_t pub[X25519_LEN]);
+int x25519_keypair(uint8_t priv[X25519_LEN], uint8_t pub[X25519_LEN]);
+/* -EBADMSG for a peer key that gives no secret (a low-order point) */
+int x25519_shared(const uint8_t priv[X25519_LEN], const uint8_t peer[X25519_LEN],
+		  uint8_t out[X25519_LEN]);
+
+/* seal.c: disk data sealed to the repository's X25519 public key
+ * (docs/design.md section "Host keys"). A sealed blob's stored bytes are
+ * eph_pub(32) || nonce(12) || AES-256-GCM ciphertext || tag(16) under
+ * HKDF-SHA256(X25519(eph, repo), salt = eph_pub || repo_pub,
+ * info "cairn-seal-v1"). A writer makes one seal key per pack; a reader
+ * derives each ephemeral key's AES key once (seal_cache). */
+#define SEAL_OVERHEAD (X25519_LEN + NONCE_LEN + TAG_LEN)
+struct seal_key {
+	uint8_t eph_pub[X25519_LEN];
+	uint8_t key[KEY_LEN];
+};
+/* A new ephemeral key and the AES key it shares with repo_pub. */
+int seal_key_new(const uint8_t repo_pub[X25519_LEN], struct seal_key *out);
+/* The AES key of a sealed blob whose bytes start with eph_pub. */
+int seal_key_derive(const uint8_t repo_priv[X25519_LEN], const uint8_t repo_pub[X25519_LEN],
+		    const uint8_t eph_pub[X25519_LEN], struct seal_key *out);
+/* out: len + SEAL_OVERHEAD bytes */
+int seal_blob(const struct seal_key *k, const void *aad, size_t aadlen, const void *in,
+	      size_t len, uint8_t *out);
+/* in: a sealed blob of len bytes whose key k was derived from its first
+ * 32 bytes; out: len - SEAL_OVERHEAD bytes. -EBADMSG when it fails. */
+int open_sealed(const struct seal_key *k, const void *aad, size_t aadlen, const uint8_t *in,
+		size_t len, uint8_t *out);
+/* The derived keys of the last ephemeral keys a thread met. */
+#define SEAL_CACHE 4
+struct seal_cache {
+	struct seal_key v[SEAL_CACHE];
+	unsigned n, next;
+};
+int seal_cache_key(struct seal_cache *c, const uint8_t repo_priv[X25519_LEN],
+		   const uint8_t repo_pub[X25519_LEN], const uint8_t eph_pub[X25519_LEN],
+		   const struct seal_key **out);
 
 /* Working memory of one thread for encoding and decoding blobs, pooled in
  * the repository so the hot paths do not allocate per chunk. */
@@ -140,21 +192,28 @@ struct scratch {
 	ZSTD_CCtx *zc;
 	ZSTD_DCtx *zd;
 	struct buf a, b;
+	struct seal_cache seals;
 	struct scratch *next;
 };
 struct scratch *scratch_get(struct cairn_repo *r); /* NULL: out of memory */
 void scratch_put(struct cairn_repo *r, struct scratch *s);
 
 /* blob.c: section 5 of docs/design.md. The encoded bytes are left in
- * sc->a (valid until the scratch is reused). */
+ * sc->a (valid until the scratch is reused). In a host-keys repository
+ * disk data is sealed with seal (the writer's key of the current pack),
+ * which may be NULL otherwise. */
 int blob_encode(const struct cairn_repo *r, struct scratch *sc,
 		enum cairn_blob_type type, const cairn_id *id, const void *in,
-		size_t len, uint8_t *flags);
+		size_t len, const struct seal_key *seal, uint8_t *flags);
+/* True when blobs of this type are sealed in r (host-keys disk data). */
+bool blob_sealed(const struct cairn_repo *r, enum cairn_blob_type type);
 /* Decodes stored bytes to plaintext of exactly raw_len bytes and checks
  * the id: by hashing the plaintext again, or, with rehash false in an
  * encrypted repository, by the AES-GCM tag alone (its AAD holds the id, so
- * only a holder of the key can have sealed these bytes for this id). Uses
- * sc->b. */
+ * only a holder of the key can have sealed these bytes for this id). A
+ * sealed blob is always hashed again: any host key can seal any bytes
+ * under any id. -EPERM for a sealed blob when r has no private key (a
+ * host key opened it). Uses sc->b. */
 int blob_decode(const struct cairn_repo *r, struct scratch *sc,
 		const struct idx_entry *e, const uint8_t *in, uint8_t *out, bool rehash);
 

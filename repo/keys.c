@@ -11,7 +11,11 @@
 #define SCRYPT_R 8
 #define SCRYPT_P 1
 #define SALT_LEN KEY_SALT_LEN
-#define MASTER_LEN KEY_MASTER_LEN
+
+static size_t master_len(const struct cairn_repo *r)
+{
+	return r->host_keys ? KEY_MASTER_MAX : KEY_MASTER_LEN;
+}
 
 static void key_aad(const struct cairn_repo *r, char *out, size_t len)
 {
@@ -20,13 +24,17 @@ static void key_aad(const struct cairn_repo *r, char *out, size_t len)
 
 int cairn_key_add(struct cairn_repo *r, const char *password, char id[65])
 {
-	uint8_t salt[SALT_LEN], kek[KEY_LEN], master[MASTER_LEN];
-	uint8_t sealed[NONCE_LEN + MASTER_LEN + TAG_LEN];
+	uint8_t salt[SALT_LEN], kek[KEY_LEN], master[KEY_MASTER_MAX];
+	uint8_t sealed[NONCE_LEN + KEY_MASTER_MAX + TAG_LEN];
 	char aad[100], created[40], host[128] = "", salthex[2 * SALT_LEN + 1];
-	char noncehex[2 * NONCE_LEN + 1], datahex[2 * (MASTER_LEN + TAG_LEN) + 1];
+	char noncehex[2 * NONCE_LEN + 1], datahex[2 * (KEY_MASTER_MAX + TAG_LEN) + 1];
+	const size_t mlen = master_len(r);
+	int rc = cairn_repo_need_full(r);
+	if (rc < 0)
+		return rc;
 	if (!password || !*password)
 		return repo_err(r, -EINVAL, "the password must not be empty");
-	int rc = random_bytes(salt, sizeof(salt));
+	rc = random_bytes(salt, sizeof(salt));
 	if (rc == 0)
 		rc = scrypt_kdf(password, salt, sizeof(salt), SCRYPT_N, SCRYPT_R,
 				SCRYPT_P, kek);
@@ -34,8 +42,10 @@ int cairn_key_add(struct cairn_repo *r, const char *password, char id[65])
 		return repo_err(r, rc, "key derivation failed");
 	memcpy(master, r->k_enc, KEY_LEN);
 	memcpy(master + KEY_LEN, r->k_id, KEY_LEN);
+	if (r->host_keys)
+		memcpy(master + 2 * KEY_LEN, r->data_priv, X25519_LEN);
 	key_aad(r, aad, sizeof(aad));
-	rc = aead_seal(kek, aad, strlen(aad), master, MASTER_LEN, sealed);
+	rc = aead_seal(kek, aad, strlen(aad), master, mlen, sealed);
 	memset(master, 0, sizeof(master));
 	memset(kek, 0, sizeof(kek));
 	if (rc < 0)
@@ -46,7 +56,7 @@ int cairn_key_add(struct cairn_repo *r, const char *password, char id[65])
 	format_time_utc(now_ns(), created, sizeof(created));
 	hex_encode(salt, sizeof(salt), salthex);
 	hex_encode(sealed, NONCE_LEN, noncehex);
-	hex_encode(sealed + NONCE_LEN, MASTER_LEN + TAG_LEN, datahex);
+	hex_encode(sealed + NONCE_LEN, mlen + TAG_LEN, datahex);
 	json_t *k = json_pack("{s:i, s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:s, s:s, s:s}",
 			      "version", 1, "kdf", "scrypt", "n", SCRYPT_N, "r", SCRYPT_R,
 			      "p", SCRYPT_P, "salt", salthex, "nonce", noncehex,
@@ -83,7 +93,10 @@ int key_file_parse(const void *text, size_t len, struct key_file *kf)
 	    !strcmp(kdf, "scrypt") && n >= 1024 && n <= (1 << 24) && rr >= 1 && rr <= 64 &&
 	    p >= 1 && p <= 16 && hex_decode(salthex, kf->salt, KEY_SALT_LEN) == 0 &&
 	    hex_decode(noncehex, kf->sealed, NONCE_LEN) == 0 &&
-	    hex_decode(datahex, kf->sealed + NONCE_LEN, KEY_MASTER_LEN + TAG_LEN) == 0) {
+	    (strlen(datahex) == 2 * (KEY_MASTER_LEN + TAG_LEN) ||
+	     strlen(datahex) == 2 * (KEY_MASTER_MAX + TAG_LEN)) &&
+	    hex_decode(datahex, kf->sealed + NONCE_LEN, strlen(datahex) / 2) == 0) {
+		kf->master_len = strlen(datahex) / 2 - TAG_LEN;
 		kf->n = (uint64_t)n;
 		kf->r = (uint32_t)rr;
 		kf->p = (uint32_t)p;
@@ -91,6 +104,19 @@ int key_file_parse(const void *text, size_t len, struct key_file *kf)
 	}
 	json_decref(k);
 	return rc;
+}
+
+/* The private key a key file wraps must be the one config's public key
+ * belongs to: a key file of another repository would open nothing. */
+static int take_data_key(struct cairn_repo *r, const uint8_t priv[X25519_LEN])
+{
+	uint8_t pub[X25519_LEN];
+	int rc = x25519_public(priv, pub);
+	if (rc < 0 || memcmp(pub, r->data_pub, X25519_LEN))
+		return -EBADMSG;
+	memcpy(r->data_priv, priv, X25519_LEN);
+	r->has_data_priv = true;
+	return 0;
 }
 
 /* Tries one key file; 0 and the master key on success, -EKEYREJECTED on a
@@ -107,18 +133,26 @@ static int try_key(struct cairn_repo *r, const char *kname, const char *password
 	buf_free(&b);
 	if (rc < 0)
 		return rc;
-	uint8_t kek[KEY_LEN], master[MASTER_LEN];
+	const size_t mlen = master_len(r);
+	if (kf.master_len != mlen)
+		return -EBADMSG;
+	uint8_t kek[KEY_LEN], master[KEY_MASTER_MAX];
 	rc = scrypt_kdf(password, kf.salt, SALT_LEN, kf.n, kf.r, kf.p, kek);
 	if (rc < 0)
 		return rc;
 	key_aad(r, aad, sizeof(aad));
-	rc = aead_open(kek, aad, strlen(aad), kf.sealed, sizeof(kf.sealed), master);
+	rc = aead_open(kek, aad, strlen(aad), kf.sealed, NONCE_LEN + mlen + TAG_LEN, master);
 	memset(kek, 0, sizeof(kek));
 	if (rc < 0)
 		return rc == -EBADMSG ? -EKEYREJECTED : rc;
-	memcpy(r->k_enc, master, KEY_LEN);
-	memcpy(r->k_id, master + KEY_LEN, KEY_LEN);
-	memset(master, 0, sizeof(master));
+	rc = r->host_keys ? take_data_key(r, master + 2 * KEY_LEN) : 0;
+	if (rc == 0) {
+		memcpy(r->k_enc, master, KEY_LEN);
+		memcpy(r->k_id, master + KEY_LEN, KEY_LEN);
+	}
+	explicit_bzero(master, sizeof(master));
+	if (rc < 0)
+		return rc;
 	snprintf(r->key_name, sizeof(r->key_name), "%s", kname);
 	return 0;
 }
@@ -155,7 +189,9 @@ int keys_unlock(struct cairn_repo *r, const char *password)
 int cairn_key_list(struct cairn_repo *r, struct cairn_key_info **out, size_t *n)
 {
 	struct name_list keys;
-	int rc = list_names(r, "keys", &keys);
+	int rc = cairn_repo_need_full(r);
+	if (rc == 0)
+		rc = list_names(r, "keys", &keys);
 	if (rc < 0)
 		return rc;
 	struct cairn_key_info *v = calloc(keys.n ? keys.n : 1, sizeof(*v));
@@ -190,7 +226,9 @@ int cairn_key_list(struct cairn_repo *r, struct cairn_key_info **out, size_t *n)
 int cairn_key_remove(struct cairn_repo *r, const char *prefix)
 {
 	struct name_list keys;
-	int rc = list_names(r, "keys", &keys);
+	int rc = cairn_repo_need_full(r);
+	if (rc == 0)
+		rc = list_names(r, "keys", &keys);
 	if (rc < 0)
 		return rc;
 	const char *match;

@@ -16,8 +16,11 @@ struct cairn_pack_dir {
 
 bool cairn_repo_is_replica_of(const struct cairn_repo *a, const struct cairn_repo *b)
 {
+	/* sealed disk data copies as it is only to the same public key */
 	return a->encrypted == b->encrypted && a->chunk_size == b->chunk_size &&
-	       !memcmp(a->k_enc, b->k_enc, KEY_LEN) && !memcmp(a->k_id, b->k_id, KEY_LEN);
+	       !memcmp(a->k_enc, b->k_enc, KEY_LEN) && !memcmp(a->k_id, b->k_id, KEY_LEN) &&
+	       a->host_keys == b->host_keys &&
+	       (!a->host_keys || !memcmp(a->data_pub, b->data_pub, X25519_LEN));
 }
 
 static void object_name(const char *dir, const cairn_id *id, char *out, size_t len)

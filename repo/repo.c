@@ -31,6 +31,28 @@ static struct cairn_repo *repo_alloc(void)
 	return r;
 }
 
+/* A host-keys repository's X25519 key pair: new, or a replica's source's. */
+static int init_data_key(struct cairn_repo *r, const struct cairn_repo *src, bool host_keys)
+{
+	r->host_keys = host_keys;
+	if (!host_keys)
+		return 0;
+	r->has_data_priv = true;
+	if (!src)
+		return x25519_keypair(r->data_priv, r->data_pub);
+	memcpy(r->data_priv, src->data_priv, X25519_LEN);
+	memcpy(r->data_pub, src->data_pub, X25519_LEN);
+	return 0;
+}
+
+static void config_host_keys(const struct cairn_repo *r, json_t *cfg)
+{
+	char pub[2 * X25519_LEN + 1];
+	hex_encode(r->data_pub, X25519_LEN, pub);
+	json_object_set_new(cfg, "features", json_pack("[s]", "host-keys"));
+	json_object_set_new(cfg, "data_key", json_pack("{s:s, s:s}", "alg", "x25519", "public", pub));
+}
+
 int cairn_repo_init(const char *url, const struct cairn_init_opts *o,
 		    char *err, size_t errlen)
 {
@@ -43,8 +65,13 @@ int cairn_repo_init(const char *url, const struct cairn_init_opts *o,
 			       o->compression_level, ZSTD_maxCLevel());
 	const struct cairn_repo *src = o->replica_of;
 	bool encrypt = src ? src->encrypted : o->encrypt;
+	bool host_keys = src ? src->host_keys : o->host_keys;
 	if (encrypt && (!o->password || !*o->password))
 		return set_err(err, errlen, -EINVAL, "an encrypted repository needs a non-empty password");
+	if (host_keys && !encrypt)
+		return set_err(err, errlen, -EINVAL, "host keys need an encrypted repository");
+	if (src && src->host_keys && !src->has_data_priv)
+		return set_err(err, errlen, -EPERM, CAIRN_HOST_KEY_REFUSAL);
 
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = repo_alloc();
 	if (!r)
@@ -70,6 +97,8 @@ int cairn_repo_init(const char *url, const struct cairn_init_opts *o,
 	r->level = src ? src->level : o->compression_level;
 	r->pack_size = src ? src->pack_size : CAIRN_DEFAULT_PACK;
 
+	if ((rc = init_data_key(r, src, host_keys)) < 0)
+		return set_err(err, errlen, rc, "cannot make the repository's key pair");
 	/* keys first: a config without keys would be an unopenable repository */
 	if (encrypt) {
 		uint8_t master[2 * KEY_LEN];
@@ -98,6 +127,8 @@ int cairn_repo_init(const char *url, const struct cairn_init_opts *o,
 		json_object_set_new(cfg, "immutable",
 				    json_pack("{s:i, s:s}", "days", (json_int_t)r->immutable_days,
 					      "mode", "COMPLIANCE"));
+	if (cfg && host_keys)
+		config_host_keys(r, cfg);
 	_cleanup_free_ char *text = cfg ? json_dumps(cfg, JSON_INDENT(2)) : NULL;
 	if (!text)
 		return -ENOMEM;
@@ -108,8 +139,24 @@ int cairn_repo_init(const char *url, const struct cairn_init_opts *o,
 	return 0;
 }
 
+/* "data_key" of a host-keys repository: its X25519 public key. */
+static int parse_data_key(struct cairn_repo *r, const json_t *cfg, bool encrypted, char *err,
+			  size_t errlen)
+{
+	const char *alg = NULL, *pub = NULL;
+	json_t *dk = json_object_get(cfg, "data_key");
+	if (!encrypted || !dk ||
+	    json_unpack(dk, "{s:s, s:s}", "alg", &alg, "public", &pub) < 0 ||
+	    strcmp(alg, "x25519") || hex_decode(pub, r->data_pub, X25519_LEN) < 0)
+		return set_err(err, errlen, -EBADMSG,
+			       "%s/config: host keys need encryption and a valid \"data_key\"",
+			       r->be->location);
+	return 0;
+}
+
 /* Additions that older readers must refuse rather than ignore are named in
- * config's "features" (docs/design.md section 0); this reader knows none. */
+ * config's "features" (docs/design.md section 0); this reader knows
+ * "host-keys". */
 static int check_features(struct cairn_repo *r, const json_t *features, char *err,
 			  size_t errlen)
 {
@@ -122,6 +169,10 @@ static int check_features(struct cairn_repo *r, const json_t *features, char *er
 	const json_t *f;
 	json_array_foreach(features, i, f) {
 		const char *name = json_string_value(f);
+		if (name && !strcmp(name, "host-keys")) {
+			r->host_keys = true;
+			continue;
+		}
 		return set_err(err, errlen, -EPROTONOSUPPORT,
 			       "%s: the repository uses a format feature this cairn does not know (%s); use a newer cairn",
 			       r->be->location, name ? name : "?");
@@ -165,7 +216,10 @@ static int parse_config(struct cairn_repo *r, const struct buf *b, char *err,
 		return set_err(err, errlen, -EBADMSG, "%s/config: invalid \"immutable\" value",
 			       r->be->location);
 	r->immutable_days = (unsigned)days;
-	return check_features(r, json_object_get(cfg, "features"), err, errlen);
+	int rc = check_features(r, json_object_get(cfg, "features"), err, errlen);
+	if (rc == 0 && r->host_keys)
+		rc = parse_data_key(r, cfg, r->encrypted, err, errlen);
+	return rc;
 }
 
 int cairn_repo_open(const char *url, const char *password,
@@ -202,7 +256,11 @@ int cairn_repo_open_with(const char *url, const char *password,
 	if (r->immutable_days && r->be->ops->set_immutable &&
 	    (rc = r->be->ops->set_immutable(r->be, r->immutable_days, false, err, errlen)) < 0)
 		return rc;
-	if (r->encrypted) {
+	if (bo && bo->key_file) {
+		rc = hostkey_unlock(r, bo->key_file);
+		if (rc < 0)
+			return set_err(err, errlen, rc, "%s", r->err);
+	} else if (r->encrypted) {
 		if (!password)
 			return set_err(err, errlen, -EKEYREJECTED,
 				       "%s is encrypted: a password is needed", url);
@@ -231,12 +289,14 @@ void cairn_repo_close(struct cairn_repo *r)
 		r->scratch_pool = s->next;
 		ZSTD_freeCCtx(s->zc);
 		ZSTD_freeDCtx(s->zd);
+		explicit_bzero(&s->seals, sizeof(s->seals));
 		buf_free(&s->a);
 		buf_free(&s->b);
 		free(s);
 	}
-	memset(r->k_enc, 0, sizeof(r->k_enc));
-	memset(r->k_id, 0, sizeof(r->k_id));
+	explicit_bzero(r->k_enc, sizeof(r->k_enc));
+	explicit_bzero(r->k_id, sizeof(r->k_id));
+	explicit_bzero(r->data_priv, sizeof(r->data_priv));
 	pthread_mutex_destroy(&r->lock);
 	pthread_rwlock_destroy(&r->idx_lock);
 	pthread_cond_destroy(&r->lock_cond);
@@ -322,6 +382,8 @@ int repo_decode_stored(struct cairn_repo *r, const struct idx_entry *e, const ui
 int cairn_repo_decode_stored(struct cairn_repo *r, const cairn_id *id,
 			     const struct cairn_stored_blob *b, void *buf, size_t cap)
 {
+	if (b->type == CAIRN_BLOB_DATA && cairn_repo_need_full(r) < 0)
+		return -EPERM;
 	if (b->raw_len > cap || b->len > IDX_MAX_STORED || b->type > CAIRN_BLOB_PAGE)
 		return -EBADMSG;
 	struct idx_entry e = { .id = *id, .stored_len = b->len, .type = b->type,
@@ -347,6 +409,9 @@ static int read_blob(struct cairn_repo *r, const cairn_id *id, void *buf, size_t
 	if (e->raw_len > cap)
 		return repo_err(r, -EBADMSG, "blob %.16s: size %u exceeds %zu", hex,
 				e->raw_len, cap);
+	/* disk data is sealed; a host key only holds what reads metadata */
+	if (e->type == CAIRN_BLOB_DATA && cairn_repo_need_full(r) < 0)
+		return -EPERM;
 	pack_name(&pack, name, sizeof(name));
 	struct scratch *sc = scratch_get(r);
 	if (!sc || buf_reserve(&sc->a, e->stored_len + 1) < 0) {

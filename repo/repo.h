@@ -9,6 +9,8 @@
  *   -EKEYREJECTED  wrong password / no key opens the repository
  *   -EBUSY         the repository is locked by someone else
  *   -ENOENT        object, snapshot or disk not found
+ *   -EPERM         a host key opened the repository and the operation
+ *                  needs the password (CAIRN_HOST_KEY_REFUSAL)
  */
 #ifndef CAIRN_REPO_H
 #define CAIRN_REPO_H
@@ -49,7 +51,15 @@ struct cairn_backend_opts {
 	 * CAIRN_SFTP_KNOWN_HOSTS, else ~/.ssh/known_hosts) */
 	const char *identity_file;
 	const char *known_hosts_file;
+	/* not NULL: open with this host key file instead of a password
+	 * (docs/design.md "Host keys"): the repository can then only add */
+	const char *key_file;
 };
+
+/* The one line every operation a host key may not do fails with. */
+#define CAIRN_HOST_KEY_REFUSAL                                                      \
+	"this is a host key: it can only add backups; restores, forget, gc and key " \
+	"changes need the repository password or a full key"
 
 struct cairn_init_opts {
 	uint32_t chunk_size;
@@ -65,6 +75,9 @@ struct cairn_init_opts {
 	 * every data and metadata object is locked for this many days from
 	 * its write (docs/design.md section 20) */
 	unsigned immutable_days;
+	/* encrypted only: a repository for host keys (config feature
+	 * "host-keys"): disk data sealed to a repository public key */
+	bool host_keys;
 };
 
 int cairn_repo_init(const char *url, const struct cairn_init_opts *opts,
@@ -91,6 +104,13 @@ uint32_t cairn_repo_chunk_size(const struct cairn_repo *r);
  * remote store's round trips, not the CPUs, are then what limits). */
 unsigned cairn_repo_read_workers(const struct cairn_repo *r);
 const char *cairn_repo_id(const struct cairn_repo *r);
+/* True for a repository made with host keys (config feature "host-keys"). */
+bool cairn_repo_has_host_keys(const struct cairn_repo *r);
+/* The name of the host key that opened r, or NULL when a password did. */
+const char *cairn_repo_host_key(const struct cairn_repo *r);
+/* 0 when r was opened with the password; -EPERM with
+ * CAIRN_HOST_KEY_REFUSAL as its error when a host key opened it. */
+int cairn_repo_need_full(struct cairn_repo *r);
 /* The retention of an immutable repository in days; 0 when it is not. */
 unsigned cairn_repo_immutable_days(const struct cairn_repo *r);
 /* Warnings collected while loading (e.g. a damaged index file skipped). */
@@ -193,6 +213,7 @@ struct cairn_snapshot {
 	/* "crash", "quiesced" (guest filesystems frozen) or "offline" (the
 	 * domain was shut off); NULL for images */
 	char *consistency;
+	char *host_key; /* the host key that wrote it (design.md section 26), or NULL */
 	/* informational */
 	uint64_t bytes_read, new_chunks, new_bytes;
 };
@@ -386,5 +407,21 @@ int cairn_key_list(struct cairn_repo *r, struct cairn_key_info **out,
 		   size_t *n);
 int cairn_key_add(struct cairn_repo *r, const char *password, char id[65]);
 int cairn_key_remove(struct cairn_repo *r, const char *id_prefix);
+
+/* Host keys (docs/design.md "Host keys"): key files kept on a backup host
+ * that can add backups but not read disk data; each has a record
+ * hostkeys/<name> in the repository, and removing the record revokes it. */
+struct cairn_hostkey_info {
+	char name[65];
+	char host_id[65];
+	char created[40];
+	char host[128];
+	char user[64];
+};
+/* Writes the key file at path (mode 0600, never over an existing file)
+ * and the record. Names: 1-64 of letters, digits and . _ - @ +. */
+int cairn_hostkey_add(struct cairn_repo *r, const char *name, const char *path);
+int cairn_hostkey_remove(struct cairn_repo *r, const char *name);
+int cairn_hostkey_list(struct cairn_repo *r, struct cairn_hostkey_info **out, size_t *n);
 
 #endif

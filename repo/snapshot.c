@@ -3,7 +3,7 @@
 #include <jansson.h>
 #include <stdio.h>
 
-#include "internal.h"
+#include "keys.h"
 
 void cairn_snapshot_free(struct cairn_snapshot *s)
 {
@@ -19,6 +19,7 @@ void cairn_snapshot_free(struct cairn_snapshot *s)
 	free(s->domain_xml);
 	free(s->checkpoint);
 	free(s->consistency);
+	free(s->host_key);
 	for (size_t i = 0; i < s->ntags; i++)
 		free(s->tags[i]);
 	free(s->tags);
@@ -122,6 +123,11 @@ static int parse_manifest(const struct buf *b, struct cairn_snapshot *s)
 	s->time_ns = time_ns;
 	if ((dxml && !(s->domain_xml = strdup(dxml))) || (ckpt && !(s->checkpoint = strdup(ckpt))) ||
 	    (consistency && !(s->consistency = strdup(consistency)))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	const char *host_key = json_string_value(json_object_get(j, "host_key"));
+	if (host_key && !(s->host_key = strdup(host_key))) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -405,10 +411,17 @@ int cairn_snapshot_save(struct cairn_repo *r, struct cairn_writer *w,
 		json_object_set_new(j, "checkpoint", json_string(s->checkpoint));
 	if (j && s->consistency)
 		json_object_set_new(j, "consistency", json_string(s->consistency));
+	if (j && r->host_key[0]) /* docs/design.md "Host keys" */
+		json_object_set_new(j, "host_key", json_string(r->host_key));
 	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (!text)
 		return -ENOMEM;
+	/* a key revoked while this backup ran adds no snapshot */
+	if ((rc = hostkey_check_record(r)) < 0) {
+		free(text);
+		return rc;
+	}
 	struct buf sealed = { 0 };
 	rc = envelope_seal(r, ENV_SNAPSHOT, text, strlen(text), &sealed);
 	free(text);

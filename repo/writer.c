@@ -46,6 +46,10 @@ struct cairn_writer {
 	int64_t last_index_ns;
 	struct buf spare[SPARE_PACKS];
 	size_t nspare;
+	/* host-keys repositories: the ephemeral key disk data is sealed with,
+	 * a new one for each pack (a blob encoded just before a pack was
+	 * queued may land in the next: each sealed blob names its key) */
+	struct seal_key seal;
 };
 
 /* Keeps a written pack's buffer for a next pack: a new buffer of pack size
@@ -173,6 +177,11 @@ int cairn_writer_new(struct cairn_repo *r, struct cairn_writer **out)
 		return -ENOMEM;
 	w->r = r;
 	w->clean = true;
+	int src = r->host_keys ? seal_key_new(r->data_pub, &w->seal) : 0;
+	if (src < 0) {
+		free(w);
+		return repo_err(r, src, "cannot make a sealing key: %s", strerror(-src));
+	}
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->changed, NULL);
 	w->last_index_ns = mono_ns();
@@ -205,7 +214,8 @@ static int queue_current_locked(struct cairn_writer *w, bool only_full)
 	w->queue[w->queued++] = w->cur;
 	memset(&w->cur, 0, sizeof(w->cur));
 	pthread_cond_broadcast(&w->changed);
-	return 0;
+	int rc = w->r->host_keys ? seal_key_new(w->r->data_pub, &w->seal) : 0;
+	return rc < 0 ? repo_err(w->r, rc, "cannot make a sealing key: %s", strerror(-rc)) : 0;
 }
 
 int cairn_writer_put(struct cairn_writer *w, enum cairn_blob_type type,
@@ -220,8 +230,11 @@ int cairn_writer_put(struct cairn_writer *w, enum cairn_blob_type type,
 	if (stored_bytes)
 		*stored_bytes = 0;
 
+	struct seal_key seal = { 0 };
 	pthread_mutex_lock(&w->lock);
 	int rc = w->io_err;
+	if (blob_sealed(r, type))
+		seal = w->seal;
 	if (rc == 0) {
 		pthread_rwlock_wrlock(&r->idx_lock);
 		rc = idx_insert(&r->idx, &e, NULL);
@@ -241,7 +254,8 @@ int cairn_writer_put(struct cairn_writer *w, enum cairn_blob_type type,
 	if (!sc)
 		return repo_err(r, -ENOMEM, "out of memory");
 	uint8_t flags = 0;
-	rc = blob_encode(r, sc, type, id, data, len, &flags);
+	rc = blob_encode(r, sc, type, id, data, len, blob_sealed(r, type) ? &seal : NULL, &flags);
+	explicit_bzero(&seal, sizeof(seal));
 	e.flags = flags & 7u;
 	size_t outlen = sc->a.len;
 	e.stored_len = (uint32_t)outlen;
@@ -325,6 +339,7 @@ void cairn_writer_free(struct cairn_writer *w)
 	free(w->pending);
 	for (size_t i = 0; i < w->nspare; i++)
 		buf_free(&w->spare[i]);
+	explicit_bzero(&w->seal, sizeof(w->seal));
 	pthread_cond_destroy(&w->changed);
 	pthread_mutex_destroy(&w->lock);
 	free(w);

@@ -96,7 +96,7 @@ static uint8_t *encode(struct cairn_repo *r, enum cairn_blob_type type,
 	e->type = (uint8_t)type;
 	e->raw_len = (uint32_t)len;
 	uint8_t flags = 0xee; /* blob_encode must set every bit it reports */
-	assert_int_equal(blob_encode(r, sc, type, &e->id, data, len, &flags), 0);
+	assert_int_equal(blob_encode(r, sc, type, &e->id, data, len, NULL, &flags), 0);
 	assert_int_equal(flags & ~7u, 0);
 	e->flags = flags;
 	e->stored_len = (uint32_t)sc->a.len;

@@ -220,6 +220,13 @@ static void test_defaults(void **state)
 	assert_int_equal(c.log_level, CAIRN_LOG_INFO);
 	assert_string_equal(cairn_log_level_name(c.log_level), "info");
 	assert_null(c.repos[0].password_file);
+	assert_null(c.repos[0].key_file);
+	cairn_conf_free(&c);
+	/* a host key instead of the password: a job that only backs up */
+	load_ok("[repository r]\nurl = /r\nkey-file = /etc/cairn/host.key\n"
+		"[job j]\ndomains = vm1\nschedule = daily\nrepository = r\n", &c);
+	assert_string_equal(c.repos[0].key_file, "/etc/cairn/host.key");
+	assert_null(c.repos[0].password_file);
 	cairn_conf_free(&c);
 	/* a file with nothing in it is a valid, empty configuration */
 	load_ok("; nothing yet\n", &c);
@@ -424,6 +431,16 @@ static const struct refusal refusals[] = {
 	{ "empty repository", "[repository r]\n", 1, "[repository r] has no url" },
 	{ "job keeps nothing", R J "keep-last = 0\n", 3,
 	  "[job j]: the keep-* rules keep nothing (give a count above 0, or none)" },
+	{ "relative key-file", R "key-file = host.key\n", 3,
+	  "key-file = host.key: give an absolute path" },
+	{ "password-file and key-file", R "password-file = /p\nkey-file = /k\n", 1,
+	  "[repository r]: give password-file or key-file, not both" },
+	{ "retention with a host key", R "key-file = /k\n" J "keep-last = 3\n", 4,
+	  "[job j]: keep-* needs the password of [repository r]: its key-file is a host key, which can only add (run forget on a trusted node)" },
+	{ "gc with a host key", R "key-file = /k\n" J "gc-schedule = weekly\n", 4,
+	  "[job j]: gc-schedule needs the password of [repository r]: its key-file is a host key, which can only add (run gc on a trusted node)" },
+	{ "replication target with a host key", R "[repository s]\nurl = /s\nkey-file = /k\n" J "replicate-to = s\n", 6,
+	  "[job j]: replicate-to s: a replication target needs its password, not a host key-file" },
 	{ "replication target keeps nothing", R "keep-daily = 0\nkeep-weekly = 0\n", 1,
 	  "[repository r]: the keep-* rules keep nothing (give a count above 0, or none)" },
 };

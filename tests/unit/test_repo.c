@@ -300,10 +300,16 @@ static void test_open_bad_config(void **state)
 	assert_null(r);
 	/* a feature this reader does not know is refused, named (section 0) */
 	snprintf(text, sizeof(text),
-		 "{\"version\":1,%s,\"chunk_size\":65536,\"compression\":\"zstd\",\"encryption\":\"none\",\"features\":[\"host-keys\"]}", id);
+		 "{\"version\":1,%s,\"chunk_size\":65536,\"compression\":\"zstd\",\"encryption\":\"none\",\"features\":[\"teleport\"]}", id);
 	write_config(t->repo, text);
 	assert_int_equal(cairn_repo_open(t->repo, NULL, &r, err, sizeof(err)), -EPROTONOSUPPORT);
-	assert_non_null(strstr(err, "host-keys"));
+	assert_non_null(strstr(err, "teleport"));
+	/* host keys need encryption and the repository's public key */
+	snprintf(text, sizeof(text),
+		 "{\"version\":1,%s,\"chunk_size\":65536,\"compression\":\"zstd\",\"encryption\":\"none\",\"features\":[\"host-keys\"]}", id);
+	write_config(t->repo, text);
+	assert_int_equal(cairn_repo_open(t->repo, NULL, &r, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "data_key"));
 	snprintf(text, sizeof(text),
 		 "{\"version\":1,%s,\"chunk_size\":65536,\"compression\":\"zstd\",\"encryption\":\"none\",\"features\":[]}", id);
 	write_config(t->repo, text);

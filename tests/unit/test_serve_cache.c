@@ -143,7 +143,7 @@ static void make_blob(struct cairn_repo *r, unsigned n, uint8_t *data, cairn_id 
 	struct scratch *sc = scratch_get(r);
 	assert_non_null(sc);
 	uint8_t flags = 0;
-	assert_int_equal(blob_encode(r, sc, CAIRN_BLOB_DATA, id, data, CAIRN_MIN_CHUNK, &flags), 0);
+	assert_int_equal(blob_encode(r, sc, CAIRN_BLOB_DATA, id, data, CAIRN_MIN_CHUNK, NULL, &flags), 0);
 	*stored = malloc(sc->a.len);
 	assert_non_null(*stored);
 	memcpy(*stored, sc->a.p, sc->a.len);
