@@ -1,7 +1,7 @@
 # cairn — see README.md. `make check` and `make demo` install what is missing.
 PREFIX ?= /usr/local
 CC ?= cc
-PKGS := libzstd libcrypto libxxhash jansson libnbd libvirt libvirt-qemu libxml-2.0 libcurl inih
+PKGS := libzstd libcrypto libxxhash jansson libnbd libvirt libvirt-qemu libxml-2.0 libcurl inih libmicrohttpd
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -pthread -I. -D_FILE_OFFSET_BITS=64 -D_GNU_SOURCE
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -11,7 +11,7 @@ LDLIBS += $(PKG_LIBS) -pthread
 # apt packages for building, testing, the demo and the benchmark
 APT_BUILD := build-essential pkg-config libzstd-dev libssl-dev libxxhash-dev \
 	libjansson-dev libnbd-dev libcmocka-dev libvirt-dev libxml2-dev \
-	nbdkit-plugin-dev libcurl4-openssl-dev libinih-dev clang libclang-rt-14-dev
+	nbdkit-plugin-dev libcurl4-openssl-dev libinih-dev clang libclang-rt-14-dev libmicrohttpd-dev
 APT_RUN := qemu-utils nbdkit libnbd-bin e2fsprogs python3 openssl util-linux \
 	libvirt-daemon-system libvirt-clients qemu-system-x86 linux-image-amd64 \
 	busybox-static cpio xz-utils qemu-guest-agent python3-libnbd ceph-mon ceph-osd radosgw ceph-common curl openssh-server
