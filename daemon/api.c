@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include "base/util.h"
 #include "history.h"
 #include "metrics.h"
+#include "restore/bootcheck.h"
 #include "scheduler.h"
 #include "state.h"
 
@@ -271,10 +273,13 @@ static void *verify_thread(void *opaque)
 static bool verify_argv(const struct cairn_api *a, const struct cairn_conf_repo *r,
 			const char *snap, const char *expect, int timeout, char **argv)
 {
-	char t[16];
+	char t[16], keep[4200];
 	snprintf(t, sizeof(t), "%d", timeout);
-	const char *words[16] = { a->exe, "verify-boot", r->url, snap, "--json", "--timeout", t };
-	size_t n = 7;
+	snprintf(keep, sizeof(keep), "%s/verify", a->conf->state_dir);
+	mkdir(keep, 0700);
+	const char *words[16] = { a->exe, "verify-boot", r->url, snap, "--json", "--timeout", t,
+				  "--keep-console", keep };
+	size_t n = 9;
 	if (expect) {
 		words[n++] = "--expect-console";
 		words[n++] = expect;
@@ -361,6 +366,36 @@ static void post_verify(const struct cairn_api *a, const char *body, size_t len,
 	json_decref(j);
 }
 
+/* What the snapshot's latest boot test on this host showed on its serial
+ * console (kept by verify-boot --keep-console). */
+static void get_console(const struct cairn_api *a, const char *repo, const char *snap,
+			struct cairn_reply *out)
+{
+	if (!cairn_conf_repo(a->conf, repo))
+		return cairn_reply_error(out, 404, "there is no repository %s", repo);
+	if (strlen(snap) != 64 || strspn(snap, "0123456789abcdef") != 64)
+		return cairn_reply_error(out, 400, "snapshot %s: give its full id", snap);
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/verify/%s.console", a->conf->state_dir, snap);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return cairn_reply_error(out, 404, "no boot test of %.12s has run on this host", snap);
+	struct buf b = { 0 };
+	char chunk[8192];
+	size_t got;
+	while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0 && b.len < 4 * CAIRN_BOOT_CONSOLE_TAIL)
+		if (buf_append(&b, chunk, got) < 0)
+			break;
+	fclose(f);
+	if (buf_append(&b, "", 1) < 0) {
+		buf_free(&b);
+		return cairn_reply_error(out, 500, "out of memory");
+	}
+	out->status = 200;
+	out->body = (char *)b.p;
+	out->type = "text/plain; charset=utf-8";
+}
+
 /* ---- routing ---- */
 
 /* The path's words after prefix, split at '/' into w (at most max);
@@ -390,6 +425,9 @@ static void route_get(const struct cairn_api *a, char **w, int n, struct cairn_r
 		return cairn_api_snapshots(a, w[1], out);
 	if (n == 3 && !strcmp(w[0], "repositories") && !strcmp(w[2], "stats"))
 		return cairn_api_stats(a, w[1], out);
+	if (n == 5 && !strcmp(w[0], "repositories") && !strcmp(w[2], "snapshots") &&
+	    !strcmp(w[4], "console"))
+		return get_console(a, w[1], w[3], out);
 	cairn_reply_error(out, 404, "no such endpoint (see docs/api.md)");
 }
 
