@@ -85,11 +85,15 @@ static enum MHD_Result send_reply(struct MHD_Connection *con, struct cairn_reply
 	return ok;
 }
 
+static bool has_csrf_header(struct MHD_Connection *con);
+
 static enum MHD_Result send_error(struct MHD_Connection *con, unsigned status, const char *msg)
 {
 	struct cairn_reply reply = { 0 };
 	cairn_reply_error(&reply, status, "%s", msg);
-	if (status == 401)
+	/* not to the page's own requests: a browser driven over its debugging
+	 * protocol holds a request with an authentication challenge */
+	if (status == 401 && !has_csrf_header(con))
 		return send_reply(con, &reply, "WWW-Authenticate", "Bearer realm=\"cairn\"");
 	return send_reply(con, &reply, NULL, NULL);
 }

@@ -3,6 +3,7 @@
 // through textContent only.
 "use strict";
 
+let timer = null;
 const state = { status: null, repos: [], snaps: {}, stats: {}, history: [], peers: [],
 	vm: null, wasRunning: false, slowAt: 0 };
 
@@ -22,9 +23,9 @@ function el(tag, attrs, ...kids) {
 
 async function api(path, opts) {
 	opts = opts || {};
-	const init = { method: opts.method || "GET", credentials: "same-origin", headers: {} };
+	const init = { method: opts.method || "GET", credentials: "same-origin",
+		headers: { "X-Cairn-Request": "1" } };
 	if (init.method === "POST") {
-		init.headers["X-Cairn-Request"] = "1";
 		init.headers["Content-Type"] = "application/json";
 		init.body = JSON.stringify(opts.body || {});
 	}
@@ -71,6 +72,8 @@ function notice(msg, bad) {
 // ---- login ----
 
 function showLogin() {
+	clearInterval(timer);
+	timer = null;
 	document.getElementById("app").hidden = true;
 	document.getElementById("logout").hidden = true;
 	document.getElementById("login").hidden = false;
@@ -214,7 +217,7 @@ function timeline(snaps) {
 	const svg = document.createElementNS(NS, "svg");
 	svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
 	svg.setAttribute("class", "timeline");
-	const t0 = Math.min(...snaps.map(s => Date.parse(s.time)), Date.now() - 86400000);
+	const t0 = Math.min(...snaps.map(s => Date.parse(s.time)), Date.now() - 3600000);
 	const x = t => 20 + (w - 40) * (t - t0) / Math.max(1, Date.now() - t0);
 	const line = document.createElementNS(NS, "line");
 	Object.entries({ x1: 20, x2: w - 20, y1: 30, y2: 30, class: "axis" }).forEach(([k, v]) => line.setAttribute(k, v));
@@ -354,9 +357,13 @@ function render() {
 	document.getElementById("logout").hidden = false;
 }
 
-let timer = null;
 async function start() {
-	await loadSlow().catch(() => {});
+	try {
+		state.status = await api("/api/v1/status");
+	} catch (e) {
+		return; // the login form is up
+	}
+	await loadSlow().catch(e => notice(e.message, true));
 	await refresh();
 	if (!timer) timer = setInterval(refresh, 2000);
 }

@@ -18,7 +18,7 @@ async function main() {
 		const page = await browser.newPage();
 		page.on("pageerror", e => errors.push(e.message));
 		await page.setViewport({ width: 1280, height: 900 });
-		await page.goto(url, { waitUntil: "networkidle0" });
+		await page.goto(url, { waitUntil: "load" });
 
 		console.log("the login form, since the browser has no session");
 		await page.waitForSelector("#login:not([hidden])", { timeout: 10000 });
