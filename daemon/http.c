@@ -1,5 +1,6 @@
 /* The agent's HTTP console server (see http.h). */
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -350,6 +351,9 @@ static int setup(struct cairn_http *h, const char *config_path, struct cairn_liv
 	if (h->tls && ((rc = read_text(h->conf.http.tls_cert, &h->tls_cert, err, errlen)) < 0 ||
 		       (rc = read_text(h->conf.http.tls_key, &h->tls_key, err, errlen)) < 0))
 		return rc;
+	/* before any thread of ours uses libcurl (peers) */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return set_err(err, errlen, -ENOMEM, "cannot initialise libcurl");
 	h->api.conf = &h->conf;
 	h->api.live = live;
 	ssize_t n = readlink("/proc/self/exe", h->api.exe, sizeof(h->api.exe) - 1);

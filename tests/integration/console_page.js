@@ -1,8 +1,9 @@
 // The console's page in headless Chromium (puppeteer-core against the
 // system's /usr/bin/chromium), run by t_console.sh against a live agent:
-// log in with the token, see the VM and its recovery-point state, run the
-// job from its button and watch it finish, open a verification and see
-// the guest's console lines. Screenshots go to ARTDIR.
+// log in with the token, see the VM and its recovery-point state and the
+// peer's job, run the job from its button and watch it finish, open a
+// verification and see the guest's console lines, boot-test a snapshot
+// from its button and see its result. Screenshots go to ARTDIR.
 //   node console_page.js URL TOKEN VM ARTDIR
 "use strict";
 const puppeteer = require("puppeteer-core");
@@ -38,6 +39,7 @@ async function main() {
 		const color = await page.$eval(card, e => getComputedStyle(e).borderLeftColor);
 		if (color !== "rgb(46, 158, 85)") fail(`an ok VM's card is ${color}, not green`);
 		await page.waitForSelector(".repo svg.chart polyline");
+		await page.waitForSelector('tr[data-job="peerjob"]', { timeout: 10000 }); // the [peer]'s job
 		await page.screenshot({ path: `${art}/fleet.png`, fullPage: true });
 
 		console.log("run the job from its button and watch it finish");
@@ -61,6 +63,16 @@ async function main() {
 		const shown = await page.$eval("#ver-result", e => e.textContent);
 		if (!shown.startsWith("ok (console")) fail(`verification shows: ${shown}`);
 		await page.screenshot({ path: `${art}/verification.png`, fullPage: true });
+
+		console.log("boot-test the newest snapshot from its button and see the result");
+		const newest = await page.$eval("#snapshots tbody tr", e => e.dataset.snap);
+		await page.type("#expect", "cairn-guest: ready");
+		await page.click(`button.boot[data-snap="${newest}"]`);
+		await page.waitForSelector(`a.verification.ver-ok[data-snap="${newest}"]`, { timeout: 150000 });
+		await page.click(`a.verification[data-snap="${newest}"]`);
+		await page.waitForFunction(() => document.getElementById("ver-console").textContent.includes("cairn-guest: ready"),
+			{ timeout: 10000 });
+		await page.screenshot({ path: `${art}/boot-test.png`, fullPage: true });
 		if (errors.length) fail("errors in the page: " + errors.join("; "));
 		console.log("page test ok");
 	} finally {

@@ -1,6 +1,7 @@
 #!/bin/bash
 # The agent's HTTP console with a real agent, libvirtd and a QEMU guest
-# under TCG, a local repository: the API with curl (401 without or with a
+# under TCG, a local repository and its replica on S3 (a Ceph RGW, when
+# installed), and a second agent as a [peer]: the API with curl (401 without or with a
 # wrong token, 4xx JSON errors on bad input, run-now queues a job that the
 # status shows running and then done, snapshots/stats/metrics/protect,
 # a boot test started from the API with the guest's console lines kept,
@@ -9,6 +10,7 @@
 # puppeteer-core are there. Screenshots go to the test logs.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/vm.sh"
+. "$(dirname "$0")/rgw.sh"
 
 why=$(vm_available) || { echo "SKIP: $why"; exit 0; }
 vm_start_libvirtd || { echo "SKIP: libvirtd does not start on this machine"; exit 0; }
@@ -31,6 +33,44 @@ PORT=$((20000 + $$ % 20000))
 U=http://127.0.0.1:$PORT
 ART=${CAIRN_TEST_LOGS:-$T}/t_console
 mkdir -p "$ART"
+CLOUD="" REPLICATE=""
+if why=$(rgw_available); then
+	rgw_start
+	cairn_q init "$CAIRN_TEST_S3_URL/console" --replica-of "$R"
+	printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' \
+		"$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$T/aws"
+	CLOUD="[repository cloud]
+url = $CAIRN_TEST_S3_URL/console
+password-file = $T/pw
+s3-credentials-file = $T/aws"
+	REPLICATE="replicate-to = cloud"
+else
+	echo "no RGW ($why): the local repository only"
+fi
+
+# the peer: another agent (its job never due) whose status the first shows
+head -c 32 /dev/urandom | base64 | tr -d '/+=' >"$T/peer-token"
+PEER_PORT=$((PORT + 1))
+mkdir -p "$T/peer"
+cat >"$T/peer/cairn.conf" <<EOF2
+[global]
+state-dir = $T/peer/state
+run-dir = $T/peer/run
+[repository local]
+url = $R
+password-file = $T/pw
+[job peerjob]
+domains = cairn-t-console-nothing
+schedule = yearly
+repository = local
+[http]
+listen = 127.0.0.1:$PEER_PORT
+token-file = $T/peer-token
+www-dir = $TOP_DIR/daemon/www
+EOF2
+"$CAIRN" agent --config "$T/peer/cairn.conf" --foreground 2>"$T/peer/agent.log" &
+at_exit "kill $! 2>/dev/null || true"
+
 cat >"$T/cairn.conf" <<EOF2
 [global]
 state-dir = $T/state
@@ -46,6 +86,13 @@ schedule = daily
 repository = local
 # the backup of this small guest takes a second: long enough to be seen running
 pre-hook = sleep 3
+$REPLICATE
+
+$CLOUD
+
+[peer hv2]
+url = http://127.0.0.1:$PEER_PORT
+token-file = $T/peer-token
 
 [http]
 listen = 127.0.0.1:$PORT
@@ -129,6 +176,15 @@ assert_eq "$(body 'j[0]["protected"]')" false "not protected"
 expect 200 api GET /api/v1/repositories/local/stats
 assert_eq "$(body 'j["snapshots"]')" 1 "stats: snapshots"
 assert_eq "$(body 'len(j["history"])')" 1 "stats: history points"
+if [ -n "$CLOUD" ]; then
+	expect 200 api GET /api/v1/repositories/cloud/snapshots
+	assert_eq "$(body 'j[0]["id"]')" "$snap" "the replica's snapshot (RGW)"
+	expect 200 api GET /api/v1/repositories/cloud/stats
+	assert_eq "$(body 'j["snapshots"]')" 1 "stats of the replica (RGW)"
+fi
+expect 200 api GET /api/v1/peers
+assert_eq "$(body 'j[0]["name"]')" hv2 "the peer"
+assert_eq "$(body 'j[0]["status"]["jobs"][0]["name"]')" peerjob "the peer's job, through its API"
 expect 200 api GET /metrics
 grep -q "^cairn_backup_last_success{job=\"nightly\",vm=\"$NAME\"} 1$" "$T/body" ||
 	die "metrics: $(cat "$T/body")"
