@@ -108,6 +108,17 @@ static json_t *job_vms(const struct cairn_conf_job *j, const struct cairn_run_re
 	return vms;
 }
 
+/* Why the job's last run could not start at all, or NULL. */
+static const char *job_error(const char *job, int64_t last_ns, const struct cairn_run_record *runs,
+			     size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(runs[i].job, job) && !strcmp(runs[i].vm, "*") &&
+		    runs[i].start_ns >= last_ns)
+			return runs[i].message;
+	return NULL;
+}
+
 static json_t *jobs_json(const struct cairn_api *a, const struct cairn_run_record *runs, size_t n,
 			 const struct cairn_run_record *hist, size_t nhist)
 {
@@ -123,11 +134,12 @@ static json_t *jobs_json(const struct cairn_api *a, const struct cairn_run_recor
 		for (size_t d = 0; d < j->domains.n; d++)
 			json_array_append_new(domains, json_string(j->domains.v[d]));
 		json_array_append_new(
-			jobs, json_pack("{s:s, s:s, s:s, s:o, s:I, s:o, s:o, s:o}", "name", j->name,
-					"schedule", j->schedule, "repository", j->repository,
-					"domains", domains, "interval_seconds",
+			jobs, json_pack("{s:s, s:s, s:s, s:o, s:I, s:o, s:o, s:s?, s:o}", "name",
+					j->name, "schedule", j->schedule, "repository",
+					j->repository, "domains", domains, "interval_seconds",
 					(json_int_t)interval_s(j, now), "last_run", time_json(last),
-					"next_run", time_json(next * 1000000000LL), "vms",
+					"next_run", time_json(next * 1000000000LL), "error",
+					last ? job_error(j->name, last, runs, n) : NULL, "vms",
 					job_vms(j, runs, n, hist, nhist, now)));
 	}
 	return jobs;

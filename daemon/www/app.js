@@ -167,9 +167,9 @@ function renderFleet() {
 function jobRow(host, j, local) {
 	const running = local && state.status.running && state.status.running.job === j.name;
 	const queued = local && state.status.queue.includes(j.name);
-	const failed = j.vms.some(v => !v.ok);
+	const failed = !!j.error || j.vms.some(v => !v.ok);
 	const st = running ? "running: " + state.status.running.progress : queued ? "queued"
-		: !j.last_run ? "never ran" : failed ? "failed" : "ok";
+		: !j.last_run ? "never ran" : j.error ? "failed: " + j.error : failed ? "failed" : "ok";
 	const button = local ? el("button", { class: "run", dataset: { job: j.name },
 		onclick: () => runJob(j.name) }, "Run now") : null;
 	if (button && (running || queued)) button.disabled = true;
