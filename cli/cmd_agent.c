@@ -115,6 +115,9 @@ static int serve_forever(struct cairn_scheduler *s)
 	if (rc == 0 && (rc = cairn_scheduler_loop(s, err, sizeof(err))) < 0)
 		rc = cli_fail(rc, err);
 	cairn_http_stop(http);
+	/* boot tests started from the console end (their VMs removed) first */
+	for (bool stop = true; cairn_live_verify_running(&live, stop); stop = false)
+		usleep(200000);
 	s->live = NULL;
 	cairn_live_destroy(&live);
 	return rc;

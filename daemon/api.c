@@ -5,12 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "api.h"
-#include "base/proc.h"
 #include "base/util.h"
 #include "history.h"
 #include "metrics.h"
@@ -251,133 +249,6 @@ static void post_run(const struct cairn_api *a, const char *job, struct cairn_re
 	cairn_reply_json(out, 202, json_pack("{s:s, s:b}", "job", job, "queued", 1));
 }
 
-/* ---- boot tests ---- */
-
-struct verify_child {
-	struct cairn_live *live;
-	int slot;
-	char *argv[16];
-	char *strings; /* what argv points into */
-};
-
-static void *verify_thread(void *opaque)
-{
-	struct verify_child *v = opaque;
-	struct buf stdout_text = { 0 };
-	char err[512] = "";
-	int rc = run_command(v->argv, &stdout_text, err, sizeof(err));
-	char msg[512] = "";
-	json_t *j = NULL;
-	if (buf_append(&stdout_text, "", 1) == 0)
-		j = json_loads((const char *)stdout_text.p, 0, NULL);
-	const char *detail = json_string_value(json_object_get(j, "detail"));
-	snprintf(msg, sizeof(msg), "%s", detail ? detail : err[0] ? err : "no output");
-	cairn_live_verify_end(v->live, v->slot, rc == 0 ? 0 : 1, msg);
-	json_decref(j);
-	buf_free(&stdout_text);
-	for (size_t i = 0; v->argv[i]; i++)
-		free(v->argv[i]);
-	free(v);
-	return NULL;
-}
-
-/* argv of `cairn verify-boot URL SNAP --json ...`; false on no memory */
-static bool verify_argv(const struct cairn_api *a, const struct cairn_conf_repo *r,
-			const char *snap, const char *expect, int timeout, char **argv)
-{
-	char t[16], keep[4200];
-	snprintf(t, sizeof(t), "%d", timeout);
-	snprintf(keep, sizeof(keep), "%s/verify", a->conf->state_dir);
-	mkdir(keep, 0700);
-	const char *words[16] = { a->exe, "verify-boot", r->url, snap, "--json", "--timeout", t,
-				  "--keep-console", keep };
-	size_t n = 9;
-	if (expect) {
-		words[n++] = "--expect-console";
-		words[n++] = expect;
-	}
-	if (r->password_file) {
-		words[n++] = "--password-file";
-		words[n++] = r->password_file;
-	}
-	if (a->conf->connect) {
-		words[n++] = "--connect";
-		words[n++] = a->conf->connect;
-	}
-	bool ok = true;
-	for (size_t i = 0; i < n; i++)
-		ok &= (argv[i] = strdup(words[i])) != NULL;
-	return ok;
-}
-
-/* Same characters as snapshot ids and prefixes, or "latest". */
-static bool valid_snapshot(const char *s)
-{
-	if (!strcmp(s, "latest"))
-		return true;
-	size_t n = strlen(s);
-	return n >= 4 && n <= 64 && strspn(s, "0123456789abcdef") == n;
-}
-
-static void start_verify(const struct cairn_api *a, const struct cairn_conf_repo *r,
-			 const char *snap, const char *expect, int timeout,
-			 struct cairn_reply *out)
-{
-	struct verify_child *v = calloc(1, sizeof(*v));
-	if (!v || !verify_argv(a, r, snap, expect, timeout, v->argv)) {
-		for (size_t i = 0; v && v->argv[i]; i++)
-			free(v->argv[i]);
-		free(v);
-		return cairn_reply_error(out, 500, "out of memory");
-	}
-	v->live = a->live;
-	v->slot = cairn_live_verify_begin(a->live, r->name, snap);
-	pthread_t t;
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	int slot = v->slot;
-	if (slot < 0 || pthread_create(&t, &attr, verify_thread, v) != 0) {
-		if (slot >= 0)
-			cairn_live_verify_end(a->live, slot, 1, "could not start");
-		for (size_t i = 0; v->argv[i]; i++)
-			free(v->argv[i]);
-		free(v);
-		pthread_attr_destroy(&attr);
-		return cairn_reply_error(out, slot < 0 ? 409 : 500,
-					 slot < 0 ? "too many boot tests running" : "cannot start a thread");
-	}
-	pthread_attr_destroy(&attr);
-	cairn_reply_json(out, 202, json_pack("{s:i, s:s, s:s}", "id", slot, "repository", r->name,
-					      "snapshot", snap));
-}
-
-/* {"repository": NAME, "snapshot": ID|"latest", "expect_console": REGEX?,
- *  "timeout": SECONDS?} */
-static void post_verify(const struct cairn_api *a, const char *body, size_t len,
-			struct cairn_reply *out)
-{
-	json_error_t jerr;
-	json_t *j = json_loadb(body, len, 0, &jerr);
-	const char *repo = NULL, *snap = NULL, *expect = NULL;
-	int timeout = 300;
-	if (!j || json_unpack_ex(j, &jerr, JSON_STRICT, "{s:s, s:s, s?:s, s?:i}", "repository",
-				 &repo, "snapshot", &snap, "expect_console", &expect, "timeout",
-				 &timeout) < 0) {
-		cairn_reply_error(out, 400, "body: %s (give {\"repository\": NAME, \"snapshot\": ID})",
-				  jerr.text);
-	} else if (!cairn_conf_repo(a->conf, repo)) {
-		cairn_reply_error(out, 404, "there is no repository %s", repo);
-	} else if (!valid_snapshot(snap)) {
-		cairn_reply_error(out, 400, "snapshot %s: give an id, a prefix of one, or latest", snap);
-	} else if (timeout < 1 || timeout > 86400) {
-		cairn_reply_error(out, 400, "timeout %d: give seconds (1..86400)", timeout);
-	} else {
-		start_verify(a, cairn_conf_repo(a->conf, repo), snap, expect, timeout, out);
-	}
-	json_decref(j);
-}
-
 /* What the snapshot's latest boot test on this host showed on its serial
  * console (kept by verify-boot --keep-console). */
 static void get_console(const struct cairn_api *a, const char *repo, const char *snap,
@@ -449,7 +320,7 @@ static void route_post(const struct cairn_api *a, char **w, int n, const char *b
 	if (n == 3 && !strcmp(w[0], "jobs") && !strcmp(w[2], "run"))
 		return post_run(a, w[1], out);
 	if (n == 1 && !strcmp(w[0], "verify"))
-		return post_verify(a, body, len, out);
+		return cairn_api_verify(a, body, len, out);
 	if (n == 5 && !strcmp(w[0], "repositories") && !strcmp(w[2], "snapshots") &&
 	    (!strcmp(w[4], "protect") || !strcmp(w[4], "unprotect")))
 		return cairn_api_protect(a, w[1], w[3], !strcmp(w[4], "protect"), out);

@@ -52,5 +52,7 @@ void cairn_api_stats(const struct cairn_api *a, const char *repo, struct cairn_r
 void cairn_api_protect(const struct cairn_api *a, const char *repo, const char *snap, bool on,
 		       struct cairn_reply *out);
 void cairn_api_peers(const struct cairn_api *a, struct cairn_reply *out);
+void cairn_api_verify(const struct cairn_api *a, const char *body, size_t len,
+		      struct cairn_reply *out);
 
 #endif

@@ -1,5 +1,6 @@
 /* The agent's shared live state (see live.h). */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -114,10 +115,33 @@ int cairn_live_verify_begin(struct cairn_live *l, const char *repository, const 
 	return slot;
 }
 
+void cairn_live_verify_started(struct cairn_live *l, int slot, pid_t pid)
+{
+	pthread_mutex_lock(&l->lock);
+	l->verify[slot].pid = pid;
+	pthread_mutex_unlock(&l->lock);
+}
+
+size_t cairn_live_verify_running(struct cairn_live *l, bool stop)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&l->lock);
+	for (size_t i = 0; i < l->nverify; i++) {
+		if (l->verify[i].end_ns)
+			continue;
+		n++;
+		if (stop && l->verify[i].pid > 0)
+			kill(l->verify[i].pid, SIGTERM);
+	}
+	pthread_mutex_unlock(&l->lock);
+	return n;
+}
+
 void cairn_live_verify_end(struct cairn_live *l, int slot, int exit_code, const char *message)
 {
 	pthread_mutex_lock(&l->lock);
 	struct cairn_live_verify *v = &l->verify[slot];
+	v->pid = 0;
 	v->end_ns = now_ns();
 	v->exit_code = exit_code;
 	snprintf(v->message, sizeof(v->message), "%s", message);

@@ -1,5 +1,5 @@
 /* What the running agent is doing now, shared between its scheduler thread
- * and the threads of its HTTP server (http/): the job running (with its
+ * and the threads of its HTTP server (daemon/http.h): the job running (with its
  * latest log line as progress), jobs asked to run now (a bounded queue the
  * scheduler drains between runs, so a request never runs a job itself nor
  * two runs of a job at once), and boot tests started from the API.
@@ -11,6 +11,7 @@
 #define CAIRN_DAEMON_LIVE_H
 
 #include <pthread.h>
+#include <sys/types.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,6 +21,7 @@
 
 struct cairn_live_verify {
 	char repository[128], snapshot[65];
+	pid_t pid; /* of its cairn verify-boot while that runs, else 0 */
 	int64_t start_ns, end_ns; /* end_ns 0: still running */
 	int exit_code; /* of cairn verify-boot, once ended */
 	char message[512]; /* its last line of output */
@@ -53,6 +55,11 @@ void cairn_live_snapshot(struct cairn_live *l, struct cairn_live *copy);
 /* Boot tests: begin returns a slot index (the oldest ended slot is reused)
  * or -EBUSY when CAIRN_LIVE_VERIFY are running. */
 int cairn_live_verify_begin(struct cairn_live *l, const char *repository, const char *snapshot);
+void cairn_live_verify_started(struct cairn_live *l, int slot, pid_t pid);
 void cairn_live_verify_end(struct cairn_live *l, int slot, int exit_code, const char *message);
+/* How many boot tests have not ended; with stop, each running child is
+ * sent SIGTERM first (verify-boot then removes its VM and stops). The
+ * agent calls this until it returns 0 before the struct goes away. */
+size_t cairn_live_verify_running(struct cairn_live *l, bool stop);
 
 #endif
