@@ -233,6 +233,19 @@ else
 	echo "page test skipped: no /usr/bin/chromium or puppeteer-core (make deps)"
 fi
 
+step "HTTPS with tls-cert and tls-key: the cookie is Secure"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/key.pem" -out "$T/cert.pem" -days 1 \
+	-subj /CN=127.0.0.1 2>/dev/null
+sed -e "s|^listen = .*|listen = 127.0.0.1:$((PORT + 2))|" -e "s|^token-file = $T/token$|&\ntls-cert = $T/cert.pem\ntls-key = $T/key.pem|" \
+	-e '/^\[job nightly\]/,/^$/d' -e "s|^state-dir = .*|state-dir = $T/tls-state|" "$T/cairn.conf" >"$T/tls.conf"
+"$CAIRN" agent --config "$T/tls.conf" --foreground 2>"$T/tls.log" &
+at_exit "kill $! 2>/dev/null || true"
+for i in $(seq 50); do curl -sk -o /dev/null "https://127.0.0.1:$((PORT + 2))/" && break; sleep 0.2; done
+assert_eq "$(curl -sk -o /dev/null -w '%{http_code}' "${auth[@]}" "https://127.0.0.1:$((PORT + 2))/api/v1/repositories")" 200 "over HTTPS"
+curl -sk -o /dev/null -D "$T/headers" -X POST -H 'X-Cairn-Request: 1' -d "{\"token\": \"$TOKEN\"}" \
+	"https://127.0.0.1:$((PORT + 2))/api/v1/login"
+grep -qi '^set-cookie: .*; Secure' "$T/headers" || die "no Secure cookie over HTTPS: $(cat "$T/headers")"
+
 kill "$AGENT"
 wait "$AGENT" || true
 grep -q "stopped" "$T/agent.log" || die "the agent did not stop cleanly: $(tail -3 "$T/agent.log")"
