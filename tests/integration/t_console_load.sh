@@ -3,7 +3,7 @@
 # history, snapshots, metrics) while the agent backs up a guest: no request
 # fails, the backup takes about as long as an undisturbed one, and the
 # agent's memory stays bounded. Real agent, libvirtd and a QEMU guest under
-# TCG with a 256 MiB raw disk (read in full by every backup).
+# TCG with a 768 MiB raw disk (read in full by every backup).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/vm.sh"
 
@@ -14,7 +14,7 @@ chmod 0777 "$D"
 at_exit "rm -rf '$D'"
 NAME=cairn-t-console-load-$$
 qemu-img create -q -f qcow2 "$D/vda.qcow2" 64M
-head -c 256M /dev/urandom >"$D/big.raw"
+head -c 768M /dev/urandom >"$D/big.raw"
 vm_define "$NAME" "$D" "$D/vda.qcow2" "$D/big.raw"
 virsh -q start "$NAME" >/dev/null
 
@@ -113,7 +113,7 @@ assert_eq "$(json 'j["failures"]' <"$T/load.json")" 0 "failed requests: $(json '
 [ "$(json 'j["requests"]' <"$T/load.json")" -gt 1000 ] || die "too few requests served: $(cat "$T/load.json")"
 # 10 % is the goal (issue 15); on this shared machine the clients' own CPU
 # competes with the backup, so the bound checked is 25 %
-python3 -c "import sys; sys.exit(0 if $loaded <= 1.25 * $quiet + 1 else 1)" ||
+python3 -c "import sys; sys.exit(0 if $loaded <= 1.25 * $quiet + 0.5 else 1)" ||
 	die "the backup took ${loaded}s under load, ${quiet}s without"
 [ $((hwm_loaded - hwm_quiet)) -lt 65536 ] || die "agent RSS grew by $((hwm_loaded - hwm_quiet)) KiB under load"
 kill "$AGENT"
