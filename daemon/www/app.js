@@ -246,8 +246,9 @@ function snapshotRow(s) {
 	const verified = v ? el("a", { href: "#", class: "verification ver-" + v.result, dataset: { snap: s.id },
 		onclick: ev => { ev.preventDefault(); showVerification(s); } },
 		v.result === "ok" ? `ok ${v.boot_seconds.toFixed(0)} s` : "FAILED") : "-";
-	return el("tr", { dataset: { snap: s.id } },
-		el("td", {}, short(s.time)), el("td", { class: "mono" }, s.id.slice(0, 12)), el("td", {}, s.kind),
+	return el("tr", { dataset: { snap: s.id, repo: s.repo } },
+		el("td", {}, short(s.time)), el("td", {}, s.repo), el("td", { class: "mono" }, s.id.slice(0, 12)),
+		el("td", {}, s.kind),
 		el("td", {}, s.consistency || "-"), el("td", {}, bytes(s.size)), el("td", {}, bytes(s.new_bytes)),
 		el("td", {}, s.tags.join(", ")), el("td", {}, s.protected ? "yes" : "no"), el("td", {}, verified),
 		el("td", {}, el("button", { class: "boot", dataset: { snap: s.id }, onclick: () => bootTest(s) }, "Boot test"),

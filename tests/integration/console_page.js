@@ -65,11 +65,12 @@ async function main() {
 		await page.screenshot({ path: `${art}/verification.png`, fullPage: true });
 
 		console.log("boot-test the newest snapshot from its button and see the result");
-		const newest = await page.$eval("#snapshots tbody tr", e => e.dataset.snap);
+		const newest = await page.$eval('#snapshots tbody tr[data-repo="local"]', e => e.dataset.snap);
+		const row = `#snapshots tbody tr[data-repo="local"][data-snap="${newest}"]`;
 		await page.type("#expect", "cairn-guest: ready");
-		await page.click(`button.boot[data-snap="${newest}"]`);
-		await page.waitForSelector(`a.verification.ver-ok[data-snap="${newest}"]`, { timeout: 150000 });
-		await page.click(`a.verification[data-snap="${newest}"]`);
+		await page.click(`${row} button.boot`);
+		await page.waitForSelector(`${row} a.verification.ver-ok`, { timeout: 150000 });
+		await page.click(`${row} a.verification`);
 		await page.waitForFunction(() => document.getElementById("ver-console").textContent.includes("cairn-guest: ready"),
 			{ timeout: 10000 });
 		await page.screenshot({ path: `${art}/boot-test.png`, fullPage: true });

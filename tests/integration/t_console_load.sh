@@ -96,7 +96,7 @@ def client(i):
             if not ok:
                 counts["failures"] += 1
                 counts["errors"] = (counts["errors"] + [err])[:5]
-        time.sleep(0.25)
+        time.sleep(1.0)  # each client polls once a second (the page: every 2 s)
 threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
 for t in threads: t.start()
 for t in threads: t.join()
