@@ -111,9 +111,8 @@ cat "$T/load.json"
 echo "backup under load: ${loaded}s (undisturbed ${quiet}s), agent peak RSS ${hwm_loaded} KiB (was ${hwm_quiet})"
 assert_eq "$(json 'j["failures"]' <"$T/load.json")" 0 "failed requests: $(json 'j["errors"]' <"$T/load.json")"
 [ "$(json 'j["requests"]' <"$T/load.json")" -gt 1000 ] || die "too few requests served: $(cat "$T/load.json")"
-# 10 % is the goal (issue 15); on this shared machine the clients' own CPU
-# competes with the backup, so the bound checked is 25 %
-python3 -c "import sys; sys.exit(0 if $loaded <= 1.25 * $quiet + 0.5 else 1)" ||
+# the goal of issue 15: within 10 % (and 0.3 s for a backup this short)
+python3 -c "import sys; sys.exit(0 if $loaded <= 1.10 * $quiet + 0.3 else 1)" ||
 	die "the backup took ${loaded}s under load, ${quiet}s without"
 [ $((hwm_loaded - hwm_quiet)) -lt 65536 ] || die "agent RSS grew by $((hwm_loaded - hwm_quiet)) KiB under load"
 kill "$AGENT"
