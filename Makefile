@@ -1,9 +1,11 @@
 # cairn — see README.md. `make check` and `make demo` install what is missing.
 PREFIX ?= /usr/local
 CC ?= cc
-PKGS := libzstd libcrypto libxxhash jansson libnbd libvirt libvirt-qemu libxml-2.0 libcurl inih
+PKGS := libzstd libcrypto libxxhash jansson libnbd libvirt libvirt-qemu libxml-2.0 libcurl inih libmicrohttpd
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -pthread -I. -D_FILE_OFFSET_BITS=64 -D_GNU_SOURCE
+# where `make install` puts the console's page (the agent's default www-dir)
+CFLAGS += -DCAIRN_WWW_DIR='"$(PREFIX)/share/cairn/www"'
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LDLIBS += $(PKG_LIBS) -pthread
@@ -11,10 +13,14 @@ LDLIBS += $(PKG_LIBS) -pthread
 # apt packages for building, testing, the demo and the benchmark
 APT_BUILD := build-essential pkg-config libzstd-dev libssl-dev libxxhash-dev \
 	libjansson-dev libnbd-dev libcmocka-dev libvirt-dev libxml2-dev \
-	nbdkit-plugin-dev libcurl4-openssl-dev libinih-dev clang libclang-rt-14-dev
+	nbdkit-plugin-dev libcurl4-openssl-dev libinih-dev clang libclang-rt-14-dev libmicrohttpd-dev
 APT_RUN := qemu-utils nbdkit libnbd-bin e2fsprogs python3 openssl util-linux \
 	libvirt-daemon-system libvirt-clients qemu-system-x86 linux-image-amd64 \
-	busybox-static cpio xz-utils qemu-guest-agent python3-libnbd ceph-mon ceph-osd radosgw ceph-common curl openssh-server
+	busybox-static cpio xz-utils qemu-guest-agent python3-libnbd ceph-mon ceph-osd radosgw ceph-common curl openssh-server \
+	chromium
+# the console's page test drives Chromium with puppeteer-core from npm
+TEST_NODE := /usr/local/lib/cairn-test-node
+PUPPETEER := puppeteer-core@25
 APT_BENCH := restic borgbackup zstd time openssl virtnbdbackup rclone
 DEPS_STAMP := .deps-ok
 
@@ -114,6 +120,10 @@ deps:
 		else \
 			echo "missing packages; run as root: apt-get install$$missing"; exit 1; \
 		fi; \
+	fi; \
+	if [ ! -d $(TEST_NODE)/node_modules/puppeteer-core ] && [ "$$(id -u)" = 0 ]; then \
+		command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null || exit 1; \
+		npm install --silent --no-audit --no-fund --prefix $(TEST_NODE) $(PUPPETEER) || exit 1; \
 	fi; touch $(DEPS_STAMP)
 
 bench-deps:
@@ -238,6 +248,9 @@ install: cairn $(PLUGIN)
 	install -D -m 0644 docs/cairn.1 $(DESTDIR)$(PREFIX)/share/man/man1/cairn.1
 	install -D -m 0644 docs/cairn.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/cairn.conf.5
 	install -D -m 0644 docs/cairn.conf.example $(DESTDIR)/etc/cairn/cairn.conf.example
+	install -d $(DESTDIR)$(PREFIX)/share/cairn/www
+	install -m 0644 daemon/www/index.html daemon/www/app.js daemon/www/style.css \
+		$(DESTDIR)$(PREFIX)/share/cairn/www/
 	mkdir -p $(DESTDIR)/lib/systemd/system
 	sed 's|/usr/local/bin/cairn|$(PREFIX)/bin/cairn|' docs/cairn-agent.service \
 		>$(DESTDIR)/lib/systemd/system/cairn-agent.service

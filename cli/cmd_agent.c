@@ -6,7 +6,9 @@
  * other), records each run (state directory, `cairn status`), writes
  * Prometheus metrics, notifies on failure. SIGTERM/SIGINT end a running
  * backup cleanly and stop; SIGHUP reloads the configuration (a bad one is
- * refused, the old one kept). This file parses, starts it and prints. */
+ * refused, the old one kept). With an [http] section it also serves the
+ * console (daemon/http.h) while it runs as a daemon. This file parses,
+ * starts it and prints. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "daemon/http.h"
 #include "daemon/scheduler.h"
 
 #define USAGE "agent [--config F] [--foreground] [--once | --run-job NAME | --check-config]"
@@ -80,14 +83,44 @@ static int load(const char *path, struct cairn_conf *c)
 	return rc < 0 ? cli_fail(rc, err) : 0;
 }
 
+/* The console, when configured; it starts after daemon() (threads do not
+ * survive a fork) and a failure to start it stops the agent, so that a
+ * console the admin asked for is never silently missing. */
+static int start_console(struct cairn_scheduler *s, struct cairn_http **out)
+{
+	*out = NULL;
+	if (!s->conf->http.on)
+		return 0;
+	char err[512] = "", line[600];
+	signal(SIGPIPE, SIG_IGN); /* a client gone mid-reply */
+	int rc = cairn_http_start(s->path, s->live, out, err, sizeof(err));
+	if (rc < 0)
+		return cli_fail(rc, err);
+	snprintf(line, sizeof(line), "console listening on %s", cairn_http_url(*out));
+	s->log(s->log_opaque, LOG_NOTICE, line);
+	return 0;
+}
+
 /* In the background (unless --foreground) until SIGTERM/SIGINT; SIGHUP
  * reloads the configuration. */
 static int serve_forever(struct cairn_scheduler *s)
 {
 	signal(SIGHUP, on_hup);
+	struct cairn_live live;
+	cairn_live_init(&live);
+	s->live = &live;
+	struct cairn_http *http;
+	int rc = start_console(s, &http);
 	char err[512] = "";
-	int rc = cairn_scheduler_loop(s, err, sizeof(err));
-	return rc < 0 ? cli_fail(rc, err) : 0;
+	if (rc == 0 && (rc = cairn_scheduler_loop(s, err, sizeof(err))) < 0)
+		rc = cli_fail(rc, err);
+	cairn_http_stop(http);
+	/* boot tests started from the console end (their VMs removed) first */
+	for (bool stop = true; cairn_live_verify_running(&live, stop); stop = false)
+		usleep(200000);
+	s->live = NULL;
+	cairn_live_destroy(&live);
+	return rc;
 }
 
 static int run(const struct cli *cl, const struct agent_args *a)

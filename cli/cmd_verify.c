@@ -1,5 +1,5 @@
 /* cairn verify-boot REPO SNAP [--name VM] [--timeout S] [--expect-console REGEX]
- *                   [--script CMD] [--connect URI]
+ *                   [--script CMD] [--connect URI] [--keep-console DIR]
  *
  * A recovery test: the snapshot boots as a throwaway VM (instant recovery:
  * overlays over cairn servers, no network, serial console to a file) until
@@ -16,11 +16,12 @@
 
 #define USAGE                                                                      \
 	"verify-boot REPO SNAP [--name VM] [--timeout S] [--expect-console REGEX] " \
-	"[--script CMD] [--connect URI] " SERVE_CACHE_USAGE
+	"[--script CMD] [--connect URI] [--keep-console DIR] " SERVE_CACHE_USAGE
 #define DEFAULT_TIMEOUT_S 300
 
 struct verify_args {
 	const char *name, *uri;
+	const char *keep_dir; /* the console's tail goes to DIR/SNAPSHOT-ID.console */
 	struct serve_cache_args cache;
 	struct cairn_boot_check check;
 };
@@ -35,6 +36,7 @@ static int verify_option(void *ctx, int opt, const char *arg)
 	case 'c': a->uri = arg; return 0;
 	case 'e': a->check.console_regex = arg; return 0;
 	case 's': a->check.script = arg; return 0;
+	case 'k': a->keep_dir = arg; return 0;
 	SERVE_CACHE_CASES: return serve_cache_option(&a->cache, opt, arg);
 	case 't':
 		v = strtol(arg, &end, 10);
@@ -73,6 +75,11 @@ static int boot_and_wait(const struct verify_args *a, struct serve_source *src,
 					.server = &server, .uri = a->uri };
 	struct cairn_boot_check check = a->check;
 	check.cancel = &cli_interrupted;
+	char keep[4200];
+	if (a->keep_dir) {
+		snprintf(keep, sizeof(keep), "%s/%s.console", a->keep_dir, src->snap_hex);
+		check.keep_console = keep;
+	}
 	char err[512] = "";
 	int rc = cairn_session_boot_test(&o, &check, out, err, sizeof(err));
 	if (rc < 0)
@@ -147,6 +154,7 @@ static int verify_main(int argc, char **argv)
 		{ "expect-console", required_argument, NULL, 'e' },
 		{ "script", required_argument, NULL, 's' },
 		{ "connect", required_argument, NULL, 'c' },
+		{ "keep-console", required_argument, NULL, 'k' },
 		SERVE_CACHE_OPTIONS,
 		{ 0 },
 	};

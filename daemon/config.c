@@ -17,7 +17,7 @@
 #include "config.h"
 #include "base/util.h"
 
-enum section { SEC_NONE, SEC_GLOBAL, SEC_REPO, SEC_JOB };
+enum section { SEC_NONE, SEC_GLOBAL, SEC_REPO, SEC_JOB, SEC_HTTP, SEC_PEER };
 
 /* The keys of each section; the LIST ones may be repeated and add up. */
 #define LIST "+"
@@ -36,6 +36,9 @@ static const char *const job_keys[] = { "domains" LIST, "exclude" LIST, "schedul
 					"gc-schedule", "replicate-to" LIST, "quiesce", "parallel",
 					"scratch-dir", "pre-hook", "post-hook", "webhook",
 					"notify-success", "email-command", "anomaly-guard", NULL };
+static const char *const http_keys[] = { "listen", "token-file", "tls-cert", "tls-key",
+					 "www-dir", NULL };
+static const char *const peer_keys[] = { "url", "token-file", NULL };
 #define MAX_KEYS 32 /* more than any table above holds */
 
 struct loader {
@@ -46,9 +49,11 @@ struct loader {
 	enum section sec;
 	struct cairn_conf_repo *repo; /* the section being read */
 	struct cairn_conf_job *job;
+	struct cairn_conf_peer *peer;
 	char section[256]; /* its header text, as inih passes it */
 	int seen[MAX_KEYS]; /* line of each key of the section so far, or 0 */
 	int global_line; /* of the [global] header, or 0 */
+	int http_line; /* of the [http] header, or 0 */
 	char *err;
 	size_t errlen;
 	int rc;
@@ -86,12 +91,18 @@ static int oom(struct loader *l)
 
 static const char *const *section_keys(enum section s)
 {
-	return s == SEC_GLOBAL ? global_keys : s == SEC_REPO ? repo_keys : job_keys;
+	return s == SEC_GLOBAL ? global_keys : s == SEC_REPO ? repo_keys
+	       : s == SEC_HTTP	 ? http_keys
+	       : s == SEC_PEER	 ? peer_keys
+				 : job_keys;
 }
 
 static const char *section_label(enum section s)
 {
-	return s == SEC_GLOBAL ? "[global]" : s == SEC_REPO ? "a [repository] section" : "a [job] section";
+	return s == SEC_GLOBAL ? "[global]" : s == SEC_REPO ? "a [repository] section"
+	       : s == SEC_HTTP	 ? "[http]"
+	       : s == SEC_PEER	 ? "a [peer] section"
+				 : "a [job] section";
 }
 
 /* Index of key in keys (ignoring the LIST mark), or -1. */
@@ -129,7 +140,7 @@ static size_t edit_distance(const char *a, const char *b)
  * (at most 3 edits away, so that the hint is a likely typo). */
 static int unknown_key(struct loader *l, const char *key)
 {
-	const enum section all[] = { SEC_GLOBAL, SEC_REPO, SEC_JOB };
+	const enum section all[] = { SEC_GLOBAL, SEC_REPO, SEC_JOB, SEC_HTTP, SEC_PEER };
 	bool list;
 	for (size_t i = 0; i < ARRAY_SIZE(all); i++)
 		if (all[i] != l->sec && key_index(section_keys(all[i]), key, &list) >= 0)
@@ -418,6 +429,41 @@ static int job_key(struct loader *l, const char *key, const char *value)
 	return keep_key(l, key, value, &j->keep, &j->keep_tags, &j->has_keep);
 }
 
+/* [http]: the console (daemon/http.h). */
+static int http_key(struct loader *l, const char *key, const char *value)
+{
+	struct cairn_conf_http *h = &l->c->http;
+	if (!strcmp(key, "listen")) {
+		const char *colon = strrchr(value, ':');
+		unsigned port;
+		if (!colon || colon == value || !parse_uint(l, key, colon + 1, 1, 65535, &port))
+			return l->rc ? 0 : fail(l, "listen = %s: give ADDRESS:PORT, e.g. 127.0.0.1:8440", value);
+		return set_str(l, &h->listen, value);
+	}
+	if (!strcmp(key, "token-file"))
+		return set_path(l, key, &h->token_file, value);
+	if (!strcmp(key, "tls-cert"))
+		return set_path(l, key, &h->tls_cert, value);
+	if (!strcmp(key, "tls-key"))
+		return set_path(l, key, &h->tls_key, value);
+	if (!strcmp(key, "www-dir"))
+		return set_path(l, key, &h->www_dir, value);
+	return -1;
+}
+
+static int peer_key(struct loader *l, const char *key, const char *value)
+{
+	struct cairn_conf_peer *p = l->peer;
+	if (!strcmp(key, "url")) {
+		if (strncmp(value, "http://", 7) && strncmp(value, "https://", 8))
+			return fail(l, "url = %s: give an http:// or https:// URL", value);
+		return set_str(l, &p->url, value);
+	}
+	if (!strcmp(key, "token-file"))
+		return set_path(l, key, &p->token_file, value);
+	return -1;
+}
+
 /* Names end up in file names, log lines and metrics labels. */
 static bool valid_name(const char *s)
 {
@@ -466,6 +512,36 @@ static int open_job(struct loader *l, const char *name)
 	return 1;
 }
 
+static int open_peer(struct loader *l, const char *name)
+{
+	struct cairn_conf *c = l->c;
+	for (size_t i = 0; i < c->npeers; i++)
+		if (!strcmp(c->peers[i].name, name))
+			return fail(l, "a second [peer %s] (names must be unique)", name);
+	struct cairn_conf_peer *v = realloc(c->peers, (c->npeers + 1) * sizeof(*v));
+	if (!v)
+		return oom(l);
+	c->peers = v;
+	l->peer = &c->peers[c->npeers];
+	*l->peer = (struct cairn_conf_peer){ .line = l->line };
+	if (!(l->peer->name = strdup(name)))
+		return oom(l);
+	c->npeers++;
+	l->sec = SEC_PEER;
+	return 1;
+}
+
+static int open_http(struct loader *l)
+{
+	if (l->http_line)
+		return fail(l, "a second [http] (the first is on line %d)", l->http_line);
+	l->http_line = l->line;
+	l->c->http.on = true;
+	l->c->http.line = l->line;
+	l->sec = SEC_HTTP;
+	return 1;
+}
+
 /* A [header] line; text is what is between the brackets. */
 static int open_section(struct loader *l, const char *text)
 {
@@ -476,6 +552,9 @@ static int open_section(struct loader *l, const char *text)
 	size_t kind = sp ? (size_t)(sp - text) : strlen(text);
 	bool repo = kind == 10 && !strncmp(text, "repository", 10);
 	bool job = kind == 3 && !strncmp(text, "job", 3);
+	bool peer = kind == 4 && !strncmp(text, "peer", 4);
+	if (!strcmp(text, "http"))
+		return open_http(l);
 	if (!strcmp(text, "global")) {
 		if (l->global_line)
 			return fail(l, "a second [global] (the first is on line %d)", l->global_line);
@@ -483,14 +562,15 @@ static int open_section(struct loader *l, const char *text)
 		l->sec = SEC_GLOBAL;
 		return 1;
 	}
-	if (!repo && !job)
-		return fail(l, "unknown section [%s] (use [global], [repository NAME] or [job NAME])", text);
-	const char *what = repo ? "repository" : "job";
+	if (!repo && !job && !peer)
+		return fail(l, "unknown section [%s] (use [global], [repository NAME], [job NAME], "
+			    "[http] or [peer NAME])", text);
+	const char *what = repo ? "repository" : job ? "job" : "peer";
 	if (!sp || !sp[1])
 		return fail(l, "[%s] needs a name: [%s NAME]", text, what);
 	if (!valid_name(sp + 1))
 		return fail(l, "[%s]: a %s name is letters, digits and . _ - @ + (no spaces)", text, what);
-	return repo ? open_repo(l, sp + 1) : open_job(l, sp + 1);
+	return repo ? open_repo(l, sp + 1) : job ? open_job(l, sp + 1) : open_peer(l, sp + 1);
 }
 
 /* Mirrors inih's reading of a line, so that a header is seen exactly when
@@ -559,6 +639,8 @@ static int handler(void *user, const char *section, const char *key, const char 
 		l->seen[idx] = l->line;
 	int rc = l->sec == SEC_GLOBAL ? global_key(l, key, value)
 		 : l->sec == SEC_REPO ? repo_key(l, key, value)
+		 : l->sec == SEC_HTTP ? http_key(l, key, value)
+		 : l->sec == SEC_PEER ? peer_key(l, key, value)
 				      : job_key(l, key, value);
 	return rc < 0 ? fail(l, "'%s' has no handler (a bug)", key) : rc;
 }
@@ -619,8 +701,28 @@ static int check_job(struct loader *l, const struct cairn_conf_job *j)
 	return check_host_key(l, j) && check_keep(l, "job", j->name, j->has_keep, &j->keep);
 }
 
+/* The console never runs open: without a token there is no server. */
+static int check_http(struct loader *l)
+{
+	const struct cairn_conf_http *h = &l->c->http;
+	l->line = h->line;
+	if (h->on && !h->token_file)
+		return fail(l, "[http] has no token-file (every request must carry its token)");
+	if (h->on && !h->tls_cert != !h->tls_key)
+		return fail(l, "[http]: give both tls-cert and tls-key, or neither");
+	for (size_t i = 0; i < l->c->npeers; i++) {
+		const struct cairn_conf_peer *p = &l->c->peers[i];
+		l->line = p->line;
+		if (!p->url || !p->token_file)
+			return fail(l, "[peer %s] needs url and token-file", p->name);
+	}
+	return 1;
+}
+
 static int check_all(struct loader *l)
 {
+	if (!check_http(l))
+		return 0;
 	for (size_t i = 0; i < l->c->nrepos; i++) {
 		const struct cairn_conf_repo *r = &l->c->repos[i];
 		l->line = r->line;
@@ -643,6 +745,10 @@ static int set_defaults(struct loader *l)
 	if (!c->state_dir && !set_str(l, &c->state_dir, "/var/lib/cairn/agent"))
 		return 0;
 	if (!c->run_dir && !set_str(l, &c->run_dir, "/run/cairn"))
+		return 0;
+	if (c->http.on && !c->http.listen && !set_str(l, &c->http.listen, "127.0.0.1:8440"))
+		return 0;
+	if (c->http.on && !c->http.www_dir && !set_str(l, &c->http.www_dir, CAIRN_WWW_DIR))
 		return 0;
 	return 1;
 }
@@ -717,8 +823,24 @@ static void free_job(struct cairn_conf_job *j)
 	free(j->email_command);
 }
 
+static void free_http(struct cairn_conf_http *h)
+{
+	free(h->listen);
+	free(h->token_file);
+	free(h->tls_cert);
+	free(h->tls_key);
+	free(h->www_dir);
+}
+
 void cairn_conf_free(struct cairn_conf *c)
 {
+	free_http(&c->http);
+	for (size_t i = 0; i < c->npeers; i++) {
+		free(c->peers[i].name);
+		free(c->peers[i].url);
+		free(c->peers[i].token_file);
+	}
+	free(c->peers);
 	for (size_t i = 0; i < c->nrepos; i++)
 		free_repo(&c->repos[i]);
 	for (size_t i = 0; i < c->njobs; i++)

@@ -14,6 +14,10 @@
  *                       replicate-to, quiesce, parallel, scratch-dir,
  *                       pre-hook, post-hook, webhook, notify-success,
  *                       email-command, anomaly-guard
+ *   [http]              listen, token-file, tls-cert, tls-key, www-dir
+ *                       (the console, daemon/http.h)
+ *   [peer NAME]         url, token-file (other hosts' agents the console
+ *                       shows beside this one)
  *
  * Loading is all or nothing: the first problem ends it with -EINVAL and one
  * line "FILE:LINE: message (hint)" in err, and *out is left empty. Refused:
@@ -34,6 +38,9 @@
  *   replication, quiesce auto, parallel 1, scratch-dir none (the backup's
  *   own), no hooks, no webhook, notify-success no, no email-command,
  *   anomaly-guard on with its default thresholds.
+ *   No [http]: no console. In [http]: listen 127.0.0.1:8440, www-dir
+ *   CAIRN_WWW_DIR; token-file is required, tls-cert and tls-key go
+ *   together.
  *
  * The model is plain data owned by struct cairn_conf: every string and
  * array in it is freed by cairn_conf_free, and nothing points outside it.
@@ -110,6 +117,24 @@ struct cairn_conf_job {
 	int line; /* of the [job] header */
 };
 
+#ifndef CAIRN_WWW_DIR
+#define CAIRN_WWW_DIR "/usr/local/share/cairn/www"
+#endif
+
+struct cairn_conf_http {
+	bool on; /* the file has an [http] section */
+	char *listen; /* ADDRESS:PORT */
+	char *token_file;
+	char *tls_cert, *tls_key; /* PEM files, or NULL: plain HTTP */
+	char *www_dir; /* the page's files */
+	int line;
+};
+
+struct cairn_conf_peer {
+	char *name, *url, *token_file;
+	int line;
+};
+
 struct cairn_conf {
 	char *path; /* as given to cairn_conf_load */
 	char *state_dir;
@@ -121,6 +146,9 @@ struct cairn_conf {
 	size_t nrepos;
 	struct cairn_conf_job *jobs;
 	size_t njobs;
+	struct cairn_conf_http http;
+	struct cairn_conf_peer *peers;
+	size_t npeers;
 };
 
 /* 0, or -EINVAL (the file is wrong), -ENOENT/-EACCES/... (it cannot be

@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "history.h"
 #include "metrics.h"
 #include "notify.h"
 #include "scheduler.h"
@@ -28,6 +29,8 @@ static enum cairn_log_level level_of(int priority)
 static void log_line(void *opaque, int priority, const char *line)
 {
 	const struct cairn_scheduler *s = opaque;
+	if (s->live && priority <= LOG_INFO)
+		cairn_live_progress(s->live, line);
 	if (s->log && level_of(priority) <= s->conf->log_level)
 		s->log(s->log_opaque, priority, line);
 }
@@ -188,6 +191,8 @@ bool cairn_scheduler_run_job(const struct cairn_scheduler *s, const struct cairn
 	size_t n = 0;
 	char err[512] = "";
 	int64_t start = now_ns();
+	if (s->live)
+		cairn_live_begin(s->live, j->name);
 	int rc = build_spec(s, j, &in, err, sizeof(err));
 	if (rc == 0)
 		rc = cairn_job_run(&in.spec, &runs, &n, err, sizeof(err));
@@ -200,7 +205,8 @@ bool cairn_scheduler_run_job(const struct cairn_scheduler *s, const struct cairn
 	for (size_t i = 0; i < n; i++) {
 		ok &= runs[i].ok;
 		runs[i].next_run_ns = next * 1000000000LL;
-		if (cairn_state_record_run(c->state_dir, &runs[i], serr, sizeof(serr)) < 0)
+		if (cairn_state_record_run(c->state_dir, &runs[i], serr, sizeof(serr)) < 0 ||
+		    cairn_history_append(c->state_dir, &runs[i], serr, sizeof(serr)) < 0)
 			sched_log(s, LOG_ERR, "%s", serr);
 	}
 	if (rc < 0) {
@@ -212,7 +218,10 @@ bool cairn_scheduler_run_job(const struct cairn_scheduler *s, const struct cairn
 		snprintf(r.vm, sizeof(r.vm), "*");
 		snprintf(r.message, sizeof(r.message), "%s", err);
 		cairn_state_record_run(c->state_dir, &r, serr, sizeof(serr));
+		cairn_history_append(c->state_dir, &r, serr, sizeof(serr));
 	}
+	if (s->live)
+		cairn_live_end(s->live);
 	write_metrics(s);
 	notify(s, j, runs, n, ok, rc < 0 ? err : NULL);
 	free(runs);
@@ -322,6 +331,22 @@ static void run_due(const struct cairn_scheduler *s, size_t i, struct schedule *
 	}
 }
 
+/* Jobs asked for through s->live run now, one after the other; a name
+ * the configuration no longer has (a reload since) is dropped. */
+static void run_requested(const struct cairn_scheduler *s)
+{
+	char name[128];
+	while (s->live && !*s->stop && cairn_live_next_request(s->live, name, sizeof(name))) {
+		const struct cairn_conf_job *j = cairn_conf_job(s->conf, name);
+		if (!j) {
+			sched_log(s, LOG_WARNING, "job %s was asked for but is no longer configured", name);
+			continue;
+		}
+		sched_log(s, LOG_NOTICE, "job %s: running now, as asked", name);
+		cairn_scheduler_run_job(s, j);
+	}
+}
+
 /* Sleeps until the next due job or gc a second at a time, so that the
  * flags are seen at once. */
 int cairn_scheduler_loop(struct cairn_scheduler *s, char *err, size_t errlen)
@@ -339,6 +364,7 @@ int cairn_scheduler_loop(struct cairn_scheduler *s, char *err, size_t errlen)
 		int64_t now = (int64_t)time(NULL);
 		for (size_t i = 0; i < s->conf->njobs && !*s->stop && !(s->reload && *s->reload); i++)
 			run_due(s, i, &sched[i], now);
+		run_requested(s);
 		sleep(1);
 	}
 	sched_log(s, LOG_INFO, "stopped");

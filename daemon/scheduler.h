@@ -10,7 +10,8 @@
  * non-zero it clears it and loads the configuration file again: a bad one
  * is refused and logged, the old one kept. Everything goes to log, one
  * line at a time, filtered by the configuration's log-level; nothing is
- * printed here. */
+ * printed here. Every run is also appended to the state directory's history
+ * (daemon/history.h). */
 #ifndef CAIRN_DAEMON_SCHEDULER_H
 #define CAIRN_DAEMON_SCHEDULER_H
 
@@ -20,6 +21,7 @@
 
 #include "config.h"
 #include "job.h"
+#include "live.h"
 
 #define CAIRN_SCHEDULER_MAX_JOBS 256
 
@@ -30,6 +32,9 @@ struct cairn_scheduler {
 	volatile sig_atomic_t *reload; /* may be NULL: no reloads */
 	cairn_job_log_fn log;
 	void *log_opaque;
+	/* may be NULL; else the job running is shown there, and jobs asked
+	 * for there (cairn_live_request) run between scheduled ones */
+	struct cairn_live *live;
 };
 
 /* Runs one job now; true when every VM succeeded. */

@@ -23,7 +23,12 @@ struct cairn_boot_check {
 	const char *script;
 	unsigned timeout_s;
 	const volatile int *cancel;
+	/* not NULL: after the test, the console log's last
+	 * CAIRN_BOOT_CONSOLE_TAIL bytes are kept in this file (what the test VM
+	 * showed, for the agent's console) */
+	const char *keep_console;
 };
+#define CAIRN_BOOT_CONSOLE_TAIL (16u * 1024)
 
 /* The method names of the checks asked for, joined by '+' ("agent",
  * "console", "script"). */

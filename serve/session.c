@@ -302,6 +302,29 @@ static int boot_setup(struct cairn_session *ss, const struct cairn_session_opts 
 	return 0;
 }
 
+/* The console log's tail into keep (best effort: evidence, not the test). */
+static void keep_console_tail(const char *console, const char *keep)
+{
+	FILE *in = fopen(console, "re");
+	if (!in)
+		return;
+	if (fseeko(in, 0, SEEK_END) == 0 && ftello(in) > (off_t)CAIRN_BOOT_CONSOLE_TAIL)
+		fseeko(in, -(off_t)CAIRN_BOOT_CONSOLE_TAIL, SEEK_END);
+	else
+		rewind(in);
+	char tmp[PATH_MAX + 16], buf[4096];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", keep);
+	FILE *out = fopen(tmp, "we");
+	size_t n;
+	while (out && (n = fread(buf, 1, sizeof(buf), in)) > 0)
+		fwrite(buf, 1, n, out);
+	fclose(in);
+	if (out && fclose(out) == 0)
+		rename(tmp, keep);
+	else
+		unlink(tmp);
+}
+
 int cairn_session_boot_test(const struct cairn_session_opts *o,
 			    const struct cairn_boot_check *check, struct cairn_boot_outcome *out,
 			    char *err, size_t errlen)
@@ -325,6 +348,8 @@ int cairn_session_boot_test(const struct cairn_session_opts *o,
 		cairn_session_undo(&ss);
 	else
 		stop_servers(&ss);
+	if (check->keep_console && console[0])
+		keep_console_tail(console, check->keep_console);
 	unlink(console);
 	rmdir(ss.run);
 	cairn_session_free(&ss);

@@ -32,6 +32,7 @@ fi
 
 logs=${CAIRN_TEST_LOGS:-$(mktemp -d "${TMPDIR:-/tmp}/cairn-test-logs.XXXXXX")}
 mkdir -p "$logs"
+export CAIRN_TEST_LOGS=$logs # tests keep artifacts (screenshots) under it
 echo "cairn integration tests: binary $CAIRN, logs in $logs"
 
 failed=() passed=0 skipped=0

@@ -326,9 +326,9 @@ struct refusal {
 static const struct refusal refusals[] = {
 	/* sections */
 	{ "unknown section", "[jobs j]\n", 1,
-	  "unknown section [jobs j] (use [global], [repository NAME] or [job NAME])" },
+	  "unknown section [jobs j] (use [global], [repository NAME], [job NAME], [http] or [peer NAME])" },
 	{ "empty unknown section", R "[schedule]\n", 3,
-	  "unknown section [schedule] (use [global], [repository NAME] or [job NAME])" },
+	  "unknown section [schedule] (use [global], [repository NAME], [job NAME], [http] or [peer NAME])" },
 	{ "section without a name", "[job]\nx = y\n", 1, "[job] needs a name: [job NAME]" },
 	{ "name with a space", "[repository a b]\n", 1,
 	  "[repository a b]: a repository name is letters, digits and . _ - @ + (no spaces)" },
@@ -443,7 +443,48 @@ static const struct refusal refusals[] = {
 	  "[job j]: replicate-to s: a replication target needs its password, not a host key-file" },
 	{ "replication target keeps nothing", R "keep-daily = 0\nkeep-weekly = 0\n", 1,
 	  "[repository r]: the keep-* rules keep nothing (give a count above 0, or none)" },
+	/* the console */
+	{ "http without token", "[http]\nlisten = 127.0.0.1:8440\n", 1,
+	  "[http] has no token-file (every request must carry its token)" },
+	{ "http tls half", "[http]\ntoken-file = /t\ntls-cert = /c\n", 1,
+	  "[http]: give both tls-cert and tls-key, or neither" },
+	{ "http bad listen", "[http]\nlisten = 8440\n", 2,
+	  "listen = 8440: give ADDRESS:PORT, e.g. 127.0.0.1:8440" },
+	{ "http bad port", "[http]\nlisten = 127.0.0.1:99999\n", 2,
+	  "listen = 99999: give a whole number from 1 to 65535" },
+	{ "two http", "[http]\ntoken-file = /t\n[http]\n", 3,
+	  "a second [http] (the first is on line 1)" },
+	{ "peer without token", "[peer b]\nurl = http://b:8440\n", 1,
+	  "[peer b] needs url and token-file" },
+	{ "peer bad url", "[peer b]\nurl = b:8440\n", 2,
+	  "url = b:8440: give an http:// or https:// URL" },
 };
+
+static void test_http(void **state)
+{
+	(void)state;
+	struct cairn_conf c;
+	load_ok("[global]\n", &c);
+	assert_false(c.http.on);
+	cairn_conf_free(&c);
+	load_ok("[http]\ntoken-file = /etc/cairn/t\n[peer hv2]\nurl = https://hv2:8440\n"
+		"token-file = /etc/cairn/hv2\n", &c);
+	assert_true(c.http.on);
+	assert_string_equal(c.http.listen, "127.0.0.1:8440");
+	assert_string_equal(c.http.token_file, "/etc/cairn/t");
+	assert_string_equal(c.http.www_dir, CAIRN_WWW_DIR);
+	assert_null(c.http.tls_cert);
+	assert_int_equal(c.npeers, 1);
+	assert_string_equal(c.peers[0].name, "hv2");
+	assert_string_equal(c.peers[0].url, "https://hv2:8440");
+	cairn_conf_free(&c);
+	load_ok("[http]\nlisten = [::1]:9000\ntoken-file = /t\ntls-cert = /c\ntls-key = /k\n"
+		"www-dir = /w\n", &c);
+	assert_string_equal(c.http.listen, "[::1]:9000");
+	assert_string_equal(c.http.tls_key, "/k");
+	assert_string_equal(c.http.www_dir, "/w");
+	cairn_conf_free(&c);
+}
 
 static void test_refusal(void **state)
 {
@@ -481,15 +522,16 @@ static int teardown(void **state)
 
 int main(void)
 {
-	struct CMUnitTest tests[5 + NREFUSALS] = {
+	struct CMUnitTest tests[6 + NREFUSALS] = {
 		cmocka_unit_test(test_every_key),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_ini_syntax),
 		cmocka_unit_test(test_durations_and_sizes),
 		cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_http),
 	};
 	for (size_t i = 0; i < NREFUSALS; i++)
-		tests[5 + i] = (struct CMUnitTest){ .name = refusals[i].name,
+		tests[6 + i] = (struct CMUnitTest){ .name = refusals[i].name,
 						    .test_func = test_refusal,
 						    .initial_state = (void *)&refusals[i] };
 	return cmocka_run_group_tests(tests, setup, teardown);
