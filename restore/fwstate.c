@@ -297,7 +297,9 @@ static void remove_tree(const char *dir)
 
 void cairn_fwstate_remove(const struct cairn_fwstate *f)
 {
-	if (f->nvram)
+	/* a file of that name that write did not put there is someone else's;
+	 * the TPM directory is under a UUID this plan made up */
+	if (f->nvram && f->nvram_written)
 		unlink(f->nvram);
 	if (f->tpm_dir) {
 		char parent[PATH_MAX];

@@ -44,8 +44,8 @@ int cairn_fwstate_plan(const struct cairn_snapshot *s, const char *name, struct 
  * replaced. Index loaded. */
 int cairn_fwstate_write(struct cairn_repo *r, const struct cairn_snapshot *s,
 			struct cairn_fwstate *f, char *err, size_t errlen);
-/* Deletes the planned NVRAM file and TPM state directory (after a failed
- * restore, or a throwaway boot). */
+/* Deletes what write put down: the NVRAM file and the TPM state
+ * directory (after a failed restore, or a throwaway boot). */
 void cairn_fwstate_remove(const struct cairn_fwstate *f);
 /* "NVRAM and TPM state", "NVRAM", "TPM state" (what write put down), or
  * NULL when nothing. */
