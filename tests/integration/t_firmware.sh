@@ -204,6 +204,14 @@ grep -q "restored the" "$T/last.out" && die "claims firmware state it did not re
 dom_nv=$(nvram_of "$OLD")
 [ "$dom_nv" = "$NVDIR/${OLD}_VARS.fd" ] || die "old snapshot's domain points at $dom_nv"
 
+step "check reads the firmware blobs, replicate carries them"
+cairn_q check "$R" --read-data
+R2=$T/replica
+cairn_q init "$R2" --replica-of "$R"
+cairn_q replicate "$R" "$R2" --verify
+cairn_q check "$R2" --read-data
+cairn_q ls "$R2" "$s2" --json
+assert_eq "$(json '[(f["kind"], f["size"]) for f in j["firmware"]][0]' <"$T/last.out")" "('nvram', $(file_size "$T/nvram2"))" "replica's NVRAM item"
 step "a host without swtpm or OVMF is refused in one line, before anything is written"
 expect_fail 1 env PATH=/nonexistent "$CAIRN" restore "$R" "$s2" --to "$D/noswtpm" --define --as "$OLD-x"
 assert_msg_matches "emulated TPM but this host has no swtpm"
