@@ -11,6 +11,7 @@
 #define CAIRN_AGENT_H
 
 #include "base/pipeline.h"
+#include "repo/firmware.h"
 #include "repo/repo.h"
 #include "repo/snapshot_build.h"
 
@@ -80,6 +81,10 @@ struct cairn_backup_opts {
 	/* the anomaly guard's thresholds (zero fields: defaults) or off
 	 * (repo/anomaly.h, agent/guard.h) */
 	struct cairn_guard_opts guard;
+	/* firmware state stored with the snapshot (repo/firmware.h); set by
+	 * domain backups */
+	const struct cairn_firmware_state *firmware;
+	size_t nfirmware;
 };
 
 struct cairn_backup_result {

@@ -288,6 +288,13 @@ int cairn_backup_run(struct cairn_repo *r, struct cairn_snapshot *s,
 		s->disks[i].incremental = p != NULL;
 		done += s->disks[i].size;
 	}
+	for (size_t i = 0; rc == 0 && i < o->nfirmware; i++) {
+		const struct cairn_firmware_state *f = &o->firmware[i];
+		if ((rc = cairn_firmware_add(r, w, s, f->kind, f->path, f->mode, f->data, f->len,
+					     &res->new_bytes)) < 0)
+			set_err(err, errlen, rc, "firmware state %s: %s", f->path,
+				rc == -ENOMEM ? "out of memory" : cairn_repo_error(r));
+	}
 	if (rc < 0)
 		return rc;
 	s->bytes_read = res->bytes_read;

@@ -294,6 +294,7 @@ static void job_free(struct domain_job *j)
 		free(j->disks[i].format);
 	}
 	free(j->xml);
+	domain_firmware_free(j);
 	if (j->dom)
 		virDomainFree(j->dom);
 	if (j->conn)
@@ -303,7 +304,7 @@ static void job_free(struct domain_job *j)
 int cairn_backup_domain(struct cairn_repo *r, const struct cairn_domain_opts *o,
 			struct cairn_backup_result *res, char *err, size_t errlen)
 {
-	struct domain_job j = { .r = r, .o = o, .err = err, .errlen = errlen };
+	struct domain_job j = { .r = r, .o = o, .backup = o->backup, .err = err, .errlen = errlen };
 	memset(res, 0, sizeof(*res));
 	virSetErrorFunc(NULL, quiet_libvirt);
 	snprintf(j.prefix, sizeof(j.prefix), "cairn-%.16s", cairn_repo_id(r));
@@ -332,10 +333,17 @@ int cairn_backup_domain(struct cairn_repo *r, const struct cairn_domain_opts *o,
 		set_err(err, errlen, rc, "out of memory");
 	if (rc == 0 && !(s->domain_xml = strdup(j.xml)))
 		rc = -ENOMEM;
-	if (rc == 0) {
-		bool live = state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_PAUSED;
+	bool live = state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_PAUSED;
+	if (rc == 0)
+		rc = domain_firmware_find(&j, live);
+	/* shut off, nothing writes the firmware state: read it now; a running
+	 * domain's is read at the checkpoint instant (domain_live.c) */
+	if (rc == 0 && !live)
+		rc = domain_firmware_capture(&j);
+	if (rc == 0)
 		rc = live ? domain_backup_running(&j, s, res) : domain_backup_offline(&j, s, res);
-	}
+	if (rc == 0)
+		domain_firmware_warn(&j);
 	job_free(&j);
 	return rc;
 }

@@ -22,6 +22,16 @@ struct domain_disk {
 	const char *why_full;
 };
 
+#define DOMAIN_MAX_FIRMWARE 32
+
+/* Firmware state files of the domain (domain_firmware.c). */
+struct domain_firmware {
+	char *nvram; /* the NVRAM file, or NULL */
+	char *tpm_dir; /* the emulated TPM's state directory, or NULL */
+	struct cairn_firmware_state files[DOMAIN_MAX_FIRMWARE]; /* as read */
+	size_t n;
+};
+
 struct domain_job {
 	struct cairn_repo *r;
 	const struct cairn_domain_opts *o;
@@ -32,6 +42,9 @@ struct domain_job {
 	size_t ndisks;
 	char prefix[64]; /* checkpoint names of this repository */
 	char checkpoint[128]; /* the one this backup creates */
+	/* o->backup with the firmware state read for this snapshot */
+	struct cairn_backup_opts backup;
+	struct domain_firmware fw;
 	char *err;
 	size_t errlen;
 };
@@ -61,6 +74,17 @@ bool domain_checkpoint_covers(struct domain_job *j, const char *name, const char
 
 /* Removes bitmap name from the selected qcow2 disks of a shut-off domain. */
 void domain_remove_bitmaps(struct domain_job *j, const char *name);
+
+/* Finds the firmware state files of the domain (live: from its running
+ * definition), reads them (capture; the caller makes sure nothing writes
+ * them meanwhile), warns when the TPM state goes into an unencrypted
+ * repository, and frees what was read. */
+int domain_firmware_find(struct domain_job *j, bool live);
+bool domain_firmware_any(const struct domain_job *j);
+int domain_firmware_capture(struct domain_job *j);
+void domain_firmware_warn(const struct domain_job *j);
+void domain_firmware_release(struct domain_job *j);
+void domain_firmware_free(struct domain_job *j);
 
 int domain_backup_running(struct domain_job *j, struct cairn_snapshot *s,
 			  struct cairn_backup_result *res);

@@ -123,6 +123,26 @@ static int freeze(struct live *l)
 		       j->o->domain, why);
 }
 
+/* A domain with firmware state is paused around the checkpoint: QEMU
+ * drains and flushes its block devices (the NVRAM pflash among them) when
+ * it stops the vCPUs, and no vCPU can send swtpm a command, so the files
+ * read meanwhile are those of the checkpoint instant. Returns 1 when this
+ * paused it (an already paused domain is left as it is). */
+static int pause_for_firmware(struct live *l)
+{
+	struct domain_job *j = l->j;
+	int state = VIR_DOMAIN_NOSTATE;
+	if (!domain_firmware_any(j))
+		return 0;
+	if (virDomainGetState(j->dom, &state, NULL, 0) == 0 && state == VIR_DOMAIN_PAUSED)
+		return 0;
+	if (virDomainSuspend(j->dom) < 0)
+		return set_err(j->err, j->errlen, -EIO,
+			       "domain %s: cannot pause it to read its firmware state: %s",
+			       j->o->domain, domain_virt_msg());
+	return 1;
+}
+
 static int start_job(struct live *l, const char *incremental)
 {
 	struct domain_job *j = l->j;
@@ -133,11 +153,23 @@ static int start_job(struct live *l, const char *incremental)
 	int frozen = rc == 0 ? freeze(l) : 0;
 	if (frozen < 0)
 		rc = frozen;
+	int paused = rc == 0 ? pause_for_firmware(l) : 0;
+	if (paused < 0)
+		rc = paused;
 	int begun = rc == 0 ? virDomainBackupBegin(j->dom, (const char *)bx.p, (const char *)cx.p, 0) : 0;
+	/* the firmware state of the checkpoint instant: the vCPUs that write
+	 * it are still stopped */
+	int captured = rc == 0 && begun >= 0 ? domain_firmware_capture(j) : 0;
+	if (paused > 0 && virDomainResume(j->dom) < 0)
+		domain_notice(j, "domain %s: cannot resume it after the checkpoint: %s",
+			      j->o->domain, domain_virt_msg());
 	if (frozen > 0 && virDomainFSThaw(j->dom, NULL, 0, 0) < 0)
 		domain_notice(j, "domain %s: cannot thaw the guest filesystems: %s", j->o->domain,
 			      domain_virt_msg());
-	if (rc == 0 && begun < 0) {
+	if (rc == 0 && begun >= 0 && captured < 0) {
+		l->job_started = l->checkpoint_created = true;
+		rc = captured;
+	} else if (rc == 0 && begun < 0) {
 		virErrorPtr e = virGetLastError();
 		rc = e && e->code == VIR_ERR_CHECKPOINT_INCONSISTENT ? -ESTALE : -EIO;
 		set_err(j->err, j->errlen, rc, "domain %s: cannot start the backup: %s",
@@ -324,7 +356,7 @@ int domain_backup_running(struct domain_job *j, struct cairn_snapshot *s,
 			!(s->consistency = strdup(l.quiesced ? "quiesced" : "crash"))))
 		rc = -ENOMEM;
 	if (rc == 0)
-		rc = cairn_backup_run(j->r, s, srcs, prev, &j->o->backup, res, j->err, j->errlen);
+		rc = cairn_backup_run(j->r, s, srcs, prev, &j->backup, res, j->err, j->errlen);
 	for (size_t i = 0; i < MAX_DISKS; i++)
 		if (srcs[i])
 			cairn_source_close(srcs[i]);

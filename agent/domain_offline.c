@@ -260,7 +260,7 @@ int domain_backup_offline(struct domain_job *j, struct cairn_snapshot *s,
 	if (rc == 0 && !(s->consistency = strdup("offline")))
 		rc = -ENOMEM;
 	if (rc == 0)
-		rc = cairn_backup_run(j->r, s, srcs, prev, &j->o->backup, res, j->err, j->errlen);
+		rc = cairn_backup_run(j->r, s, srcs, prev, &j->backup, res, j->err, j->errlen);
 	for (size_t i = 0; i < MAX_DISKS; i++)
 		if (srcs[i])
 			cairn_source_close(srcs[i]);

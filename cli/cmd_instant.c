@@ -74,6 +74,11 @@ static int restore_instant(const struct cli *c, const struct instant_args *a, ch
 	cli_catch_signals();
 	if (rc == 0 && (rc = cairn_session_launch_instant(&ss, &o, err, sizeof(err))) < 0)
 		code = fail(rc, err);
+	if (rc == 0 && ss.fw.note[0])
+		fprintf(stderr, "cairn: note: %s\n", ss.fw.note);
+	if (rc == 0 && !c->quiet && !c->json && cairn_fwstate_what(&ss.fw))
+		printf("restored the %s of domain %s\n", cairn_fwstate_what(&ss.fw),
+		       ss.domain.name);
 	if (rc == 0 && !c->quiet && !c->json)
 		printf("domain %s started from snapshot %.12s (%s); disks are overlays in %s\n",
 		       ss.domain.name, src.snap_hex, src.s->name, ss.dir);

@@ -165,9 +165,14 @@ static int check_option_mix(const struct restore_args *a)
 }
 
 static void print_defined(const struct cli *c, const struct restore_args *a,
-			  const struct cairn_domxml_result *x, json_t *out)
+			  const struct cairn_vm_restore *v, json_t *out)
 {
+	const struct cairn_domxml_result *x = &v->domain;
+	const char *fw = cairn_fwstate_what(&v->fw);
+	if (v->fw.note[0])
+		fprintf(stderr, "cairn: note: %s\n", v->fw.note);
 	if (c->json) {
+		json_object_set_new(out, "firmware_state", fw ? json_string(fw) : json_null());
 		json_t *dropped = json_array();
 		for (size_t i = 0; i < x->ndropped; i++)
 			json_array_append_new(dropped, json_string(x->dropped[i]));
@@ -179,6 +184,8 @@ static void print_defined(const struct cli *c, const struct restore_args *a,
 	for (size_t i = 0; i < x->ndropped; i++)
 		cli_warn("disk %s was not restored and is left out of domain %s", x->dropped[i],
 			 x->name);
+	if (!c->quiet && fw)
+		printf("restored the %s of domain %s\n", fw, x->name);
 	if (!c->quiet)
 		printf("defined domain %s%s\n", x->name, a->start ? " and started it" : "");
 }
@@ -230,7 +237,7 @@ static int run(const struct cli *c, struct restore_args *a, char **argv)
 		code = rc < 0 ? cli_fail(rc, err) : 0;
 	}
 	if (rc == 0 && a->define)
-		print_defined(c, a, &v.domain, out);
+		print_defined(c, a, &v, out);
 	if (rc == 0 && c->json)
 		json_print(json_incref(v.ntargets == 1 && !a->define ? json_array_get(jdisks, 0)
 								     : out));

@@ -216,6 +216,30 @@ static int disk_usage(struct cairn_repo *r, struct cairn_disk *d, uint64_t *nonz
 	return 0;
 }
 
+/* What the snapshot holds besides disks: the domain's NVRAM and TPM
+ * state files (repo/firmware.h). */
+static void print_firmware(const struct cairn_snapshot *s, json_t *j)
+{
+	json_t *items = j ? json_array() : NULL;
+	if (!j && s->nfirmware)
+		printf("%-16s %-6s %12s  %s\n", "FIRMWARE", "MODE", "SIZE", "PATH");
+	for (size_t i = 0; i < s->nfirmware; i++) {
+		const struct cairn_firmware_file *f = &s->firmware[i];
+		if (items) {
+			json_array_append_new(items, json_pack("{s:s, s:s, s:I, s:I}", "kind", f->kind,
+							       "path", f->path, "size",
+							       (json_int_t)f->size, "mode",
+							       (json_int_t)f->mode));
+			continue;
+		}
+		char size[32];
+		format_bytes(f->size, size, sizeof(size));
+		printf("%-16s %04o   %12s  %s\n", f->kind, (unsigned)f->mode, size, f->path);
+	}
+	if (items)
+		json_object_set_new(j, "firmware", items);
+}
+
 static int ls_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -273,6 +297,7 @@ static int ls_main(int argc, char **argv)
 		printf("%-16s %-6s %12s %12s %12s %12llu\n", d->name, d->format, size, data, st,
 		       (unsigned long long)zeros);
 	}
+	print_firmware(s, j);
 	if (j)
 		json_print(j);
 	return 0;

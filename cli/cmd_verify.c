@@ -82,6 +82,8 @@ static int boot_and_wait(const struct verify_args *a, struct serve_source *src,
 	}
 	char err[512] = "";
 	int rc = cairn_session_boot_test(&o, &check, out, err, sizeof(err));
+	if (out->note[0])
+		fprintf(stderr, "cairn: note: %s\n", out->note);
 	if (rc < 0)
 		return rc == -ENAMETOOLONG ? cli_usage("%s", err) : cli_fail(rc, err);
 	return 0;

@@ -133,7 +133,11 @@ static void unique_packs(struct job *j)
 static int collect_packs(struct job *j)
 {
 	int rc = 0;
-	for (size_t i = 0; rc == 0 && i < j->nselected; i++)
+	for (size_t i = 0; rc == 0 && i < j->nselected; i++) {
+		const struct cairn_snapshot *s = j->selected[i];
+		for (size_t f = 0; rc == 0 && f < s->nfirmware; f++)
+			for (size_t c = 0; rc == 0 && c < s->firmware[f].nchunks; c++)
+				rc = need_blob(j, &s->firmware[f].chunks[c]);
 		for (size_t d = 0; rc == 0 && d < j->selected[i]->ndisks; d++) {
 			struct cairn_disk *disk = &j->selected[i]->disks[d];
 			for (size_t p = 0; rc == 0 && p < disk->npages; p++)
@@ -146,6 +150,7 @@ static int collect_packs(struct job *j)
 			free(disk->map);
 			disk->map = NULL;
 		}
+	}
 	if (rc == 0)
 		unique_packs(j);
 	return rc;

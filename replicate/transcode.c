@@ -13,6 +13,7 @@
 #include "repo/disk.h"
 #include "repo/disk_reader.h"
 #include "repo/disk_writer.h"
+#include "repo/firmware.h"
 #include "copy_verify.h"
 #include "transcode.h"
 
@@ -446,6 +447,26 @@ static int verify_copy(struct tc_run *x, const struct cairn_snapshot *t)
 	return 0;
 }
 
+/* The firmware state files, read whole from src and stored again in dst
+ * (they are small). */
+static int copy_firmware(struct tc_run *x, const struct cairn_snapshot *s,
+			 struct cairn_snapshot *t)
+{
+	for (size_t i = 0; i < s->nfirmware; i++) {
+		const struct cairn_firmware_file *f = &s->firmware[i];
+		_cleanup_free_ uint8_t *data = NULL;
+		int rc = cairn_firmware_read(x->src, f, &data);
+		if (rc < 0)
+			return set_err(x->err, x->errlen, rc, "source: %s", cairn_repo_error(x->src));
+		rc = cairn_firmware_add(x->dst, x->w, t, f->kind, f->path, f->mode, data, f->size,
+					&t->new_bytes);
+		if (rc < 0)
+			return set_err(x->err, x->errlen, rc, "destination: %s",
+				       cairn_repo_error(x->dst));
+	}
+	return 0;
+}
+
 static int copy_snapshot(struct tc_run *x, struct cairn_snapshot *s)
 {
 	struct cairn_snapshot *t = calloc(1, sizeof(*t));
@@ -483,6 +504,8 @@ static int copy_snapshot(struct tc_run *x, struct cairn_snapshot *s)
 		x->res->bytes_copied += d.new_bytes;
 		pthread_mutex_destroy(&d.lock);
 	}
+	if (rc == 0)
+		rc = copy_firmware(x, s, t);
 	if (rc == 0 && (rc = cairn_snapshot_save(x->dst, x->w, t)) < 0)
 		set_err(x->err, x->errlen, rc, "destination: %s", cairn_repo_error(x->dst));
 	if (rc == 0 && x->o->verify)

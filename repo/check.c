@@ -259,7 +259,27 @@ static bool blob_ok(const struct check_ctx *c, const cairn_id *id)
 	return !bad || bad->pack != e->pack;
 }
 
-/* Lists the damage as affected snapshots and disks. */
+/* The firmware state files of a snapshot whose chunks are missing or
+ * damaged. */
+static void check_firmware(struct check_ctx *c, const struct cairn_snapshot *s, const char *id)
+{
+	for (size_t f = 0; f < s->nfirmware; f++) {
+		const struct cairn_firmware_file *fw = &s->firmware[f];
+		size_t bad = 0;
+		for (size_t ch = 0; ch < fw->nchunks; ch++)
+			if (memcmp(&fw->chunks[ch], &cairn_zero_id, sizeof(cairn_id)) &&
+			    !blob_ok(c, &fw->chunks[ch]))
+				bad++;
+		if (bad) {
+			report(c->report, c->opaque,
+			       "snapshot %.12s (%s) %s state %s: %zu of %zu chunks missing or damaged",
+			       id, s->name, fw->kind, fw->path, bad, fw->nchunks);
+			c->problems++;
+		}
+	}
+}
+
+/* Lists the damage as affected snapshots, disks and firmware state. */
 static int check_snapshots(struct check_ctx *c)
 {
 	struct cairn_repo *r = c->r;
@@ -276,6 +296,7 @@ static int check_snapshots(struct check_ctx *c)
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		char id[65];
 		hex_encode(v[i]->id.b, CAIRN_ID_LEN, id);
+		check_firmware(c, v[i], id);
 		for (size_t k = 0; k < v[i]->ndisks; k++) {
 			struct cairn_disk *d = &v[i]->disks[k];
 			bool pages_ok = true;

@@ -56,11 +56,24 @@ int gc_list_manifests(struct cairn_repo *r, struct manifests *m)
 			cairn_repo_warning(r, cairn_repo_warning_count(r) - 1));
 }
 
-/* Every blob a manifest references: chunk-map pages and chunks. */
+/* The data blobs of a snapshot's firmware state files. */
+static int mark_firmware(struct cairn_repo *r, struct idx_table *refs,
+			 const struct cairn_snapshot *s)
+{
+	int rc = 0;
+	for (size_t f = 0; rc == 0 && f < s->nfirmware; f++)
+		for (size_t c = 0; rc == 0 && c < s->firmware[f].nchunks; c++)
+			rc = mark_id(r, refs, &s->firmware[f].chunks[c]);
+	return rc;
+}
+
+/* Every blob a manifest references: chunk-map pages and chunks, and the
+ * chunks of its firmware state. */
 int gc_mark_all(struct cairn_repo *r, struct idx_table *refs, const struct manifests *m)
 {
 	int rc = 0;
-	for (size_t i = 0; rc == 0 && i < m->n; i++)
+	for (size_t i = 0; rc == 0 && i < m->n; i++) {
+		rc = mark_firmware(r, refs, m->v[i]);
 		for (size_t d = 0; rc == 0 && d < m->v[i]->ndisks; d++) {
 			struct cairn_disk *disk = &m->v[i]->disks[d];
 			for (size_t p = 0; rc == 0 && p < disk->npages; p++)
@@ -70,6 +83,7 @@ int gc_mark_all(struct cairn_repo *r, struct idx_table *refs, const struct manif
 			for (uint64_t c = 0; rc == 0 && c < disk->nchunks; c++)
 				rc = mark_id(r, refs, &disk->map[c]);
 		}
+	}
 	return rc;
 }
 

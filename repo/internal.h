@@ -130,6 +130,13 @@ struct cairn_repo {
 	char err[512];
 };
 
+/* firmware.c: the manifest's "firmware" array (docs/design.md section 9);
+ * parse takes NULL (no key) as none. */
+struct json_t;
+struct json_t *firmware_to_json(const struct cairn_snapshot *s);
+int firmware_parse(struct json_t *items, struct cairn_snapshot *s);
+void firmware_free(struct cairn_snapshot *s);
+
 /* Records the reason for rc and returns rc. Thread-safe. */
 int repo_err(struct cairn_repo *r, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -196,6 +196,17 @@ struct cairn_disk {
 	struct cairn_anomaly anomaly;
 };
 
+/* A firmware state file stored with a snapshot (repo/firmware.h). */
+struct cairn_firmware_file {
+	char *kind; /* "nvram" or "tpm" */
+	char *path; /* where it was on the host backed up */
+	uint32_t mode; /* permission bits */
+	uint64_t size;
+	uint32_t chunk_size;
+	size_t nchunks;
+	cairn_id *chunks; /* data blobs; the zero id for an all-zero chunk */
+};
+
 struct cairn_snapshot {
 	cairn_id id;
 	char *name;
@@ -214,6 +225,9 @@ struct cairn_snapshot {
 	 * domain was shut off); NULL for images */
 	char *consistency;
 	char *host_key; /* the host key that wrote it (design.md section 26), or NULL */
+	/* the domain's NVRAM and TPM state (none in older snapshots) */
+	struct cairn_firmware_file *firmware;
+	size_t nfirmware;
 	/* informational */
 	uint64_t bytes_read, new_chunks, new_bytes;
 };

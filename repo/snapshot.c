@@ -20,6 +20,7 @@ void cairn_snapshot_free(struct cairn_snapshot *s)
 	free(s->checkpoint);
 	free(s->consistency);
 	free(s->host_key);
+	firmware_free(s);
 	for (size_t i = 0; i < s->ntags; i++)
 		free(s->tags[i]);
 	free(s->tags);
@@ -107,14 +108,14 @@ static int parse_manifest(const struct buf *b, struct cairn_snapshot *s)
 	json_int_t version, time_ns;
 	const char *name, *source = NULL, *host = NULL, *dxml = NULL, *ckpt = NULL,
 		   *consistency = NULL;
-	json_t *tags = NULL, *disks, *stats = NULL, *parent = NULL;
+	json_t *tags = NULL, *disks, *stats = NULL, *parent = NULL, *firmware = NULL;
 	int rc = -EBADMSG;
-	if (!j || json_unpack(j, "{s:I, s:s, s?s, s?s, s:I, s?o, s?o, s:o, s?o, s?s, s?s, s?s}",
+	if (!j || json_unpack(j, "{s:I, s:s, s?s, s?s, s:I, s?o, s?o, s:o, s?o, s?s, s?s, s?s, s?o}",
 			      "version", &version, "name", &name, "source", &source,
 			      "host", &host, "time_ns", &time_ns, "tags", &tags,
 			      "parent", &parent, "disks", &disks, "stats", &stats,
 			      "domain_xml", &dxml, "checkpoint", &ckpt, "consistency",
-			      &consistency) < 0 ||
+			      &consistency, "firmware", &firmware) < 0 ||
 	    version != 1 || !json_is_array(disks))
 		goto out;
 	s->name = strdup(name);
@@ -152,6 +153,8 @@ static int parse_manifest(const struct buf *b, struct cairn_snapshot *s)
 		if (rc < 0)
 			goto out;
 	}
+	if ((rc = firmware_parse(firmware, s)) < 0)
+		goto out;
 	json_int_t br = 0, nc = 0, nb = 0;
 	if (stats)
 		json_unpack(stats, "{s?I, s?I, s?I}", "bytes_read", &br,
@@ -413,6 +416,13 @@ int cairn_snapshot_save(struct cairn_repo *r, struct cairn_writer *w,
 		json_object_set_new(j, "consistency", json_string(s->consistency));
 	if (j && r->host_key[0]) /* docs/design.md "Host keys" */
 		json_object_set_new(j, "host_key", json_string(r->host_key));
+	if (j && s->nfirmware) {
+		json_t *fw = firmware_to_json(s);
+		if (!fw || json_object_set_new(j, "firmware", fw) < 0) {
+			json_decref(j);
+			j = NULL;
+		}
+	}
 	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (!text)

@@ -276,6 +276,40 @@ static int check_all_used(struct rewrite *w)
 	return 0;
 }
 
+/* <os><loader>/<nvram>: this host's firmware and the restored NVRAM file,
+ * never the original domain's. */
+static int rewrite_os(struct rewrite *w, xmlNode *root)
+{
+	const struct cairn_domxml_opts *o = w->o;
+	xmlNode *os = child(root, "os");
+	if (!os || (!o->nvram && !o->loader && !o->nvram_template))
+		return 0;
+	xmlNode *loader = child(os, "loader");
+	if (loader && o->loader)
+		xmlNodeSetContent(loader, BAD_CAST o->loader);
+	if (!o->nvram && !o->nvram_template)
+		return 0;
+	xmlNode *nvram = child_or_new(os, "nvram");
+	if (!nvram)
+		return -ENOMEM;
+	if (o->nvram)
+		xmlNodeSetContent(nvram, BAD_CAST o->nvram);
+	if (o->nvram_template)
+		xmlSetProp(nvram, BAD_CAST "template", BAD_CAST o->nvram_template);
+	return 0;
+}
+
+static int set_uuid(xmlNode *root, const char *uuid)
+{
+	xmlNode *name = child(root, "name");
+	xmlNode *n = xmlNewNode(NULL, BAD_CAST "uuid");
+	if (!n)
+		return -ENOMEM;
+	xmlNodeSetContent(n, BAD_CAST uuid);
+	xmlAddNextSibling(name, n);
+	return 0;
+}
+
 static int rewrite_doc(struct rewrite *w, xmlDoc *doc)
 {
 	xmlNode *root = xmlDocGetRootElement(doc);
@@ -288,6 +322,10 @@ static int rewrite_doc(struct rewrite *w, xmlDoc *doc)
 	/* libvirt assigns a new UUID; the running id belongs to the old host */
 	remove_children(root, "uuid");
 	xmlUnsetProp(root, BAD_CAST "id");
+	if (w->o->uuid && (rc = set_uuid(root, w->o->uuid)) < 0)
+		return rc;
+	if ((rc = rewrite_os(w, root)) < 0)
+		return rc;
 	xmlNode *devices = child(root, "devices");
 	if (devices && (rc = rewrite_devices(w, devices)) < 0)
 		return rc;

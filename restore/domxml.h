@@ -3,7 +3,8 @@
  * its name, loses its UUID, its restored disks point at the restored files
  * or devices, the rest of its disks are dropped (cdrom/floppy drives stay,
  * empty), its networks are renamed through a map and its MAC addresses can
- * be left to libvirt.
+ * be left to libvirt. Its UEFI files (<loader>, <nvram>) and UUID can be
+ * set (a restored NVRAM and TPM state are found by name and UUID).
  *
  * Pure (libxml2 only): no libvirt calls, no file system access. Returns 0 or
  * a negative errno with a one-line reason in err (-EINVAL: the XML or an
@@ -37,6 +38,13 @@ struct cairn_domxml_opts {
 	/* not NULL: the serial console goes to this file (replacing the stored
 	 * serial and console devices), for a test that watches it */
 	const char *console_log;
+	/* firmware (restore/fwstate.h); each NULL keeps what is stored:
+	 * the domain's UUID (else dropped, and libvirt assigns one), the
+	 * file of its <nvram>, and this host's <loader> and NVRAM template */
+	const char *uuid;
+	const char *nvram;
+	const char *loader;
+	const char *nvram_template;
 };
 
 struct cairn_domxml_result {

@@ -145,6 +145,18 @@ int cairn_vm_host_define(struct cairn_vm_host *h, const char *xml, bool start,
 	return rc;
 }
 
+int cairn_vm_host_start(struct cairn_vm_host *h, const char *name, char *err, size_t errlen)
+{
+	virDomainPtr dom = virDomainLookupByName(h->conn, name);
+	int rc = 0;
+	if (!dom || virDomainCreate(dom) < 0)
+		rc = set_err(err, errlen, -EIO, "domain %s is defined but did not start: %s", name,
+			     virt_msg());
+	if (dom)
+		virDomainFree(dom);
+	return rc;
+}
+
 int cairn_vm_host_create_transient(struct cairn_vm_host *h, const char *xml, char *err,
 				   size_t errlen)
 {

@@ -30,6 +30,9 @@ int cairn_vm_host_preflight(struct cairn_vm_host *h, const struct cairn_domxml_r
 int cairn_vm_host_define(struct cairn_vm_host *h, const char *xml, bool start,
 			 char *err, size_t errlen);
 
+/* Starts the defined domain name. */
+int cairn_vm_host_start(struct cairn_vm_host *h, const char *name, char *err, size_t errlen);
+
 /* A throwaway domain: started from xml without a persistent definition,
  * so destroying it leaves nothing in libvirt. */
 int cairn_vm_host_create_transient(struct cairn_vm_host *h, const char *xml, char *err,

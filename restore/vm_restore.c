@@ -148,7 +148,8 @@ static int rewrite_xml(const struct cairn_snapshot *s, const struct cairn_vm_res
 	struct cairn_domxml_opts x = { .name = o->as, .disks = disks, .ndisks = v->ntargets,
 				       .net_map = o->net_map, .nnet_map = o->nnet_map,
 				       .new_macs = o->new_macs };
-	return cairn_domxml_rewrite(s->domain_xml, &x, &v->domain, err, errlen);
+	int rc = cairn_fwstate_plan(s, o->as, &v->fw, &x, err, errlen);
+	return rc < 0 ? rc : cairn_domxml_rewrite(s->domain_xml, &x, &v->domain, err, errlen);
 }
 
 static int restore_one(struct cairn_repo *r, const struct cairn_vm_restore_opts *o,
@@ -180,8 +181,16 @@ int cairn_vm_restore_run(struct cairn_repo *r, const struct cairn_snapshot *s,
 		return rc;
 	for (size_t i = 0; rc == 0 && i < v->ntargets; i++)
 		rc = restore_one(r, o, &v->targets[i], err, errlen);
-	if (rc == 0 && o->define)
-		rc = cairn_vm_host_define(h, v->domain.xml, o->start, err, errlen);
+	/* the firmware state goes where the new domain's definition names it,
+	 * before libvirt can start it with fresh files */
+	if (rc == 0 && o->define && (rc = cairn_fwstate_write(r, s, &v->fw, err, errlen)) < 0)
+		cairn_fwstate_remove(&v->fw);
+	if (rc == 0 && o->define && (rc = cairn_vm_host_define(h, v->domain.xml, false, err,
+								  errlen)) < 0)
+		cairn_fwstate_remove(&v->fw);
+	/* a domain that does not start stays defined, with its state */
+	if (rc == 0 && o->start)
+		rc = cairn_vm_host_start(h, v->domain.name, err, errlen);
 	return rc;
 }
 
@@ -190,5 +199,6 @@ void cairn_vm_restore_free(struct cairn_vm_restore *v)
 	for (size_t i = 0; i < v->ntargets; i++)
 		free(v->targets[i].path);
 	cairn_domxml_result_free(&v->domain);
+	cairn_fwstate_free(&v->fw);
 	memset(v, 0, sizeof(*v));
 }

@@ -14,6 +14,7 @@
 #define CAIRN_VM_RESTORE_H
 
 #include "domxml.h"
+#include "fwstate.h"
 #include "restore.h"
 
 #define CAIRN_VM_RESTORE_MAX_DISKS 64
@@ -59,6 +60,7 @@ struct cairn_vm_restore {
 	struct cairn_vm_restore_target targets[CAIRN_VM_RESTORE_MAX_DISKS];
 	size_t ntargets;
 	struct cairn_domxml_result domain; /* with define: what was defined */
+	struct cairn_fwstate fw; /* with define: its NVRAM and TPM state */
 };
 
 int cairn_vm_restore_plan(struct cairn_snapshot *s, const struct cairn_vm_restore_opts *o,

@@ -97,7 +97,8 @@ static int rewrite(struct cairn_session *ss, const struct cairn_session_opts *o,
 	struct cairn_domxml_opts x = { .name = ss->name, .disks = disks, .ndisks = ss->n,
 				       .new_macs = true, .no_network = console != NULL,
 				       .console_log = console };
-	return cairn_domxml_rewrite(o->s->domain_xml, &x, &ss->domain, err, errlen);
+	int rc = cairn_fwstate_plan(o->s, ss->name, &ss->fw, &x, err, errlen);
+	return rc < 0 ? rc : cairn_domxml_rewrite(o->s->domain_xml, &x, &ss->domain, err, errlen);
 }
 
 static int open_host(struct cairn_session *ss, const struct cairn_session_opts *o, char *err,
@@ -192,6 +193,8 @@ int cairn_session_launch_instant(struct cairn_session *ss, const struct cairn_se
 				 char *err, size_t errlen)
 {
 	int rc = serve_disks(ss, o, err, errlen);
+	if (rc == 0)
+		rc = cairn_fwstate_write(o->r, o->s, &ss->fw, err, errlen);
 	if (rc < 0)
 		return rc;
 	rc = cairn_vm_host_define(ss->host, ss->domain.xml, true, err, errlen);
@@ -223,11 +226,13 @@ void cairn_session_undo(struct cairn_session *ss)
 	for (size_t i = 0; i < ss->overlays; i++)
 		unlink(ss->disks[i].overlay);
 	rmdir(ss->dir);
+	cairn_fwstate_remove(&ss->fw);
 }
 
 void cairn_session_free(struct cairn_session *ss)
 {
 	cairn_domxml_result_free(&ss->domain);
+	cairn_fwstate_free(&ss->fw);
 	cairn_vm_host_close(ss->host);
 	ss->host = NULL;
 }
@@ -289,6 +294,11 @@ static int boot_setup(struct cairn_session *ss, const struct cairn_session_opts 
 		rc = open_host(ss, o, err, errlen);
 	if (rc == 0)
 		rc = serve_disks(ss, o, err, errlen);
+	/* a copy of the original's state under the throwaway's own name and
+	 * UUID, removed with it */
+	if (rc == 0)
+		rc = cairn_fwstate_write(o->r, o->s, &ss->fw, err, errlen);
+	snprintf(out->note, sizeof(out->note), "%s", ss->fw.note);
 	if (rc < 0)
 		return rc;
 	/* a VM that does not start is a failed test, not a local error */

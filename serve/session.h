@@ -7,7 +7,8 @@
  * (restore/vm.h); a test boot is watched by restore/bootcheck.h.
  *
  * Whatever a failed or finished session started (domain, servers,
- * overlays, directories) is undone. Functions return 0 or a negative
+ * overlays, directories, the domain's NVRAM and TPM state, written
+ * for it under its own name and UUID) is undone. Functions return 0 or a negative
  * errno with a one-line reason in err; -ENAMETOOLONG means the session's
  * name makes paths too long (a usage error). */
 #ifndef CAIRN_SERVE_SESSION_H
@@ -19,6 +20,7 @@
 
 #include "restore/bootcheck.h"
 #include "restore/domxml.h"
+#include "restore/fwstate.h"
 #include "restore/vm.h"
 #include "server.h"
 
@@ -54,6 +56,7 @@ struct cairn_session {
 	bool defined;
 	struct cairn_vm_host *host;
 	struct cairn_domxml_result domain; /* as defined */
+	struct cairn_fwstate fw; /* its own NVRAM and TPM state, put back */
 };
 
 /* Instant restore, in two steps so that the caller can catch signals in
@@ -81,6 +84,7 @@ struct cairn_boot_outcome {
 	int rc; /* of cairn_boot_wait, or why the VM did not start */
 	double seconds;
 	char detail[600];
+	char note[256]; /* what the snapshot lacked (fwstate.h), or "" */
 };
 
 /* A test boot: the snapshot runs as a transient domain without network,

@@ -149,6 +149,39 @@ static void test_keep_name_and_macs(void **state)
 	cairn_domxml_result_free(&x);
 }
 
+/* A restored UEFI domain names its own NVRAM, this host's firmware and the
+ * UUID its TPM state was written under, never the original's. */
+static void test_firmware_files(void **state)
+{
+	(void)state;
+	static const char *uefi =
+		"<domain type='kvm'><name>vm1</name><uuid>6a5c3d2e-1111-2222-3333-444455556666</uuid>"
+		"<os><type>hvm</type><loader readonly='yes' type='pflash'>/old/CODE.fd</loader>"
+		"<nvram template='/old/VARS.fd'>/var/lib/libvirt/qemu/nvram/vm1_VARS.fd</nvram></os>"
+		"<devices><tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>"
+		"</devices></domain>";
+	struct cairn_domxml_opts o = { .name = "vm2", .uuid = "0f0e0d0c-0b0a-4908-8706-050403020100",
+				       .nvram = "/var/lib/libvirt/qemu/nvram/vm2_VARS.fd",
+				       .loader = "/usr/share/OVMF/CODE.fd",
+				       .nvram_template = "/usr/share/OVMF/VARS.fd" };
+	struct cairn_domxml_result x;
+	char err[256] = "";
+	assert_int_equal(cairn_domxml_rewrite(uefi, &o, &x, err, sizeof(err)), 0);
+	assert_xpath(x.xml, "string(/domain/uuid)", "0f0e0d0c-0b0a-4908-8706-050403020100");
+	assert_xpath(x.xml, "string(count(/domain/uuid))", "1");
+	assert_xpath(x.xml, "string(/domain/os/nvram)", "/var/lib/libvirt/qemu/nvram/vm2_VARS.fd");
+	assert_xpath(x.xml, "string(/domain/os/nvram/@template)", "/usr/share/OVMF/VARS.fd");
+	assert_xpath(x.xml, "string(/domain/os/loader)", "/usr/share/OVMF/CODE.fd");
+	assert_xpath(x.xml, "string(/domain/os/loader/@type)", "pflash");
+	cairn_domxml_result_free(&x);
+	/* without them: no UUID (libvirt makes one), the stored files kept */
+	struct cairn_domxml_opts plain = { .name = "vm2" };
+	assert_int_equal(cairn_domxml_rewrite(uefi, &plain, &x, err, sizeof(err)), 0);
+	assert_xpath(x.xml, "string(count(/domain/uuid))", "0");
+	assert_xpath(x.xml, "string(/domain/os/loader)", "/old/CODE.fd");
+	cairn_domxml_result_free(&x);
+}
+
 static void expect_einval(const char *xml, const struct cairn_domxml_opts *o,
 			  const char *msg_part)
 {
@@ -247,6 +280,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rewrite_full),
 		cmocka_unit_test(test_keep_name_and_macs),
+		cmocka_unit_test(test_firmware_files),
 		cmocka_unit_test(test_unused_map_refused),
 		cmocka_unit_test(test_unknown_disk_refused),
 		cmocka_unit_test(test_bad_xml_refused),

@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "repo/firmware.h"
 #include "repo/internal.h"
 #include "helpers.h"
 
@@ -1129,6 +1130,64 @@ static void test_regression_abandoned_writer(void **state)
 	cairn_repo_close(r);
 }
 
+/* A snapshot's firmware state files come back from its manifest with their
+ * path, mode and every byte (an all-zero chunk is not stored); a second
+ * snapshot with the same file stores nothing new. */
+static void test_firmware_roundtrip(void **state)
+{
+	struct tmp *t = *state;
+	make_repo(t->repo, true);
+	struct cairn_repo *r = open_repo(t->repo, "pw");
+	uint32_t cs = cairn_repo_chunk_size(r);
+	size_t len = 2 * cs + 1000;
+	uint8_t *nvram = calloc(1, len);
+	assert_non_null(nvram);
+	for (size_t k = 0; k < cs; k++)
+		nvram[k] = (uint8_t)(k * 7);
+	memset(nvram + 2 * cs, 0x5a, 1000); /* chunk 1 stays zero */
+	for (int round = 0; round < 2; round++) {
+		struct cairn_snapshot *s = calloc(1, sizeof(*s));
+		assert_non_null(s);
+		s->name = strdup("vm");
+		s->host = strdup("h");
+		s->source = strdup("domain");
+		s->time_ns = 1000 + round;
+		struct cairn_writer *w = NULL;
+		uint64_t new_bytes = 0;
+		assert_int_equal(cairn_writer_new(r, &w), 0);
+		assert_int_equal(cairn_firmware_add(r, w, s, CAIRN_FIRMWARE_NVRAM, "/n/vm_VARS.fd",
+						    0600, nvram, len, &new_bytes),
+				 0);
+		assert_int_equal(cairn_firmware_add(r, w, s, CAIRN_FIRMWARE_TPM, "/s/tpm2/p", 0640,
+						    "tpm", 3, &new_bytes),
+				 0);
+		assert_true(round == 0 ? new_bytes > 0 : new_bytes == 0);
+		assert_int_equal(memcmp(&s->firmware[0].chunks[1], &cairn_zero_id, sizeof(cairn_id)), 0);
+		assert_int_equal(cairn_snapshot_save(r, w, s), 0);
+		cairn_writer_free(w);
+		cairn_snapshot_free(s);
+	}
+	cairn_repo_close(r);
+	r = open_repo(t->repo, "pw");
+	assert_int_equal(cairn_repo_load_index(r), 0);
+	struct cairn_snapshot *s = NULL;
+	assert_int_equal(cairn_snapshot_find(r, "latest", "vm", &s), 0);
+	assert_int_equal(s->nfirmware, 2);
+	assert_int_equal(cairn_firmware_count(s, CAIRN_FIRMWARE_TPM), 1);
+	assert_string_equal(s->firmware[0].path, "/n/vm_VARS.fd");
+	assert_int_equal(s->firmware[0].mode, 0600);
+	uint8_t *got = NULL;
+	assert_int_equal(cairn_firmware_read(r, &s->firmware[0], &got), 0);
+	assert_memory_equal(got, nvram, len);
+	free(got);
+	assert_int_equal(cairn_firmware_read(r, &s->firmware[1], &got), 0);
+	assert_memory_equal(got, "tpm", 3);
+	free(got);
+	cairn_snapshot_free(s);
+	free(nvram);
+	cairn_repo_close(r);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, tmp_setup, tmp_teardown)
 
 int main(void)
@@ -1154,6 +1213,7 @@ int main(void)
 		T(test_stale_lock),
 		T(test_regression_repair_intact_plain),
 		T(test_regression_abandoned_writer),
+		T(test_firmware_roundtrip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
