@@ -202,8 +202,10 @@ static int set_protection(int argc, char **argv, bool on)
 	if ((rc = cli_open_locked(&c, argv[1], CLI_SHARED, &r)) < 0)
 		return rc;
 	_cleanup_(cairn_snapshot_freep) struct cairn_snapshot *s = NULL;
-	if ((rc = cairn_snapshot_find(r, argv[2], name, &s)) < 0 ||
-	    (rc = cairn_snapshot_protect(r, &s->id, on)) < 0)
+	if ((rc = cli_find_snapshot(r, argv[2], name, &s)) < 0)
+		return rc;
+	cli_print_warnings(r);
+	if ((rc = cairn_snapshot_protect(r, &s->id, on)) < 0)
 		return cli_fail(rc, cairn_repo_error(r));
 	char id[65];
 	id_hex(&s->id, id);

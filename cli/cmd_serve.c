@@ -98,9 +98,9 @@ static int open_source(const struct cli *c, const char *repo, const char *snap,
 	}
 	if ((rc = cairn_repo_load_index(src->r)) < 0)
 		return cli_fail(rc, cairn_repo_error(src->r));
+	if ((rc = cli_find_snapshot(src->r, snap, name, &src->s)) < 0)
+		return rc;
 	cli_print_warnings(src->r);
-	if ((rc = cairn_snapshot_find(src->r, snap, name, &src->s)) < 0)
-		return cli_fail(rc, cairn_repo_error(src->r));
 	id_hex(&src->s->id, src->snap_hex);
 	char err[512] = "";
 	if ((rc = cairn_server_find_plugin(src->plugin, sizeof(src->plugin), err, sizeof(err))) < 0)

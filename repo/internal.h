@@ -247,6 +247,10 @@ int put_hashed(struct cairn_repo *r, const char *dir, const struct buf *data,
 int get_hashed(struct cairn_repo *r, const char *dir, const char *hexid,
 	       struct buf *out);
 
+/* snapshot.c: reads and checks one manifest (errors name it). */
+int snapshot_load_manifest(struct cairn_repo *r, const char *hexid,
+			   struct cairn_snapshot **out);
+
 /* Collects the names of a backend listing. */
 struct name_list {
 	char **v;

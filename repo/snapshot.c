@@ -7,6 +7,8 @@
 
 void cairn_snapshot_free(struct cairn_snapshot *s)
 {
+	if (!s)
+		return;
 	for (size_t i = 0; i < s->ndisks; i++) {
 		struct cairn_disk *d = &s->disks[i];
 		free(d->name);
@@ -159,8 +161,8 @@ out:
 	return rc;
 }
 
-static int load_manifest(struct cairn_repo *r, const char *hexid,
-			 struct cairn_snapshot **out)
+int snapshot_load_manifest(struct cairn_repo *r, const char *hexid,
+			   struct cairn_snapshot **out)
 {
 	struct buf raw = { 0 }, plain = { 0 };
 	_cleanup_(cairn_snapshot_freep) struct cairn_snapshot *s = calloc(1, sizeof(*s));
@@ -172,104 +174,12 @@ static int load_manifest(struct cairn_repo *r, const char *hexid,
 	buf_free(&raw);
 	buf_free(&plain);
 	if (rc < 0)
-		return repo_err(r, rc, "snapshot %.12s is %s", hexid,
-				rc == -EBADMSG ? "damaged" : strerror(-rc));
+		return repo_err(r, rc, "snapshot %.12s is %s (cairn check %s names the damage)",
+				hexid, rc == -EBADMSG ? "damaged" : strerror(-rc),
+				r->be->location);
 	hex_decode(hexid, s->id.b, CAIRN_ID_LEN);
 	*out = TAKE_PTR(s);
 	return 0;
-}
-
-static int by_time(const void *a, const void *b)
-{
-	const struct cairn_snapshot *x = *(struct cairn_snapshot *const *)a;
-	const struct cairn_snapshot *y = *(struct cairn_snapshot *const *)b;
-	return x->time_ns < y->time_ns ? -1 : x->time_ns > y->time_ns;
-}
-
-int cairn_snapshot_list(struct cairn_repo *r, struct cairn_snapshot ***out,
-			size_t *n)
-{
-	struct name_list names;
-	int rc = list_names(r, "snapshots", &names);
-	if (rc < 0)
-		return rc;
-	struct cairn_snapshot **v = calloc(names.n + 1, sizeof(*v));
-	size_t count = 0;
-	if (!v)
-		rc = -ENOMEM;
-	for (size_t i = 0; rc == 0 && i < names.n; i++) {
-		int lrc = load_manifest(r, names.v[i], &v[count]);
-		if (lrc == 0)
-			count++;
-		else if (lrc == -ENOMEM)
-			rc = lrc;
-		else
-			repo_warn(r, "%s; skipped", r->err);
-	}
-	name_list_free(&names);
-	if (rc < 0) {
-		cairn_snapshot_list_free(v, count);
-		return rc;
-	}
-	qsort(v, count, sizeof(*v), by_time);
-	*out = v;
-	*n = count;
-	return 0;
-}
-
-static int find_latest(struct cairn_repo *r, const char *name,
-		       struct cairn_snapshot **out)
-{
-	struct cairn_snapshot **v;
-	size_t n;
-	int rc = cairn_snapshot_list(r, &v, &n);
-	if (rc < 0)
-		return rc;
-	ssize_t hit = -1;
-	for (size_t i = 0; i < n; i++) /* sorted oldest first */
-		if (!name || !strcmp(v[i]->name, name))
-			hit = (ssize_t)i;
-	if (hit >= 0) {
-		*out = v[hit];
-		v[hit] = NULL;
-	}
-	for (size_t i = 0; i < n; i++)
-		if (v[i])
-			cairn_snapshot_free(v[i]);
-	free(v);
-	if (hit < 0)
-		return repo_err(r, -ENOENT, "no snapshot%s%s in %s", name ? " named " : "",
-				name ? name : "", r->be->location);
-	return 0;
-}
-
-int cairn_snapshot_find(struct cairn_repo *r, const char *spec,
-			const char *name, struct cairn_snapshot **out)
-{
-	if (!strcmp(spec, "latest"))
-		return find_latest(r, name, out);
-	/* match ids by name first: only the chosen manifest is read, and a
-	 * damaged one is reported as damaged, not as missing */
-	struct name_list names;
-	int rc = list_names(r, "snapshots", &names);
-	if (rc < 0)
-		return rc;
-	const char *match;
-	size_t matches = name_list_match(&names, spec, &match);
-	if (!*spec || strspn(spec, "0123456789abcdef") != strlen(spec) || !matches)
-		rc = repo_err(r, -ENOENT, "no snapshot %s in %s", spec, r->be->location);
-	else if (matches > 1)
-		rc = repo_err(r, -EINVAL, "snapshot id %s is ambiguous (%zu matches)", spec,
-			      matches);
-	else
-		rc = load_manifest(r, match, out);
-	name_list_free(&names);
-	if (rc == 0 && name && strcmp((*out)->name, name)) {
-		rc = repo_err(r, -ENOENT, "snapshot %s is not named %s", spec, name);
-		cairn_snapshot_free(*out);
-		*out = NULL;
-	}
-	return rc;
 }
 
 int cairn_snapshot_load_map(struct cairn_repo *r, struct cairn_disk *d)
