@@ -133,6 +133,9 @@ static int forget_all(const struct cli *c, const struct forget_args *a, struct c
 	end_group(&x);
 	json_decref(x.keep);
 	json_decref(x.remove);
+	if (cairn_repo_warning_count(r)) /* a damaged manifest: read by none, kept */
+		json_array_append_new(x.out, json_pack("{s:n, s:[], s:[], s:o}", "name", "keep",
+						       "remove", "warnings", cli_warnings_json(r)));
 	cli_print_warnings(r);
 	if (rc == 0 && c->json)
 		json_print(json_incref(x.out));
