@@ -182,6 +182,27 @@ int snapshot_load_manifest(struct cairn_repo *r, const char *hexid,
 	return 0;
 }
 
+/* One line naming the page and the way to heal: a page missing from the
+ * index may be in a pack the index lost (repair index); a damaged one is
+ * named with every snapshot it hurts by check --read-data. Other errors
+ * (a store that does not answer) keep the reader's own line. */
+static int page_error(struct cairn_repo *r, const struct cairn_disk *d, size_t i, int why,
+		      bool in_index)
+{
+	char id[65];
+	hex_encode(d->pages[i].b, CAIRN_ID_LEN, id);
+	if (why != -EBADMSG && (in_index || why != -ENOENT))
+		return why;
+	if (why == -ENOENT)
+		return repo_err(r, -EBADMSG,
+				"chunk map page %zu (blob %.16s) of disk %s is missing from the index "
+				"(cairn repair index %s rebuilds it from the packs)", i, id, d->name,
+				r->be->location);
+	return repo_err(r, -EBADMSG,
+			"chunk map page %zu (blob %.16s) of disk %s is damaged (cairn check %s "
+			"--read-data names every snapshot it hurts)", i, id, d->name, r->be->location);
+}
+
 int cairn_snapshot_load_map(struct cairn_repo *r, struct cairn_disk *d)
 {
 	if (d->map)
@@ -214,16 +235,14 @@ int cairn_snapshot_load_map(struct cairn_repo *r, struct cairn_disk *d)
 		int len = cairn_repo_blob_info(r, &d->pages[i], &info);
 		if (len == 0 && info.raw_len > PAGE_IDS * CAIRN_ID_LEN)
 			len = -EBADMSG;
+		bool in_index = len != -ENOENT;
 		if (len >= 0)
 			len = cairn_repo_read_blob(r, &d->pages[i], page,
 						   PAGE_IDS * CAIRN_ID_LEN);
-		else
-			len = repo_err(r, -EBADMSG, "chunk map page %zu of disk %s is %s", i,
-				       d->name, len == -ENOENT ? "missing from the index" : "damaged");
 		if (len < 0)
-			return len;
+			return page_error(r, d, i, len, in_index);
 		if (len % CAIRN_ID_LEN || at + (uint64_t)len / CAIRN_ID_LEN > d->nchunks)
-			return repo_err(r, -EBADMSG, "chunk map of disk %s is damaged", d->name);
+			return page_error(r, d, i, -EBADMSG, true);
 		memcpy(d->map + at, page, (size_t)len);
 		last = (uint64_t)len / CAIRN_ID_LEN;
 		at += last;
