@@ -113,8 +113,7 @@ static json_t *damaged_json(const struct cairn_damaged_manifest *d)
 	if (d->mtime_ns)
 		format_time_utc(d->mtime_ns, when, sizeof(when));
 	return json_pack("{s:s, s:b, s:n, s:s?, s:s}", "id", d->id, "damaged", true, "name", "written",
-			 d->mtime_ns ? when : NULL, "error",
-			 d->error == -EBADMSG ? "damaged" : strerror(-d->error));
+			 d->mtime_ns ? when : NULL, "error", cairn_damaged_manifest_reason(d));
 }
 
 static void damaged_row(const struct cairn_damaged_manifest *d)

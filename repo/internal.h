@@ -35,6 +35,10 @@
 #define PAGE_IDS 4096
 
 enum envelope_kind { ENV_INDEX = 1, ENV_SNAPSHOT = 2, ENV_PACKDIR = 3, ENV_VERIFY = 4 };
+/* Limits on what a stored object may make a reader allocate (docs/design.md
+ * section 8, "Limits"). */
+#define ENVELOPE_MAX_MANIFEST (64u << 20)
+#define ENVELOPE_MAX_VERIFY (1u << 20)
 
 /* One indexed blob. pack == PACK_PENDING while a writer still holds it. */
 #define PACK_PENDING UINT32_MAX

@@ -12,6 +12,10 @@
 #define SCRYPT_P 1
 #define SALT_LEN KEY_SALT_LEN
 #define MASTER_LEN KEY_MASTER_LEN
+/* A key file may ask for at most 64 times the work of the parameters
+ * cairn writes (its memory is capped at 1 GiB by scrypt_kdf): a hostile
+ * one cannot hold an unlock for minutes (docs/design.md section 3). */
+#define SCRYPT_MAX_WORK (64ll * SCRYPT_N * SCRYPT_R * SCRYPT_P)
 
 static void key_aad(const struct cairn_repo *r, char *out, size_t len)
 {
@@ -81,7 +85,8 @@ int key_file_parse(const void *text, size_t len, struct key_file *kf)
 			     "r", &rr, "p", &p, "salt", &salthex, "nonce", &noncehex, "data",
 			     &datahex) == 0 &&
 	    !strcmp(kdf, "scrypt") && n >= 1024 && n <= (1 << 24) && rr >= 1 && rr <= 64 &&
-	    p >= 1 && p <= 16 && hex_decode(salthex, kf->salt, KEY_SALT_LEN) == 0 &&
+	    p >= 1 && p <= 16 && n * rr * p <= SCRYPT_MAX_WORK &&
+	    hex_decode(salthex, kf->salt, KEY_SALT_LEN) == 0 &&
 	    hex_decode(noncehex, kf->sealed, NONCE_LEN) == 0 &&
 	    hex_decode(datahex, kf->sealed + NONCE_LEN, KEY_MASTER_LEN + TAG_LEN) == 0) {
 		kf->n = (uint64_t)n;

@@ -222,6 +222,8 @@ struct cairn_snapshot_set {
 };
 int cairn_snapshot_scan(struct cairn_repo *r, struct cairn_snapshot_set *out);
 void cairn_snapshot_set_free(struct cairn_snapshot_set *set);
+/* "damaged", or why it could not be read. */
+const char *cairn_damaged_manifest_reason(const struct cairn_damaged_manifest *d);
 /* "snapshot ID (written TIME) is damaged": how every command names one. */
 void cairn_damaged_manifest_text(const struct cairn_damaged_manifest *d, char *out,
 				 size_t len);

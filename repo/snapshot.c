@@ -91,6 +91,11 @@ static int parse_disk(json_t *jd, struct cairn_disk *d)
 	d->chunk_size = (uint32_t)cs;
 	d->nchunks = (uint64_t)chunks;
 	d->npages = json_array_size(pages);
+	/* one page per PAGE_IDS chunks, as every writer stored them: the map
+	 * a reader allocates (nchunks ids) is then bounded by the page ids the
+	 * manifest spells out, not by a number it claims */
+	if ((uint64_t)d->npages != (d->nchunks + PAGE_IDS - 1) / PAGE_IDS)
+		return -EBADMSG;
 	d->pages = calloc(d->npages ? d->npages : 1, sizeof(cairn_id));
 	if (!d->name || !d->format || !d->path || !d->pages)
 		return -ENOMEM;

@@ -44,17 +44,45 @@ static int add_damaged(struct cairn_repo *r, struct cairn_snapshot_set *set, siz
 	return 0;
 }
 
+/* The listing's names, those too large to be a manifest apart: such an
+ * object is not read at all (docs/design.md section 8, "Limits"). */
+struct manifest_names {
+	struct name_list fit, too_large;
+};
+
+static int collect_manifest(void *opaque, const char *name, uint64_t size)
+{
+	struct manifest_names *m = opaque;
+	return collect_name(size > ENVELOPE_MAX_MANIFEST ? &m->too_large : &m->fit, name, size);
+}
+
+static int list_manifests(struct cairn_repo *r, struct manifest_names *m)
+{
+	memset(m, 0, sizeof(*m));
+	int rc = r->be->ops->list(r->be, "snapshots", collect_manifest, m);
+	if (rc < 0) {
+		name_list_free(&m->fit);
+		name_list_free(&m->too_large);
+		return repo_err(r, rc, "cannot list snapshots/ in %s: %s", r->be->location,
+				strerror(-rc));
+	}
+	return 0;
+}
+
 int cairn_snapshot_scan(struct cairn_repo *r, struct cairn_snapshot_set *out)
 {
-	struct name_list names;
+	struct manifest_names m;
 	memset(out, 0, sizeof(*out));
-	int rc = list_names(r, "snapshots", &names);
+	int rc = list_manifests(r, &m);
 	if (rc < 0)
 		return rc;
+	struct name_list names = m.fit;
 	size_t cap = 0;
 	out->v = calloc(names.n + 1, sizeof(*out->v));
 	if (!out->v)
 		rc = -ENOMEM;
+	for (size_t i = 0; rc == 0 && i < m.too_large.n; i++)
+		rc = add_damaged(r, out, &cap, m.too_large.v[i], -EFBIG);
 	for (size_t i = 0; rc == 0 && i < names.n; i++) {
 		int lrc = snapshot_load_manifest(r, names.v[i], &out->v[out->n]);
 		if (lrc == 0)
@@ -65,6 +93,7 @@ int cairn_snapshot_scan(struct cairn_repo *r, struct cairn_snapshot_set *out)
 			rc = add_damaged(r, out, &cap, names.v[i], lrc);
 	}
 	name_list_free(&names);
+	name_list_free(&m.too_large);
 	if (rc < 0) {
 		cairn_snapshot_set_free(out);
 		return repo_err(r, rc, "cannot list snapshots: %s", strerror(-rc));
@@ -73,13 +102,26 @@ int cairn_snapshot_scan(struct cairn_repo *r, struct cairn_snapshot_set *out)
 	return 0;
 }
 
+const char *cairn_damaged_manifest_reason(const struct cairn_damaged_manifest *d)
+{
+	switch (d->error) {
+	case -EBADMSG:
+		return "damaged";
+	case -EFBIG:
+		return "damaged (larger than any manifest)";
+	default:
+		return strerror(-d->error);
+	}
+}
+
 void cairn_damaged_manifest_text(const struct cairn_damaged_manifest *d, char *out, size_t len)
 {
 	char when[40] = "time unknown";
 	if (d->mtime_ns)
 		format_time_utc(d->mtime_ns, when, sizeof(when));
-	snprintf(out, len, "snapshot %.12s (written %s) is %s", d->id, when,
-		 d->error == -EBADMSG ? "damaged" : strerror(-d->error));
+	snprintf(out, len, "snapshot %.12s (written %s) is %s%s", d->id, when,
+		 d->error == -EBADMSG || d->error == -EFBIG ? "" : "unreadable: ",
+		 cairn_damaged_manifest_reason(d));
 }
 
 static void warn_damaged(struct cairn_repo *r, const struct cairn_damaged_manifest *d)
@@ -171,6 +213,19 @@ static int find_latest(struct cairn_repo *r, const char *name, bool strict,
 	return rc;
 }
 
+/* The manifest a user named by id, not read when too large to be one. */
+static int load_chosen(struct cairn_repo *r, const char *hexid, struct cairn_snapshot **out)
+{
+	char path[96];
+	uint64_t size;
+	snprintf(path, sizeof(path), "snapshots/%.64s", hexid);
+	if (r->be->ops->stat(r->be, path, &size) == 0 && size > ENVELOPE_MAX_MANIFEST)
+		return repo_err(r, -EBADMSG, "snapshot %.12s is damaged (%llu bytes: larger than "
+				"any manifest; cairn check %s names the damage)", hexid,
+				(unsigned long long)size, r->be->location);
+	return snapshot_load_manifest(r, hexid, out);
+}
+
 int cairn_snapshot_find(struct cairn_repo *r, const char *spec,
 			const char *name, struct cairn_snapshot **out)
 {
@@ -190,7 +245,7 @@ int cairn_snapshot_find(struct cairn_repo *r, const char *spec,
 		rc = repo_err(r, -EINVAL, "snapshot id %s is ambiguous (%zu matches)", spec,
 			      matches);
 	else
-		rc = snapshot_load_manifest(r, match, out);
+		rc = load_chosen(r, match, out);
 	name_list_free(&names);
 	if (rc == 0 && name && strcmp((*out)->name, name)) {
 		rc = repo_err(r, -ENOENT, "snapshot %s is not named %s", spec, name);
