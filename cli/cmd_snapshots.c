@@ -171,7 +171,8 @@ static int snapshots_main(int argc, char **argv)
 		return cli_fail(rc, cairn_repo_error(r));
 	struct cairn_snapshot **v = set.v;
 	size_t n = set.n, next_damaged = 0;
-	qsort(set.damaged, set.ndamaged, sizeof(*set.damaged), by_written);
+	if (set.ndamaged)
+		qsort(set.damaged, set.ndamaged, sizeof(*set.damaged), by_written);
 	struct cairn_verification *ver = NULL;
 	size_t nver = 0;
 	if ((rc = cairn_verification_list(r, &ver, &nver)) < 0) {
