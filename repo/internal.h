@@ -13,7 +13,8 @@
  *      them that say which stored copies writers must not reuse.
  *   3. open and load: repo (config, blob reads), load (index files into
  *      r->idx, after the records of layer 2).
- *   4. writing: writer, snapshot.
+ *   4. writing: writer, snapshot; snapshot_resolve (which snapshots
+ *      there are, damaged manifests, which one a spec means).
  *   5. maintenance: check, overwrite (objects overwritten in a versioned
  *      store, put back by check), forget, retention, replica, gc and its
  *      gc_* files (gc_internal.h), gc_immutable. */
