@@ -212,6 +212,13 @@ static int run(const struct cli *c, struct restore_args *a, char **argv)
 	_cleanup_(cairn_snapshot_freep) struct cairn_snapshot *s = NULL;
 	if ((rc = cli_find_snapshot(r, argv[2], a->name, &s)) < 0)
 		return rc;
+	if (!s->ndisks) { /* no writer stores one: restoring nothing is no success */
+		char id[65], msg[160];
+		id_hex(&s->id, id);
+		snprintf(msg, sizeof(msg), "snapshot %.12s holds no disk: it is damaged", id);
+		cli_print_warnings(r);
+		return cli_fail(-EBADMSG, msg);
+	}
 	json_t *out = json_object(), *jdisks = json_array();
 	json_object_set_new(out, "disks", jdisks);
 	json_object_set_new(out, "warnings", cli_warnings_json(r));

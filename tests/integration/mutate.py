@@ -264,7 +264,9 @@ def check_mutant(cairn, repo, a1, a2, id1, id2, desc, hostile, rel, workdir):
         lines = [l for l in se.decode(errors="replace").splitlines() if not l.startswith("cairn: warning:")]
         if rc != 0 and (len(lines) != 1 or not lines[0].startswith("cairn:")):
             bad.append("%s: exit %d without one 'cairn:' line: %r" % (what, rc, lines[-3:]))
-        if c[0] == "restore" and rc == 0:
+        if c[0] == "restore" and rc == 0 and not os.path.exists(out):
+            bad.append("%s: exit 0 without writing the target" % what)
+        elif c[0] == "restore" and rc == 0:
             good = [w for w in want[c[2]] if same(w, out)]
             if not good:
                 bad.append("%s: exit 0 with bytes that are not snapshot %s" % (what, c[2]))
