@@ -89,7 +89,7 @@ int cairn_snapshot_scan(struct cairn_repo *r, struct cairn_snapshot_set *out)
 			out->n++;
 		else if (lrc == -ENOMEM)
 			rc = lrc;
-		else
+		else if (lrc != -ENOENT) /* gone since the listing: a forget */
 			rc = add_damaged(r, out, &cap, names.v[i], lrc);
 	}
 	name_list_free(&names);
