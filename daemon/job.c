@@ -249,19 +249,31 @@ static void replicate_to(struct job_run *x, const struct cairn_job_target *t)
 		cairn_repo_close(dst);
 }
 
-/* Damage the run met in the repository (a damaged manifest or index file,
- * a repository warning) fails every VM's record: the backups are stored,
- * but the admin must learn that an older snapshot cannot be restored. */
+/* A repository warning that names damage (a damaged or unreadable
+ * manifest, index file, key file or record), not a note such as a stale
+ * lock removed or a forget that waits for an Object Lock. */
+static bool names_damage(const char *w)
+{
+	return strstr(w, " is damaged") || strstr(w, "unreadable");
+}
+
+/* Damage the run met in the repository fails every VM's record: the
+ * backups are stored, but the admin must learn that an older snapshot
+ * cannot be restored. Every warning is logged. */
 static void report_damage(struct job_run *x)
 {
-	size_t n = x->r ? cairn_repo_warning_count(x->r) : 0;
-	for (size_t i = 0; i < n; i++)
-		logf_(x->j, LOG_WARNING, NULL, "%s", cairn_repo_warning(x->r, i));
-	if (!n)
+	size_t n = x->r ? cairn_repo_warning_count(x->r) : 0, ndamage = 0;
+	const char *first = NULL;
+	for (size_t i = 0; i < n; i++) {
+		const char *w = cairn_repo_warning(x->r, i);
+		logf_(x->j, LOG_WARNING, NULL, "%s", w);
+		if (names_damage(w) && !ndamage++)
+			first = w;
+	}
+	if (!ndamage)
 		return;
 	char why[600];
-	snprintf(why, sizeof(why), "%s%s", cairn_repo_warning(x->r, 0),
-		 n > 1 ? " (and more: see the log)" : "");
+	snprintf(why, sizeof(why), "%s%s", first, ndamage > 1 ? " (and more: see the log)" : "");
 	fail_all(x, "repository damage", why);
 }
 
