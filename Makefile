@@ -231,7 +231,7 @@ check: $(DEPS_STAMP)
 	$(MAKE) tsan
 	$(MAKE) fuzz-check
 	$(MAKE) integration
-	CAIRN=$(CURDIR)/build/asan/cairn ASAN_OPTIONS=detect_leaks=1 tests/integration/run.sh t_roundtrip_raw t_encryption t_corruption t_check t_multidisk t_forget t_gc t_replicate_rechunk t_sftp
+	CAIRN=$(CURDIR)/build/asan/cairn ASAN_OPTIONS=detect_leaks=1 tests/integration/run.sh t_roundtrip_raw t_encryption t_corruption t_check t_multidisk t_forget t_gc t_replicate_rechunk t_sftp t_mutate
 
 demo: $(DEPS_STAMP)
 	$(MAKE) all

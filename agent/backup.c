@@ -246,12 +246,13 @@ static int backup_disk(struct cairn_repo *r, struct cairn_writer *w, struct disk
 	return rc;
 }
 
-/* Finds the latest snapshot of the same name, recorded as the parent. */
+/* Finds the latest readable snapshot of the same name, recorded as the
+ * parent; a damaged newer manifest is left as a repository warning. */
 static void find_parent(struct cairn_repo *r, const char *name,
 			struct cairn_snapshot *s)
 {
 	struct cairn_snapshot *p = NULL;
-	if (cairn_snapshot_find(r, "latest", name, &p) == 0) {
+	if (cairn_snapshot_find(r, "latest-readable", name, &p) == 0) {
 		s->has_parent = true;
 		s->parent = p->id;
 		cairn_snapshot_free(p);

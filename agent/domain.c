@@ -162,10 +162,13 @@ static int parse_disks(struct domain_job *j)
 	return rc;
 }
 
+/* The newest readable snapshot: a damaged newer one (a repository warning)
+ * cannot be built on, and the dirty bitmap since an older checkpoint, where
+ * it is still there, holds every change since. */
 struct cairn_snapshot *domain_previous(struct domain_job *j)
 {
 	struct cairn_snapshot *prev = NULL;
-	if (cairn_snapshot_find(j->r, "latest", j->o->backup.name, &prev) < 0)
+	if (cairn_snapshot_find(j->r, "latest-readable", j->o->backup.name, &prev) < 0)
 		return NULL;
 	return prev;
 }

@@ -92,7 +92,16 @@ enum cli_lock { CLI_SHARED, CLI_EXCLUSIVE, CLI_GC };
 /* cli_open_repo, then takes the repository lock. */
 int cli_open_locked(const struct cli *c, const char *url, enum cli_lock lock,
 		    struct cairn_repo **out);
-void cli_print_warnings(const struct cairn_repo *r);
+/* Prints the repository's warnings on stderr (then forgets them). */
+void cli_print_warnings(struct cairn_repo *r);
+/* The warnings not yet printed, as a JSON array of lines (for --json). */
+json_t *cli_warnings_json(const struct cairn_repo *r);
+/* cairn_snapshot_find for a command: on failure the warnings and the one
+ * line (a damaged manifest refusing "latest" among them) are printed and
+ * the exit-code errno returned. On success the warnings stay for the
+ * command to print (and put into its --json). */
+int cli_find_snapshot(struct cairn_repo *r, const char *spec, const char *name,
+		      struct cairn_snapshot **out);
 
 /* Progress on stderr when it is a TTY (and not --quiet/--json). */
 struct progress {

@@ -133,6 +133,9 @@ static int forget_all(const struct cli *c, const struct forget_args *a, struct c
 	end_group(&x);
 	json_decref(x.keep);
 	json_decref(x.remove);
+	if (cairn_repo_warning_count(r)) /* a damaged manifest: read by none, kept */
+		json_array_append_new(x.out, json_pack("{s:n, s:[], s:[], s:o}", "name", "keep",
+						       "remove", "warnings", cli_warnings_json(r)));
 	cli_print_warnings(r);
 	if (rc == 0 && c->json)
 		json_print(json_incref(x.out));
@@ -202,8 +205,10 @@ static int set_protection(int argc, char **argv, bool on)
 	if ((rc = cli_open_locked(&c, argv[1], CLI_SHARED, &r)) < 0)
 		return rc;
 	_cleanup_(cairn_snapshot_freep) struct cairn_snapshot *s = NULL;
-	if ((rc = cairn_snapshot_find(r, argv[2], name, &s)) < 0 ||
-	    (rc = cairn_snapshot_protect(r, &s->id, on)) < 0)
+	if ((rc = cli_find_snapshot(r, argv[2], name, &s)) < 0)
+		return rc;
+	cli_print_warnings(r);
+	if ((rc = cairn_snapshot_protect(r, &s->id, on)) < 0)
 		return cli_fail(rc, cairn_repo_error(r));
 	char id[65];
 	id_hex(&s->id, id);

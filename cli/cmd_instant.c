@@ -47,9 +47,9 @@ static void print_done(const struct cli *c, const struct instant_args *a,
 		       const struct serve_source *src, const struct cairn_session *ss)
 {
 	if (c->json)
-		json_print(json_pack("{s:s, s:s, s:s, s:b, s:s}", "domain", ss->domain.name,
+		json_print(json_pack("{s:s, s:s, s:s, s:b, s:s, s:O?}", "domain", ss->domain.name,
 				     "snapshot", src->snap_hex, "overlays", ss->dir, "pulled",
-				     a->to != NULL, "run_dir", ss->run));
+				     a->to != NULL, "run_dir", ss->run, "warnings", src->warnings));
 	else if (!c->quiet)
 		printf(a->to ? "all disks are local now; the repository servers are stopped\n"
 			     : "servers run from %s; after a block pull or shutdown: cairn instant-restore --stop %s\n",

@@ -63,8 +63,9 @@ static int do_mount(const struct cli *c, const struct mount_args *a, char **argv
 		rc = mrc < 0 ? cli_fail(mrc, err) : 0;
 	}
 	if (rc == 0 && c->json)
-		json_print(json_pack("{s:s, s:s, s:s, s:s}", "dir", dir, "disk", d->name,
-				     "snapshot", src.snap_hex, "state_dir", state));
+		json_print(json_pack("{s:s, s:s, s:s, s:s, s:O?}", "dir", dir, "disk", d->name,
+				     "snapshot", src.snap_hex, "state_dir", state, "warnings",
+				     src.warnings));
 	else if (rc == 0 && !c->quiet)
 		printf("mounted disk %s of snapshot %.12s (%s) read-only at %s/%s; undo with: cairn umount %s\n",
 		       d->name, src.snap_hex, src.s->name, dir, d->name, dir);

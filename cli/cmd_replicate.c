@@ -40,13 +40,13 @@ static int replicate_option(void *ctx, int opt, const char *arg)
 }
 
 static void print_summary(const struct cli *c, const struct replicate_args *a,
-			  const struct cairn_replicate_result *r, double secs)
+			  const struct cairn_replicate_result *r, double secs, json_t *warnings)
 {
 	char copied[32], rate[32];
 	format_bytes(r->bytes_copied, copied, sizeof(copied));
 	format_bytes(secs > 0 ? (uint64_t)((double)r->bytes_copied / secs) : 0, rate, sizeof(rate));
 	if (c->json) {
-		json_print(json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "dry_run",
+		json_print(json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:O}", "dry_run",
 				     a->o.dry_run, "snapshots_to_copy", (json_int_t)r->snapshots_to_copy,
 				     "snapshots_copied", (json_int_t)r->snapshots_copied,
 				     "snapshots_present", (json_int_t)r->snapshots_present,
@@ -54,7 +54,7 @@ static void print_summary(const struct cli *c, const struct replicate_args *a,
 				     (json_int_t)r->packs_present, "packs_verified",
 				     (json_int_t)r->packs_verified, "bytes_copied",
 				     (json_int_t)r->bytes_copied, "bytes_to_copy",
-				     (json_int_t)r->bytes_to_copy, "seconds", secs));
+				     (json_int_t)r->bytes_to_copy, "seconds", secs, "warnings", warnings));
 		return;
 	}
 	if (c->quiet)
@@ -98,10 +98,14 @@ static int run(const struct cli *c, struct replicate_args *a, char **argv)
 	int64_t t0 = mono_ns();
 	rc = cairn_replicate(src, dst, &a->o, &res, err, sizeof(err));
 	progress_done(&p);
-	if (rc < 0)
+	if (rc < 0) {
+		cli_print_warnings(src);
 		return cli_fail(rc, err);
+	}
+	json_t *warnings = cli_warnings_json(src);
 	cli_print_warnings(src);
-	print_summary(c, a, &res, (double)(mono_ns() - t0) / 1e9);
+	print_summary(c, a, &res, (double)(mono_ns() - t0) / 1e9, warnings);
+	json_decref(warnings);
 	return 0;
 }
 

@@ -216,12 +216,20 @@ static int run(const struct cli *c, struct restore_args *a, char **argv)
 		return rc;
 	if ((rc = cairn_repo_load_index(r)) < 0)
 		return cli_fail(rc, cairn_repo_error(r));
-	cli_print_warnings(r);
 	_cleanup_(cairn_snapshot_freep) struct cairn_snapshot *s = NULL;
-	if ((rc = cairn_snapshot_find(r, argv[2], a->name, &s)) < 0)
-		return cli_fail(rc, cairn_repo_error(r));
+	if ((rc = cli_find_snapshot(r, argv[2], a->name, &s)) < 0)
+		return rc;
+	if (!s->ndisks) { /* no writer stores one: restoring nothing is no success */
+		char id[65], msg[160];
+		id_hex(&s->id, id);
+		snprintf(msg, sizeof(msg), "snapshot %.12s holds no disk: it is damaged", id);
+		cli_print_warnings(r);
+		return cli_fail(-EBADMSG, msg);
+	}
 	json_t *out = json_object(), *jdisks = json_array();
 	json_object_set_new(out, "disks", jdisks);
+	json_object_set_new(out, "warnings", cli_warnings_json(r));
+	cli_print_warnings(r);
 	struct disk_output dout = { .c = c, .jdisks = jdisks };
 	struct cairn_vm_restore_pick picks[MAX_PICKS];
 	struct cairn_vm_restore_opts o = vm_opts(a, picks, &dout);
@@ -238,9 +246,11 @@ static int run(const struct cli *c, struct restore_args *a, char **argv)
 	}
 	if (rc == 0 && a->define)
 		print_defined(c, a, &v, out);
-	if (rc == 0 && c->json)
-		json_print(json_incref(v.ntargets == 1 && !a->define ? json_array_get(jdisks, 0)
-								     : out));
+	if (rc == 0 && c->json) {
+		json_t *shown = v.ntargets == 1 && !a->define ? json_array_get(jdisks, 0) : out;
+		json_object_set(shown, "warnings", json_object_get(out, "warnings"));
+		json_print(json_incref(shown));
+	}
 	json_decref(out);
 	cairn_vm_restore_free(&v);
 	return code;

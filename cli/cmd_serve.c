@@ -98,9 +98,10 @@ static int open_source(const struct cli *c, const char *repo, const char *snap,
 	}
 	if ((rc = cairn_repo_load_index(src->r)) < 0)
 		return cli_fail(rc, cairn_repo_error(src->r));
+	if ((rc = cli_find_snapshot(src->r, snap, name, &src->s)) < 0)
+		return rc;
+	src->warnings = cli_warnings_json(src->r);
 	cli_print_warnings(src->r);
-	if ((rc = cairn_snapshot_find(src->r, snap, name, &src->s)) < 0)
-		return cli_fail(rc, cairn_repo_error(src->r));
 	id_hex(&src->s->id, src->snap_hex);
 	char err[512] = "";
 	if ((rc = cairn_server_find_plugin(src->plugin, sizeof(src->plugin), err, sizeof(err))) < 0)
@@ -155,6 +156,8 @@ void serve_source_opts(const struct serve_source *src, const struct cairn_disk *
 
 void serve_source_close(struct serve_source *src)
 {
+	json_decref(src->warnings);
+	src->warnings = NULL;
 	if (src->password) {
 		explicit_bzero(src->password, strlen(src->password));
 		free(src->password);
@@ -242,10 +245,11 @@ static void print_started(const struct cli *c, const struct serve_args *a,
 			  const char *uri, const char *pidfile, pid_t pid)
 {
 	if (c->json) {
-		json_print(json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:i, s:b}", "uri", uri,
+		json_print(json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:i, s:b, s:O?}", "uri", uri,
 				     "snapshot", src->snap_hex, "disk", d->name, "name",
 				     src->s->name, "size", (json_int_t)d->size, "pidfile",
-				     pidfile, "pid", (int)pid, "foreground", a->foreground));
+				     pidfile, "pid", (int)pid, "foreground", a->foreground,
+				     "warnings", src->warnings));
 		fflush(stdout);
 		return;
 	}

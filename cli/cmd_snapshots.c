@@ -93,8 +93,8 @@ static json_t *snapshot_json(const struct cairn_snapshot *s, const struct cairn_
 		size += s->disks[i].size;
 		json_array_append_new(disks, disk_json(&s->disks[i]));
 	}
-	json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s?, s:o, s:o, s:I, s:s, s:s?, s:s?, s:I, s:I, s:I, s:o, s:b, s:b}",
-			 "id", id, "name", s->name, "source", s->source, "host", s->host, "time",
+	json_t *j = json_pack("{s:s, s:b, s:s, s:s, s:s, s:s, s:I, s:s?, s:o, s:o, s:I, s:s, s:s?, s:s?, s:I, s:I, s:I, s:o, s:b, s:b}",
+			 "id", id, "damaged", false, "name", s->name, "source", s->source, "host", s->host, "time",
 			 when, "time_ns", (json_int_t)s->time_ns, "parent",
 			 s->has_parent ? parent : NULL, "tags", tags, "disks", disks, "size",
 			 (json_int_t)size, "kind", snapshot_kind(s), "consistency",
@@ -106,6 +106,49 @@ static json_t *snapshot_json(const struct cairn_snapshot *s, const struct cairn_
 	if (j && s->host_key)
 		json_object_set_new(j, "host_key", json_string(s->host_key));
 	return j;
+}
+
+/* A damaged manifest: its name and time are unknown, so it shows under
+ * any --name, dated by when the store wrote it. */
+static json_t *damaged_json(const struct cairn_damaged_manifest *d)
+{
+	char when[40];
+	if (d->mtime_ns)
+		format_time_utc(d->mtime_ns, when, sizeof(when));
+	return json_pack("{s:s, s:b, s:n, s:s?, s:s}", "id", d->id, "damaged", true, "name", "written",
+			 d->mtime_ns ? when : NULL, "error", cairn_damaged_manifest_reason(d));
+}
+
+static void damaged_row(const struct cairn_damaged_manifest *d)
+{
+	char when[40] = "?";
+	if (d->mtime_ns)
+		format_time_utc(d->mtime_ns, when, sizeof(when));
+	printf("%.12s  %-20s  %-20s  %-11s  %-8s  %10s  %10s  %10s  %-8s  %-10s  %s\n", d->id, when,
+	       "?", "DAMAGED", "-", "-", "-", "-", "-", "-", "run cairn check");
+}
+
+/* Damaged manifests written before t (all that remain when t is
+ * INT64_MAX), each once: *next walks set->damaged sorted by date. */
+static void damaged_before(const struct cairn_snapshot_set *set, size_t *next, int64_t t,
+			   json_t *arr)
+{
+	for (; *next < set->ndamaged; (*next)++) {
+		const struct cairn_damaged_manifest *d = &set->damaged[*next];
+		if (t != INT64_MAX && (!d->mtime_ns || d->mtime_ns >= t))
+			return;
+		if (arr)
+			json_array_append_new(arr, damaged_json(d));
+		else
+			damaged_row(d);
+	}
+}
+
+static int by_written(const void *a, const void *b)
+{
+	const struct cairn_damaged_manifest *x = a, *y = b;
+	int64_t tx = x->mtime_ns ? x->mtime_ns : INT64_MAX, ty = y->mtime_ns ? y->mtime_ns : INT64_MAX;
+	return tx < ty ? -1 : tx > ty;
 }
 
 static int snapshots_main(int argc, char **argv)
@@ -126,17 +169,26 @@ static int snapshots_main(int argc, char **argv)
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
 	if ((rc = cli_open_repo(&c, argv[1], &r)) < 0)
 		return rc;
-	struct cairn_snapshot **v;
-	size_t n;
-	if ((rc = cairn_snapshot_list(r, &v, &n)) < 0)
+	struct cairn_snapshot_set set;
+	if ((rc = cairn_snapshot_scan(r, &set)) < 0)
 		return cli_fail(rc, cairn_repo_error(r));
+	struct cairn_snapshot **v = set.v;
+	size_t n = set.n, next_damaged = 0;
+	if (set.ndamaged)
+		qsort(set.damaged, set.ndamaged, sizeof(*set.damaged), by_written);
 	struct cairn_verification *ver = NULL;
 	size_t nver = 0;
 	if ((rc = cairn_verification_list(r, &ver, &nver)) < 0) {
-		cairn_snapshot_list_free(v, n);
+		cairn_snapshot_set_free(&set);
 		return cli_fail(rc, cairn_repo_error(r));
 	}
 	cli_print_warnings(r);
+	for (size_t i = 0; i < set.ndamaged; i++) {
+		char text[160];
+		cairn_damaged_manifest_text(&set.damaged[i], text, sizeof(text));
+		cli_warn("%s: its snapshot cannot be restored; cairn check %s names the damage",
+			 text, argv[1]);
+	}
 	json_t *arr = c.json ? json_array() : NULL;
 	if (!c.json)
 		printf("%-12s  %-20s  %-20s  %-11s  %-8s  %10s  %10s  %10s  %-8s  %-10s  %s\n",
@@ -144,6 +196,7 @@ static int snapshots_main(int argc, char **argv)
 		       "VERIFIED", "FLAGS", "TAGS");
 	for (size_t i = 0; i < n; i++) {
 		const struct cairn_snapshot *s = v[i];
+		damaged_before(&set, &next_damaged, s->time_ns, arr);
 		if (name && strcmp(s->name, name))
 			continue;
 		const struct cairn_verification *last = last_verification(s, ver, nver);
@@ -174,11 +227,13 @@ static int snapshots_main(int argc, char **argv)
 		       when, s->name, snapshot_kind(s), s->consistency ? s->consistency : "-", size,
 		       rd, added, verified, flags, tags);
 	}
+	if (rc == 0)
+		damaged_before(&set, &next_damaged, INT64_MAX, arr);
 	if (arr && rc == 0)
 		json_print(arr);
 	else
 		json_decref(arr);
-	cairn_snapshot_list_free(v, n);
+	cairn_snapshot_set_free(&set);
 	cairn_verification_list_free(ver, nver);
 	return rc < 0 ? cli_fail(rc, cairn_repo_error(r)) : 0;
 }
@@ -259,8 +314,9 @@ static int ls_main(int argc, char **argv)
 	if ((rc = cli_open_repo(&c, argv[1], &r)) < 0)
 		return rc;
 	_cleanup_(cairn_snapshot_freep) struct cairn_snapshot *s = NULL;
-	if ((rc = cairn_snapshot_find(r, argv[2], name, &s)) < 0)
-		return cli_fail(rc, cairn_repo_error(r));
+	if ((rc = cli_find_snapshot(r, argv[2], name, &s)) < 0)
+		return rc;
+	cli_print_warnings(r);
 	bool protect = false;
 	if (c.json && (rc = cairn_snapshot_is_protected(r, &s->id, &protect)) < 0)
 		return cli_fail(rc, cairn_repo_error(r));

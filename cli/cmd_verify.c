@@ -111,9 +111,9 @@ static int report(const struct cli *c, const struct serve_source *src, const cha
 		  const struct cairn_boot_outcome *out)
 {
 	if (c->json)
-		json_print(json_pack("{s:s, s:s, s:b, s:f, s:s}", "snapshot", src->snap_hex,
+		json_print(json_pack("{s:s, s:s, s:b, s:f, s:s, s:O?}", "snapshot", src->snap_hex,
 				     "name", src->s->name, "ok", out->rc == 0, "boot_seconds",
-				     out->seconds, "detail", out->detail));
+				     out->seconds, "detail", out->detail, "warnings", src->warnings));
 	if (out->rc == 0) {
 		if (!c->json && !c->quiet)
 			printf("snapshot %.12s of %s booted as %s in %.1fs: %s\n", src->snap_hex,

@@ -266,10 +266,30 @@ int cli_open_locked(const struct cli *c, const char *url, enum cli_lock lock,
 	return 0;
 }
 
-void cli_print_warnings(const struct cairn_repo *r)
+void cli_print_warnings(struct cairn_repo *r)
 {
 	for (size_t i = 0; i < cairn_repo_warning_count(r); i++)
 		cli_warn("%s", cairn_repo_warning(r, i));
+	cairn_repo_clear_warnings(r); /* each is said once */
+}
+
+json_t *cli_warnings_json(const struct cairn_repo *r)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < cairn_repo_warning_count(r); i++)
+		json_array_append_new(a, json_string(cairn_repo_warning(r, i)));
+	return a;
+}
+
+int cli_find_snapshot(struct cairn_repo *r, const char *spec, const char *name,
+		      struct cairn_snapshot **out)
+{
+	int rc = cairn_snapshot_find(r, spec, name, out);
+	if (rc < 0) {
+		cli_print_warnings(r);
+		return cli_fail(rc, cairn_repo_error(r));
+	}
+	return 0;
 }
 
 void progress_init(struct progress *p, const struct cli *c, const char *what)

@@ -45,6 +45,9 @@ struct serve_source {
 	uint64_t cache_size;
 	char plugin[PATH_MAX];
 	char snap_hex[65];
+	/* what opening said on stderr (a damaged manifest, index file), for
+	 * the command's --json */
+	json_t *warnings;
 };
 
 /* Opens REPO, loads the index, finds SNAP (of name), finds the plugin,

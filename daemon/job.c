@@ -249,6 +249,34 @@ static void replicate_to(struct job_run *x, const struct cairn_job_target *t)
 		cairn_repo_close(dst);
 }
 
+/* A repository warning that names damage (a damaged or unreadable
+ * manifest, index file, key file or record), not a note such as a stale
+ * lock removed or a forget that waits for an Object Lock. */
+static bool names_damage(const char *w)
+{
+	return strstr(w, " is damaged") || strstr(w, "unreadable");
+}
+
+/* Damage the run met in the repository fails every VM's record: the
+ * backups are stored, but the admin must learn that an older snapshot
+ * cannot be restored. Every warning is logged. */
+static void report_damage(struct job_run *x)
+{
+	size_t n = x->r ? cairn_repo_warning_count(x->r) : 0, ndamage = 0;
+	const char *first = NULL;
+	for (size_t i = 0; i < n; i++) {
+		const char *w = cairn_repo_warning(x->r, i);
+		logf_(x->j, LOG_WARNING, NULL, "%s", w);
+		if (names_damage(w) && !ndamage++)
+			first = w;
+	}
+	if (!ndamage)
+		return;
+	char why[600];
+	snprintf(why, sizeof(why), "%s%s", first, ndamage > 1 ? " (and more: see the log)" : "");
+	fail_all(x, "repository damage", why);
+}
+
 static int open_repo(struct job_run *x, char *err, size_t errlen)
 {
 	int rc = cairn_repo_open_with(x->j->repo_url, x->j->password, &x->j->backend, &x->r, err, errlen);
@@ -288,6 +316,8 @@ int cairn_job_run(const struct cairn_job_spec *j, struct cairn_run_record **runs
 		apply_keep(&x, x.r, &j->keep, j->repo_url);
 	for (size_t t = 0; rc == 0 && t < j->ntargets && !(j->cancel && *j->cancel); t++)
 		replicate_to(&x, &j->targets[t]);
+	if (rc == 0)
+		report_damage(&x);
 	if (rc == 0 && j->post_hook) {
 		char herr[300];
 		if (run_hook(j, j->post_hook, all_ok(&x) ? "ok" : "failed", herr, sizeof(herr)) < 0)

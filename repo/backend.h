@@ -37,6 +37,10 @@ struct cairn_backend_ops {
 	int (*get_range)(struct cairn_backend *b, const char *name,
 			 uint64_t off, size_t len, void *out);
 	int (*stat)(struct cairn_backend *b, const char *name, uint64_t *size);
+	/* Optional: when name was last written (ns since the epoch), to date
+	 * an object whose own bytes cannot be trusted (a damaged manifest).
+	 * NULL where the store does not say cheaply. */
+	int (*mtime)(struct cairn_backend *b, const char *name, int64_t *ns);
 	/* dir is "data", "index", "snapshots", "keys" or "locks"; "data"
 	 * lists the objects of every fan-out subdirectory. */
 	int (*list)(struct cairn_backend *b, const char *dir, cairn_list_fn fn,

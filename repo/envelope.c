@@ -37,6 +37,24 @@ int envelope_seal(const struct cairn_repo *r, enum envelope_kind kind,
 	return 0;
 }
 
+/* What an envelope may decode to, checked before the allocation, so that a
+ * small hostile object cannot claim gigabytes (docs/design.md section 8,
+ * "Limits"): index entries and pack directories are mostly random ids and
+ * barely compress (a cap relative to the stored size, far above what zstd
+ * gets from them); a manifest (a thin disk's repeated page ids compress
+ * without bound) and a verification record have absolute caps. */
+static unsigned long long envelope_max_plain(enum envelope_kind kind, size_t stored)
+{
+	switch (kind) {
+	case ENV_SNAPSHOT:
+		return ENVELOPE_MAX_MANIFEST;
+	case ENV_VERIFY:
+		return ENVELOPE_MAX_VERIFY;
+	default:
+		return 16ull * stored + (1u << 20);
+	}
+}
+
 int envelope_open(const struct cairn_repo *r, enum envelope_kind kind,
 		  const uint8_t *in, size_t len, struct buf *out)
 {
@@ -68,7 +86,7 @@ int envelope_open(const struct cairn_repo *r, enum envelope_kind kind,
 	 * least 4 bytes and yields at most 128 KiB) */
 	unsigned long long n = ZSTD_getFrameContentSize(p, plen);
 	if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN ||
-	    n > (1ull << 34) || n > (unsigned long long)plen * ENV_MAX_RATIO)
+	    n > (unsigned long long)plen * ENV_MAX_RATIO || n > envelope_max_plain(kind, plen))
 		return -EBADMSG;
 	int rc = buf_reserve(out, (size_t)n + 1);
 	if (rc < 0)

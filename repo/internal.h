@@ -13,7 +13,8 @@
  *      them that say which stored copies writers must not reuse.
  *   3. open and load: repo (config, blob reads), load (index files into
  *      r->idx, after the records of layer 2).
- *   4. writing: writer, snapshot.
+ *   4. writing: writer, snapshot; snapshot_resolve (which snapshots
+ *      there are, damaged manifests, which one a spec means).
  *   5. maintenance: check, overwrite (objects overwritten in a versioned
  *      store, put back by check), forget, retention, replica, gc and its
  *      gc_* files (gc_internal.h), gc_immutable. */
@@ -37,6 +38,10 @@
 #define PAGE_IDS 4096
 
 enum envelope_kind { ENV_INDEX = 1, ENV_SNAPSHOT = 2, ENV_PACKDIR = 3, ENV_VERIFY = 4 };
+/* Limits on what a stored object may make a reader allocate (docs/design.md
+ * section 8, "Limits"). */
+#define ENVELOPE_MAX_MANIFEST (64u << 20)
+#define ENVELOPE_MAX_VERIFY (1u << 20)
 
 /* One indexed blob. pack == PACK_PENDING while a writer still holds it. */
 #define PACK_PENDING UINT32_MAX
@@ -312,6 +317,10 @@ int put_hashed(struct cairn_repo *r, const char *dir, const struct buf *data,
 	       cairn_id *id);
 int get_hashed(struct cairn_repo *r, const char *dir, const char *hexid,
 	       struct buf *out);
+
+/* snapshot.c: reads and checks one manifest (errors name it). */
+int snapshot_load_manifest(struct cairn_repo *r, const char *hexid,
+			   struct cairn_snapshot **out);
 
 /* Collects the names of a backend listing. */
 struct name_list {

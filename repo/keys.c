@@ -11,6 +11,10 @@
 #define SCRYPT_R 8
 #define SCRYPT_P 1
 #define SALT_LEN KEY_SALT_LEN
+/* A key file may ask for at most 64 times the work of the parameters
+ * cairn writes (its memory is capped at 1 GiB by scrypt_kdf): a hostile
+ * one cannot hold an unlock for minutes (docs/design.md section 3). */
+#define SCRYPT_MAX_WORK (64ll * SCRYPT_N * SCRYPT_R * SCRYPT_P)
 
 static size_t master_len(const struct cairn_repo *r)
 {
@@ -91,7 +95,8 @@ int key_file_parse(const void *text, size_t len, struct key_file *kf)
 			     "r", &rr, "p", &p, "salt", &salthex, "nonce", &noncehex, "data",
 			     &datahex) == 0 &&
 	    !strcmp(kdf, "scrypt") && n >= 1024 && n <= (1 << 24) && rr >= 1 && rr <= 64 &&
-	    p >= 1 && p <= 16 && hex_decode(salthex, kf->salt, KEY_SALT_LEN) == 0 &&
+	    p >= 1 && p <= 16 && n * rr * p <= SCRYPT_MAX_WORK &&
+	    hex_decode(salthex, kf->salt, KEY_SALT_LEN) == 0 &&
 	    hex_decode(noncehex, kf->sealed, NONCE_LEN) == 0 &&
 	    (strlen(datahex) == 2 * (KEY_MASTER_LEN + TAG_LEN) ||
 	     strlen(datahex) == 2 * (KEY_MASTER_MAX + TAG_LEN)) &&
@@ -164,12 +169,13 @@ int keys_unlock(struct cairn_repo *r, const char *password)
 	if (rc < 0)
 		return rc;
 	int damaged = 0;
+	char first_damaged[80] = "";
 	rc = -EKEYREJECTED;
 	for (size_t i = 0; i < keys.n && rc == -EKEYREJECTED; i++) {
 		int krc = try_key(r, keys.v[i], password);
-		if (krc == -EBADMSG)
-			damaged++;
-		else
+		if (krc == -EBADMSG && !damaged++)
+			snprintf(first_damaged, sizeof(first_damaged), "%.64s", keys.v[i]);
+		else if (krc != -EBADMSG)
 			rc = krc;
 	}
 	size_t nkeys = keys.n;
@@ -177,9 +183,21 @@ int keys_unlock(struct cairn_repo *r, const char *password)
 	if (rc == -EKEYREJECTED && nkeys == 0)
 		return repo_err(r, rc, "%s has no key files: the repository cannot be opened",
 				r->be->location);
+	/* a damaged key file cannot say whether it was this password's: name
+	 * it, and the way back (a copy of it, from a replica or a backup of
+	 * the repository's keys/, or another key's password) */
+	if (rc == -EKEYREJECTED && damaged)
+		return repo_err(r, rc,
+				"wrong password for %s, or its key file keys/%.12s is damaged (%d of "
+				"%zu key files damaged): put back a copy of it (a replica's keys/) "
+				"or use another key's password", r->be->location, first_damaged,
+				damaged, nkeys);
 	if (rc == -EKEYREJECTED)
-		return repo_err(r, rc, "wrong password for %s%s", r->be->location,
-				damaged ? " (some key files are damaged)" : "");
+		return repo_err(r, rc, "wrong password for %s", r->be->location);
+	if (rc == 0 && damaged)
+		repo_warn(r, "key file keys/%.12s of %s is damaged (%d damaged); another key "
+			  "opened the repository; cairn key list shows the keys", first_damaged,
+			  r->be->location, damaged);
 	if (rc < 0)
 		return repo_err(r, rc, "cannot read keys of %s: %s", r->be->location,
 				strerror(-rc));

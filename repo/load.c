@@ -75,8 +75,10 @@ int cairn_repo_load_index(struct cairn_repo *r)
 		if (lrc == -ENOMEM)
 			rc = lrc;
 		else if (lrc < 0)
-			repo_warn(r, "index file index/%s is damaged (%s); skipped",
-				  names.v[i], lrc == -EBADMSG ? "bad checksum or format" : strerror(-lrc));
+			repo_warn(r, "index file index/%s is damaged (%s); skipped "
+				  "(cairn repair index %s rebuilds the index from the packs)",
+				  names.v[i], lrc == -EBADMSG ? "bad checksum or format" : strerror(-lrc),
+				  r->be->location);
 	}
 	name_list_free(&names);
 	buf_free(&raw);

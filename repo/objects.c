@@ -27,6 +27,12 @@ int repo_warn(struct cairn_repo *r, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	pthread_mutex_lock(&r->lock);
+	/* the same damage met twice (a listing per command step) is said once */
+	for (size_t i = 0; i < r->nwarnings; i++)
+		if (!strcmp(r->warnings[i], line)) {
+			pthread_mutex_unlock(&r->lock);
+			return 0;
+		}
 	char **v = realloc(r->warnings, (r->nwarnings + 1) * sizeof(*v));
 	if (v) {
 		r->warnings = v;

@@ -326,6 +326,17 @@ unsigned cairn_repo_read_workers(const struct cairn_repo *r)
 const char *cairn_repo_id(const struct cairn_repo *r) { return r->id; }
 unsigned cairn_repo_immutable_days(const struct cairn_repo *r) { return r->immutable_days; }
 size_t cairn_repo_warning_count(const struct cairn_repo *r) { return r->nwarnings; }
+
+void cairn_repo_clear_warnings(struct cairn_repo *r)
+{
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < r->nwarnings; i++)
+		free(r->warnings[i]);
+	free(r->warnings);
+	r->warnings = NULL;
+	r->nwarnings = 0;
+	pthread_mutex_unlock(&r->lock);
+}
 const char *cairn_repo_warning(const struct cairn_repo *r, size_t i)
 {
 	return i < r->nwarnings ? r->warnings[i] : NULL;

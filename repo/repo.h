@@ -116,6 +116,8 @@ unsigned cairn_repo_immutable_days(const struct cairn_repo *r);
 /* Warnings collected while loading (e.g. a damaged index file skipped). */
 size_t cairn_repo_warning_count(const struct cairn_repo *r);
 const char *cairn_repo_warning(const struct cairn_repo *r, size_t i);
+/* Forgets the warnings once they have been shown. */
+void cairn_repo_clear_warnings(struct cairn_repo *r);
 
 int cairn_repo_load_index(struct cairn_repo *r);
 
@@ -237,12 +239,39 @@ bool cairn_snapshot_suspicious(const struct cairn_snapshot *s);
 void cairn_snapshot_free(struct cairn_snapshot *s);
 DEFINE_CLEANUP(struct cairn_snapshot *, cairn_snapshot_free);
 
-/* Lists all snapshots (manifests decoded, chunk maps not loaded), sorted by
- * time, oldest first. */
+/* A manifest that cannot be read or fails its check: its bytes are not
+ * trusted, so its snapshot's name and time are unknown (docs/design.md
+ * section 9, "Damaged manifests"). */
+struct cairn_damaged_manifest {
+	char id[65]; /* the object's name under snapshots/ */
+	int64_t mtime_ns; /* when the store wrote it; 0: the store does not say */
+	int error; /* -EBADMSG: damaged; else why it could not be read */
+};
+/* Every manifest: the readable ones (chunk maps not loaded) sorted by
+ * time, oldest first, and the damaged ones. */
+struct cairn_snapshot_set {
+	struct cairn_snapshot **v;
+	size_t n;
+	struct cairn_damaged_manifest *damaged;
+	size_t ndamaged;
+};
+int cairn_snapshot_scan(struct cairn_repo *r, struct cairn_snapshot_set *out);
+void cairn_snapshot_set_free(struct cairn_snapshot_set *set);
+/* "damaged", or why it could not be read. */
+const char *cairn_damaged_manifest_reason(const struct cairn_damaged_manifest *d);
+/* "snapshot ID (written TIME) is damaged": how every command names one. */
+void cairn_damaged_manifest_text(const struct cairn_damaged_manifest *d, char *out,
+				 size_t len);
+/* The readable snapshots of cairn_snapshot_scan; each damaged manifest
+ * becomes a warning (cairn_repo_warning). */
 int cairn_snapshot_list(struct cairn_repo *r, struct cairn_snapshot ***out,
 			size_t *n);
 void cairn_snapshot_list_free(struct cairn_snapshot **v, size_t n);
-/* Resolves "latest", a full id or a unique prefix; name may be NULL. */
+/* Resolves a snapshot spec; name may be NULL. "latest": the newest of the
+ * name, refused (-EBADMSG, one line naming the damaged manifest and how to
+ * choose) when a damaged manifest may be newer; "latest-readable": the
+ * newest readable one on purpose, damaged ones named as warnings; else a
+ * full id or a unique prefix. */
 int cairn_snapshot_find(struct cairn_repo *r, const char *spec,
 			const char *name, struct cairn_snapshot **out);
 int cairn_snapshot_load_map(struct cairn_repo *r, struct cairn_disk *d);

@@ -7,6 +7,8 @@
 
 void cairn_snapshot_free(struct cairn_snapshot *s)
 {
+	if (!s)
+		return;
 	for (size_t i = 0; i < s->ndisks; i++) {
 		struct cairn_disk *d = &s->disks[i];
 		free(d->name);
@@ -91,6 +93,11 @@ static int parse_disk(json_t *jd, struct cairn_disk *d)
 	d->chunk_size = (uint32_t)cs;
 	d->nchunks = (uint64_t)chunks;
 	d->npages = json_array_size(pages);
+	/* one page per PAGE_IDS chunks, as every writer stored them: the map
+	 * a reader allocates (nchunks ids) is then bounded by the page ids the
+	 * manifest spells out, not by a number it claims */
+	if ((uint64_t)d->npages != (d->nchunks + PAGE_IDS - 1) / PAGE_IDS)
+		return -EBADMSG;
 	d->pages = calloc(d->npages ? d->npages : 1, sizeof(cairn_id));
 	if (!d->name || !d->format || !d->path || !d->pages)
 		return -ENOMEM;
@@ -168,8 +175,8 @@ out:
 	return rc;
 }
 
-static int load_manifest(struct cairn_repo *r, const char *hexid,
-			 struct cairn_snapshot **out)
+int snapshot_load_manifest(struct cairn_repo *r, const char *hexid,
+			   struct cairn_snapshot **out)
 {
 	struct buf raw = { 0 }, plain = { 0 };
 	_cleanup_(cairn_snapshot_freep) struct cairn_snapshot *s = calloc(1, sizeof(*s));
@@ -181,104 +188,33 @@ static int load_manifest(struct cairn_repo *r, const char *hexid,
 	buf_free(&raw);
 	buf_free(&plain);
 	if (rc < 0)
-		return repo_err(r, rc, "snapshot %.12s is %s", hexid,
-				rc == -EBADMSG ? "damaged" : strerror(-rc));
+		return repo_err(r, rc, "snapshot %.12s is %s (cairn check %s names the damage)",
+				hexid, rc == -EBADMSG ? "damaged" : strerror(-rc),
+				r->be->location);
 	hex_decode(hexid, s->id.b, CAIRN_ID_LEN);
 	*out = TAKE_PTR(s);
 	return 0;
 }
 
-static int by_time(const void *a, const void *b)
+/* One line naming the page and the way to heal: a page missing from the
+ * index may be in a pack the index lost (repair index); a damaged one is
+ * named with every snapshot it hurts by check --read-data. Other errors
+ * (a store that does not answer) keep the reader's own line. */
+static int page_error(struct cairn_repo *r, const struct cairn_disk *d, size_t i, int why,
+		      bool in_index)
 {
-	const struct cairn_snapshot *x = *(struct cairn_snapshot *const *)a;
-	const struct cairn_snapshot *y = *(struct cairn_snapshot *const *)b;
-	return x->time_ns < y->time_ns ? -1 : x->time_ns > y->time_ns;
-}
-
-int cairn_snapshot_list(struct cairn_repo *r, struct cairn_snapshot ***out,
-			size_t *n)
-{
-	struct name_list names;
-	int rc = list_names(r, "snapshots", &names);
-	if (rc < 0)
-		return rc;
-	struct cairn_snapshot **v = calloc(names.n + 1, sizeof(*v));
-	size_t count = 0;
-	if (!v)
-		rc = -ENOMEM;
-	for (size_t i = 0; rc == 0 && i < names.n; i++) {
-		int lrc = load_manifest(r, names.v[i], &v[count]);
-		if (lrc == 0)
-			count++;
-		else if (lrc == -ENOMEM)
-			rc = lrc;
-		else
-			repo_warn(r, "%s; skipped", r->err);
-	}
-	name_list_free(&names);
-	if (rc < 0) {
-		cairn_snapshot_list_free(v, count);
-		return rc;
-	}
-	qsort(v, count, sizeof(*v), by_time);
-	*out = v;
-	*n = count;
-	return 0;
-}
-
-static int find_latest(struct cairn_repo *r, const char *name,
-		       struct cairn_snapshot **out)
-{
-	struct cairn_snapshot **v;
-	size_t n;
-	int rc = cairn_snapshot_list(r, &v, &n);
-	if (rc < 0)
-		return rc;
-	ssize_t hit = -1;
-	for (size_t i = 0; i < n; i++) /* sorted oldest first */
-		if (!name || !strcmp(v[i]->name, name))
-			hit = (ssize_t)i;
-	if (hit >= 0) {
-		*out = v[hit];
-		v[hit] = NULL;
-	}
-	for (size_t i = 0; i < n; i++)
-		if (v[i])
-			cairn_snapshot_free(v[i]);
-	free(v);
-	if (hit < 0)
-		return repo_err(r, -ENOENT, "no snapshot%s%s in %s", name ? " named " : "",
-				name ? name : "", r->be->location);
-	return 0;
-}
-
-int cairn_snapshot_find(struct cairn_repo *r, const char *spec,
-			const char *name, struct cairn_snapshot **out)
-{
-	if (!strcmp(spec, "latest"))
-		return find_latest(r, name, out);
-	/* match ids by name first: only the chosen manifest is read, and a
-	 * damaged one is reported as damaged, not as missing */
-	struct name_list names;
-	int rc = list_names(r, "snapshots", &names);
-	if (rc < 0)
-		return rc;
-	const char *match;
-	size_t matches = name_list_match(&names, spec, &match);
-	if (!*spec || strspn(spec, "0123456789abcdef") != strlen(spec) || !matches)
-		rc = repo_err(r, -ENOENT, "no snapshot %s in %s", spec, r->be->location);
-	else if (matches > 1)
-		rc = repo_err(r, -EINVAL, "snapshot id %s is ambiguous (%zu matches)", spec,
-			      matches);
-	else
-		rc = load_manifest(r, match, out);
-	name_list_free(&names);
-	if (rc == 0 && name && strcmp((*out)->name, name)) {
-		rc = repo_err(r, -ENOENT, "snapshot %s is not named %s", spec, name);
-		cairn_snapshot_free(*out);
-		*out = NULL;
-	}
-	return rc;
+	char id[65];
+	hex_encode(d->pages[i].b, CAIRN_ID_LEN, id);
+	if (why != -EBADMSG && (in_index || why != -ENOENT))
+		return why;
+	if (why == -ENOENT)
+		return repo_err(r, -EBADMSG,
+				"chunk map page %zu (blob %.16s) of disk %s is missing from the index "
+				"(cairn repair index %s rebuilds it from the packs)", i, id, d->name,
+				r->be->location);
+	return repo_err(r, -EBADMSG,
+			"chunk map page %zu (blob %.16s) of disk %s is damaged (cairn check %s "
+			"--read-data names every snapshot it hurts)", i, id, d->name, r->be->location);
 }
 
 int cairn_snapshot_load_map(struct cairn_repo *r, struct cairn_disk *d)
@@ -313,16 +249,14 @@ int cairn_snapshot_load_map(struct cairn_repo *r, struct cairn_disk *d)
 		int len = cairn_repo_blob_info(r, &d->pages[i], &info);
 		if (len == 0 && info.raw_len > PAGE_IDS * CAIRN_ID_LEN)
 			len = -EBADMSG;
+		bool in_index = len != -ENOENT;
 		if (len >= 0)
 			len = cairn_repo_read_blob(r, &d->pages[i], page,
 						   PAGE_IDS * CAIRN_ID_LEN);
-		else
-			len = repo_err(r, -EBADMSG, "chunk map page %zu of disk %s is %s", i,
-				       d->name, len == -ENOENT ? "missing from the index" : "damaged");
 		if (len < 0)
-			return len;
+			return page_error(r, d, i, len, in_index);
 		if (len % CAIRN_ID_LEN || at + (uint64_t)len / CAIRN_ID_LEN > d->nchunks)
-			return repo_err(r, -EBADMSG, "chunk map of disk %s is damaged", d->name);
+			return page_error(r, d, i, -EBADMSG, true);
 		memcpy(d->map + at, page, (size_t)len);
 		last = (uint64_t)len / CAIRN_ID_LEN;
 		at += last;

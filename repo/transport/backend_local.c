@@ -149,6 +149,15 @@ static int local_stat(struct cairn_backend *b, const char *name, uint64_t *size)
 	return 0;
 }
 
+static int local_mtime(struct cairn_backend *b, const char *name, int64_t *ns)
+{
+	struct stat st;
+	if (fstatat(to_local(b)->dirfd, name, &st, 0) < 0)
+		return -errno;
+	*ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	return 0;
+}
+
 /* *out NULL (and 0) when dir does not exist: like an empty one. */
 static int open_dir_at(int dirfd, const char *dir, DIR **out)
 {
@@ -270,6 +279,7 @@ static const struct cairn_backend_ops local_ops = {
 	.get = local_get,
 	.get_range = local_get_range,
 	.stat = local_stat,
+	.mtime = local_mtime,
 	.list = local_list,
 	.remove = local_remove,
 	.free = local_free,

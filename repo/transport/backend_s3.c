@@ -203,6 +203,24 @@ static int s3_stat(struct cairn_backend *b, const char *name, uint64_t *size)
 	return rc;
 }
 
+/* Last-Modified has whole seconds: the last nanosecond of that second, so
+ * that an object written in the second a snapshot began is never taken
+ * for one written before it (repo/snapshot_resolve.c). */
+static int s3_mtime(struct cairn_backend *b, const char *name, int64_t *ns)
+{
+	curl_req_clear_error();
+	struct s3_request rq = { .method = "HEAD", .key = name };
+	struct s3_response rs;
+	int rc = s3_request(to_s3(b)->client, &rq, &rs);
+	if (rc < 0)
+		return rc;
+	time_t t = rs.last_modified[0] ? curl_getdate(rs.last_modified, NULL) : -1;
+	if (t <= 0)
+		return -ENODATA;
+	*ns = (int64_t)t * 1000000000 + 999999999;
+	return 0;
+}
+
 struct list_ctx {
 	size_t skip; /* bytes of PREFIX + dir + "/" in every key */
 	cairn_list_fn fn;
@@ -600,6 +618,7 @@ static const struct cairn_backend_ops s3_ops = {
 	.get = s3_get,
 	.get_range = s3_get_range,
 	.stat = s3_stat,
+	.mtime = s3_mtime,
 	.list = s3_list,
 	.remove = s3_remove,
 	.free = s3_free,

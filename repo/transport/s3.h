@@ -76,6 +76,7 @@ struct s3_response {
 	char etag[80];
 	char version_id[160]; /* x-amz-version-id, "" when none */
 	char retain_until[48]; /* x-amz-object-lock-retain-until-date, "" when none */
+	char last_modified[48]; /* Last-Modified (an RFC 7231 date), "" when none */
 };
 
 /* Performs the request, retrying timeouts, resets, 5xx, 429/SlowDown and

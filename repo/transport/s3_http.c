@@ -201,6 +201,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *opaque)
 	header_value(p, len, "x-amz-version-id:", rs->version_id, sizeof(rs->version_id));
 	header_value(p, len, "x-amz-object-lock-retain-until-date:", rs->retain_until,
 		     sizeof(rs->retain_until));
+	header_value(p, len, "last-modified:", rs->last_modified, sizeof(rs->last_modified));
 	return len;
 }
 

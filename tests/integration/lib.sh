@@ -247,15 +247,15 @@ snap_id() {
 import json, sys
 s = json.load(sys.stdin)
 name = sys.argv[1] if len(sys.argv) > 1 else None
-s = [x for x in s if name is None or x["name"] == name]
+s = [x for x in s if not x.get("damaged") and (name is None or x["name"] == name)]
 if not s: sys.exit("no snapshot")
 s.sort(key=lambda x: x.get("time_ns", 0))
 print(s[-1]["id"])
 ' ${2:+"$2"}
 }
 
-# snap_count REPO
-snap_count() { "$CAIRN" snapshots "$1" --json | json 'len(j)'; }
+# snap_count REPO — readable snapshots (damaged rows of `snapshots --json` left out)
+snap_count() { "$CAIRN" snapshots "$1" --json | json 'len([x for x in j if not x.get("damaged")])'; }
 
 # files_containing STRING DIR — number of files under DIR holding STRING (binary-safe)
 files_containing() { { grep -rlaF -- "$1" "$2" || true; } | wc -l; }

@@ -124,12 +124,22 @@ restore_check "$R" "$(snap_id "$R" b)" "$T/b.raw"
 step "damaged snapshot manifest"
 R=$T/r5; fresh_repo "$R"
 sa=$(snap_id "$R" a)
+# bit rot keeps the object's write time: the manifest of a, written before
+# b's backup began, cannot be the latest of b
+touch -r "$R/snapshots/$sa" "$T/stamp"
 flip_byte "$R/snapshots/$sa" 10
+touch -r "$T/stamp" "$R/snapshots/$sa"
 expect_fail 3 "$CAIRN" check "$R"
 # the manifest exists but is damaged: that is damage (3), not "no snapshot"
 soft expect_fail 3 "$CAIRN" restore "$R" "$sa" --to "$T/m.raw"
 assert_file_absent "$T/m.raw"
 restore_check "$R" latest "$T/b.raw" --name b
+# written now (its name unknown), it may be the latest of b: only a choice
+# made on purpose takes b
+touch "$R/snapshots/$sa"
+expect_fail 3 "$CAIRN" restore "$R" latest --name b --to "$T/m.raw"
+assert_msg_matches "${sa:0:12}.*latest-readable"
+restore_check "$R" latest-readable "$T/b.raw" --name b
 
 step "missing index: restore fails, repair index rebuilds it"
 R=$T/r6; fresh_repo "$R"

@@ -17,6 +17,7 @@
 
 #include "repo/firmware.h"
 #include "repo/internal.h"
+#include "repo/snapshot_build.h"
 #include "helpers.h"
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -1188,6 +1189,114 @@ static void test_firmware_roundtrip(void **state)
 	cairn_repo_close(r);
 }
 
+/* ---- damaged manifests (docs/design.md section 9) ------------------------ */
+
+#define SNAP_T0 1800000000000000000ll /* 2027-01-15 */
+#define SNAP_STEP 3600000000000ll
+
+/* A snapshot of no disk named name at SNAP_T0 + k hours; its hex id. */
+static void save_at(struct cairn_repo *r, const char *name, int k, char hex[65])
+{
+	struct cairn_snapshot s = { 0 };
+	struct cairn_writer *w = NULL;
+	assert_int_equal(cairn_snapshot_begin(&s, name, "image", NULL, 0, 0), 0);
+	s.time_ns = SNAP_T0 + k * SNAP_STEP;
+	assert_int_equal(cairn_writer_new(r, &w), 0);
+	assert_int_equal(cairn_snapshot_save(r, w, &s), 0);
+	cairn_writer_free(w);
+	hex_encode(s.id.b, CAIRN_ID_LEN, hex);
+	free(s.name);
+	free(s.source);
+	free(s.host);
+	free(s.tags);
+	free(s.disks);
+}
+
+/* Damages the manifest in place (byte at) and dates it at ns. */
+static void damage_manifest(const struct tmp *t, const char *hex, off_t at, int64_t ns)
+{
+	char p[300];
+	snprintf(p, sizeof(p), "%s/snapshots/%s", t->repo, hex);
+	int fd = open(p, O_RDWR);
+	assert_true(fd >= 0);
+	uint8_t c;
+	assert_int_equal(pread(fd, &c, 1, at), 1);
+	c ^= 0x40;
+	assert_int_equal(pwrite(fd, &c, 1, at), 1);
+	struct timespec ts[2] = { { ns / 1000000000, ns % 1000000000 },
+				  { ns / 1000000000, ns % 1000000000 } };
+	assert_int_equal(futimens(fd, ts), 0);
+	close(fd);
+}
+
+static bool warned(const struct cairn_repo *r, const char *hex)
+{
+	char id12[13];
+	snprintf(id12, sizeof(id12), "%.12s", hex);
+	for (size_t i = 0; i < cairn_repo_warning_count(r); i++)
+		if (strstr(cairn_repo_warning(r, i), id12))
+			return true;
+	return false;
+}
+
+/* latest never resolves past a damaged manifest that may be newer;
+ * latest-readable and ids take older ones on purpose, naming the damage. */
+static void test_latest_refuses_past_damage(void **state)
+{
+	struct tmp *t = *state;
+	make_repo(t->repo, false);
+	struct cairn_repo *r = open_repo(t->repo, NULL);
+	char a1[65], b2[65], a3[65], id12[13];
+	save_at(r, "a", 1, a1);
+	save_at(r, "b", 2, b2);
+	save_at(r, "a", 3, a3);
+	cairn_repo_close(r);
+
+	/* written after every snapshot began: it may be the latest of any name */
+	damage_manifest(t, a3, 5, SNAP_T0 + 4 * SNAP_STEP);
+	r = open_repo(t->repo, NULL);
+	struct cairn_snapshot_set set;
+	assert_int_equal(cairn_snapshot_scan(r, &set), 0);
+	assert_int_equal(set.n, 2);
+	assert_int_equal(set.ndamaged, 1);
+	assert_string_equal(set.damaged[0].id, a3);
+	assert_true(set.damaged[0].mtime_ns == SNAP_T0 + 4 * SNAP_STEP);
+	cairn_snapshot_set_free(&set);
+	struct cairn_snapshot *s = NULL;
+	assert_int_equal(cairn_snapshot_find(r, "latest", "a", &s), -EBADMSG);
+	snprintf(id12, sizeof(id12), "%.12s", a3);
+	assert_non_null(strstr(cairn_repo_error(r), id12));
+	assert_non_null(strstr(cairn_repo_error(r), "latest-readable"));
+	snprintf(id12, sizeof(id12), "%.12s", a1);
+	assert_non_null(strstr(cairn_repo_error(r), id12)); /* the way to the older one */
+	assert_int_equal(cairn_snapshot_find(r, "latest", "b", &s), -EBADMSG);
+	assert_int_equal(cairn_snapshot_find(r, "latest", NULL, &s), -EBADMSG);
+	assert_int_equal(cairn_snapshot_find(r, "latest-readable", "a", &s), 0);
+	assert_memory_equal(s->name, "a", 2);
+	char got[65];
+	hex_encode(s->id.b, CAIRN_ID_LEN, got);
+	assert_string_equal(got, a1);
+	cairn_snapshot_free(s);
+	assert_true(warned(r, a3));
+	assert_int_equal(cairn_snapshot_find(r, a1, NULL, &s), 0);
+	cairn_snapshot_free(s);
+	assert_int_equal(cairn_snapshot_find(r, a3, NULL, &s), -EBADMSG);
+	cairn_repo_close(r);
+
+	/* dated (bit rot keeps the date) between a1 and b2: b2 began after it
+	 * was written, so b2 is the latest of b; a1 began before, so it may
+	 * be newer than a1 */
+	damage_manifest(t, a3, 6, SNAP_T0 + SNAP_STEP + SNAP_STEP / 2);
+	r = open_repo(t->repo, NULL);
+	assert_int_equal(cairn_snapshot_find(r, "latest", "b", &s), 0);
+	hex_encode(s->id.b, CAIRN_ID_LEN, got);
+	assert_string_equal(got, b2);
+	cairn_snapshot_free(s);
+	assert_true(warned(r, a3));
+	assert_int_equal(cairn_snapshot_find(r, "latest", "a", &s), -EBADMSG);
+	cairn_repo_close(r);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, tmp_setup, tmp_teardown)
 
 int main(void)
@@ -1214,6 +1323,7 @@ int main(void)
 		T(test_regression_repair_intact_plain),
 		T(test_regression_abandoned_writer),
 		T(test_firmware_roundtrip),
+		T(test_latest_refuses_past_damage),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
