@@ -12,6 +12,10 @@
 # manifest by the host is found by check on the trusted node, which puts
 # the originals back (exit 3 once, clean after), and every snapshot then
 # restores byte-identical.
+# The repository is a host-keys one (docs/design.md section 26), so the
+# hosts hold key files that can only add and no password: two hosts with
+# their own key files back up into it, a host's restore is refused with the
+# host-key line, and the password restores both hosts' images.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/rgw.sh"
 
@@ -27,8 +31,17 @@ HOST_USER=host-kvm01
 HOST_KEY=CAIRNHOSTKVM01ACCESS1
 HOST_SECRET=hostKvm01Secret0123456789abcdefghijklmno
 
-# as_host CMD... — run with the host's storage credentials
-as_host() { (export AWS_ACCESS_KEY_ID=$HOST_KEY AWS_SECRET_ACCESS_KEY=$HOST_SECRET; "$@"); }
+REFUSAL='this is a host key: it can only add backups; restores, forget, gc and key changes need the repository password or a full key'
+# as_host CMD... — run with the host's storage credentials and its host key
+# file (kvm01's, or HOST_KEYFILE's), no password
+as_host() {
+	(
+		export AWS_ACCESS_KEY_ID=$HOST_KEY AWS_SECRET_ACCESS_KEY=$HOST_SECRET
+		export CAIRN_KEY_FILE=${HOST_KEYFILE:-$T/kvm01.key}
+		unset CAIRN_PASSWORD
+		"$@"
+	)
+}
 # host_curl ARGS... — curl signed with the host's credentials
 host_curl() {
 	curl -sS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$HOST_KEY:$HOST_SECRET" \
@@ -61,8 +74,10 @@ rgw_curl -f -X PUT -T "$T/policy.json" "$B?policy=" >/dev/null
 [ "$(host_status GET "$EP/$CAIRN_TEST_S3_BUCKET?list-type=2")" = 403 ] ||
 	die "the host user can list a bucket the policy does not name"
 
-step "trusted node: init; host: backups and a deduplicated second backup"
-cairn_q init "$U"
+step "trusted node: init with host keys, two host key files; host: backups and a deduplicated second backup"
+cairn_q init "$U" --host-keys
+cairn_q key add-host "$U" kvm01 --out "$T/kvm01.key"
+cairn_q key add-host "$U" kvm02 --out "$T/kvm02.key"
 mkimg_raw "$T/a.raw" 16M dense seed-a
 mkimg_raw "$T/b.raw" 6M dense seed-b
 as_host "$CAIRN" backup "$U" --image "$T/a.raw" --name a --json >"$T/b1.json" 2>"$T/last.err" ||
@@ -75,7 +90,11 @@ as_host "$CAIRN" backup "$U" --image "$T/a.raw" --name a --json >"$T/b2.json" 2>
 ida2=$(json 'j["snapshot"]' <"$T/b2.json")
 new=$(json 'j["new_bytes"]' <"$T/b2.json")
 [ "$new" -lt 4194304 ] || die "the second backup stored $new new bytes: no deduplication"
-as_host cairn_q backup "$U" --image "$T/b.raw" --name b
+HOST_KEYFILE=$T/kvm02.key as_host "$CAIRN" backup "$U" --image "$T/b.raw" --name b --json >"$T/b3.json" 2>"$T/last.err" ||
+	{ cat "$T/last.err"; die "the second host's backup refused"; }
+idb=$(json 'j["snapshot"]' <"$T/b3.json")
+cairn_q snapshots "$U" --json
+assert_eq "$(json '[s.get("host_key") for s in j]' <"$T/last.out")" '["kvm01", "kvm01", "kvm02"]' "host keys recorded in the manifests"
 as_host cairn_q snapshots "$U"
 grep -q "${ida2:0:8}" "$T/last.out" || die "snapshots with the host's credentials misses ${ida2:0:8}"
 [ -z "$(keys locks/)" ] || die "a host backup left its lock"
@@ -108,6 +127,11 @@ got=$(host_status DELETE "$B/$PREFIX/locks/dead")
 [ "$got" = 204 ] || die "the host's DELETE of a lock answered $got, expected 204"
 rgw_curl -f "$B/$pack" -o "$T/pack.orig"
 rgw_curl -f "$B/$man" -o "$T/man.orig"
+
+step "with its host key a host cannot restore"
+_run_capture as_host "$CAIRN" restore "$U" "$ida1" --to "$T/stolen.raw"
+[ "$FAIL_RC" -ne 0 ] && grep -qF "$REFUSAL" "$T/fail.err" || die "a host key restored ($FAIL_RC): $(cat "$T/fail.err")"
+[ ! -e "$T/stolen.raw" ] || die "a refused restore left $T/stolen.raw"
 
 step "forget and gc with the host's credentials remove nothing"
 # garbage for gc: a snapshot the trusted node forgets
