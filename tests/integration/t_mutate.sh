@@ -59,6 +59,16 @@ for enc in none aes-256-gcm; do
 	cairn_q snapshots "$R" --json
 	assert_eq "$(json '[x["damaged"] for x in j if x["id"] == "'"$new"'"]' <"$T/last.out")" "[true]" \
 		"snapshots --json row of the damaged manifest"
+	step "[$enc] forget and replicate name it on stderr and in --json"
+	cairn_q forget "$R" --keep-last 5 --all --dry-run --json
+	grep -q "${new:0:12}.*damaged" "$T/last.err" || die "forget says nothing on stderr"
+	assert_eq "$(json 'any("'"${new:0:12}"'" in w for g in j for w in (g.get("warnings") or []))' <"$T/last.out")" true \
+		"forget --json names the damaged manifest"
+	cairn_q init "$T/rep-$enc" --replica-of "$R"
+	cairn_q replicate "$R" "$T/rep-$enc" --json
+	grep -q "${new:0:12}.*damaged" "$T/last.err" || die "replicate says nothing on stderr"
+	assert_eq "$(json 'any("'"${new:0:12}"'" in w for w in j["warnings"])' <"$T/last.out")" true \
+		"replicate --json names the damaged manifest"
 	expect_fail 3 "$CAIRN" restore "$R" "$new" --to "$T/x.raw"
 	expect_fail 3 "$CAIRN" ls "$R" latest
 	expect_fail 3 "$CAIRN" check "$R"
