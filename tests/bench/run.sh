@@ -20,7 +20,9 @@
 #                      replicate: only replication and backup to a Ceph RGW
 #                      (tests/bench/replicate.sh); wan: only restore from
 #                      RGW through a simulated WAN (tests/bench/wan.sh);
-#                      thin: only thin vs thick disks (tests/bench/thin.sh)
+#                      thin: only thin vs thick disks (tests/bench/thin.sh);
+#                      hostkeys: only backup with a host key vs the password
+#                      (tests/bench/hostkeys.sh)
 #                      [all]; see tests/bench/vm.sh for its own variables
 #   CAIRN_BENCH_QUICK  1: the wan and thin sections on small sizes and one
 #                      delay, a smoke test of a few minutes (marked so in
@@ -545,8 +547,9 @@ only_section() {
 
 main() {
     ONLY=${BENCH_ONLY:-}
-    case $ONLY in ''|vm|disk|lifecycle|replicate|wan|thin) ;; *) die "BENCH_ONLY must be vm, disk, lifecycle, replicate, wan or thin, not '$ONLY'" ;; esac
+    case $ONLY in ''|vm|disk|lifecycle|replicate|wan|thin|hostkeys) ;; *) die "BENCH_ONLY must be vm, disk, lifecycle, replicate, wan, thin or hostkeys, not '$ONLY'" ;; esac
     [ "$ONLY" = vm ] && TOOLS=cairn
+    [ "$ONLY" = hostkeys ] && TOOLS=cairn
     [ "$ONLY" = thin ] && TOOLS=cairn
     [ "$ONLY" = wan ] && TOOLS="cairn restic"
     [ "$ONLY" = lifecycle ] && TOOLS="cairn restic"
@@ -571,6 +574,10 @@ main() {
     log "osimg $OSIMG ($IMG_SIZE, $((STAGED_BYTES / 1000000)) MB of /usr), scatter $SCATTER_WRITES writes"
     if [ "${BENCH_IMAGES_ONLY:-0}" = 1 ]; then log "BENCH_IMAGES_ONLY=1: images ready, stopping"; return 0; fi
 
+    if [ "$ONLY" = hostkeys ]; then
+        only_section hostkeys
+        return 0
+    fi
     if [ "$ONLY" = lifecycle ]; then
         . "$BENCH_HERE/lifecycle.sh"
         lifecycle_bench_main
@@ -640,6 +647,9 @@ main() {
         . "$BENCH_HERE/thin.sh"
         thin_bench_main
         splice_section thin thin_report "$OUT_MD"
+        . "$BENCH_HERE/hostkeys.sh"
+        hostkeys_bench_main
+        splice_section hostkeys hostkeys_report "$OUT_MD"
     fi
     echo
     sed -n '/^## Results/,$p' "$OUT_MD"
