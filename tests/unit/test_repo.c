@@ -1189,6 +1189,51 @@ static void test_firmware_roundtrip(void **state)
 	cairn_repo_close(r);
 }
 
+/* gc marks a snapshot's firmware state blobs: a snapshot holding nothing
+ * but an NVRAM file keeps it through a gc that rewrites every pack with
+ * any garbage (a gc that did not mark them would delete the pack). */
+static void test_firmware_survives_gc(void **state)
+{
+	struct tmp *t = *state;
+	make_repo(t->repo, true);
+	struct cairn_repo *r = open_repo(t->repo, "pw");
+	uint8_t nvram[5000];
+	for (size_t k = 0; k < sizeof(nvram); k++)
+		nvram[k] = (uint8_t)(k * 13 + 1);
+	struct cairn_snapshot *s = calloc(1, sizeof(*s));
+	assert_non_null(s);
+	s->name = strdup("vm");
+	s->host = strdup("h");
+	s->source = strdup("domain");
+	s->time_ns = 1000;
+	struct cairn_writer *w = NULL;
+	uint64_t new_bytes = 0;
+	assert_int_equal(cairn_writer_new(r, &w), 0);
+	assert_int_equal(cairn_firmware_add(r, w, s, CAIRN_FIRMWARE_NVRAM, "/n/vm_VARS.fd", 0600,
+					    nvram, sizeof(nvram), &new_bytes),
+			 0);
+	assert_int_equal(cairn_snapshot_save(r, w, s), 0);
+	cairn_writer_free(w);
+	cairn_snapshot_free(s);
+	assert_int_equal(cairn_repo_lock_gc(r), 0);
+	struct cairn_gc_opts o = { .max_unused_pct = 0 };
+	struct cairn_gc_result res = { 0 };
+	assert_int_equal(cairn_gc(r, &o, &res), 0);
+	assert_int_equal(res.snapshots, 1);
+	assert_int_equal(res.packs_deleted, 0);
+	cairn_repo_unlock(r);
+	cairn_repo_close(r);
+	r = open_repo(t->repo, "pw");
+	assert_int_equal(cairn_repo_load_index(r), 0);
+	assert_int_equal(cairn_snapshot_find(r, "latest", "vm", &s), 0);
+	uint8_t *got = NULL;
+	assert_int_equal(cairn_firmware_read(r, &s->firmware[0], &got), 0);
+	assert_memory_equal(got, nvram, sizeof(nvram));
+	free(got);
+	cairn_snapshot_free(s);
+	cairn_repo_close(r);
+}
+
 /* ---- damaged manifests (docs/design.md section 9) ------------------------ */
 
 #define SNAP_T0 1800000000000000000ll /* 2027-01-15 */
@@ -1323,6 +1368,7 @@ int main(void)
 		T(test_regression_repair_intact_plain),
 		T(test_regression_abandoned_writer),
 		T(test_firmware_roundtrip),
+		T(test_firmware_survives_gc),
 		T(test_latest_refuses_past_damage),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
