@@ -19,7 +19,7 @@ static void store_page(struct cairn_repo *r, struct scratch *sc, const uint8_t *
 {
 	cairn_repo_chunk_id(r, p, len, id);
 	uint8_t flags;
-	if (blob_encode(r, sc, CAIRN_BLOB_PAGE, id, p, len, &flags) < 0)
+	if (blob_encode(r, sc, CAIRN_BLOB_PAGE, id, p, len, NULL, &flags) < 0)
 		abort();
 	cairn_id pack = *id;
 	pack.b[0] ^= 0xff; /* one pack per page, named apart from the blob */
