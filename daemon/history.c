@@ -13,21 +13,6 @@
 
 #define HISTORY_FILE "history.jsonl"
 
-static json_t *record_json(const struct cairn_run_record *r)
-{
-	return json_pack("{s:s, s:s, s:I, s:I, s:b, s:s, s:s, s:I, s:I, s:I}", "job", r->job, "vm",
-			 r->vm, "start_ns", (json_int_t)r->start_ns, "end_ns",
-			 (json_int_t)r->end_ns, "ok", r->ok, "message", r->message, "snapshot",
-			 r->snapshot, "bytes_read", (json_int_t)r->bytes_read, "bytes_stored",
-			 (json_int_t)r->bytes_stored, "next_run_ns", (json_int_t)r->next_run_ns);
-}
-
-static void copy_str(char *dst, size_t len, json_t *j, const char *key)
-{
-	const char *s = json_string_value(json_object_get(j, key));
-	snprintf(dst, len, "%s", s ? s : "");
-}
-
 /* false for a line that is not a record (a torn last line) */
 static bool record_parse(const char *line, struct cairn_run_record *r)
 {
@@ -36,17 +21,7 @@ static bool record_parse(const char *line, struct cairn_run_record *r)
 		json_decref(j);
 		return false;
 	}
-	memset(r, 0, sizeof(*r));
-	copy_str(r->job, sizeof(r->job), j, "job");
-	copy_str(r->vm, sizeof(r->vm), j, "vm");
-	copy_str(r->message, sizeof(r->message), j, "message");
-	copy_str(r->snapshot, sizeof(r->snapshot), j, "snapshot");
-	r->start_ns = json_integer_value(json_object_get(j, "start_ns"));
-	r->end_ns = json_integer_value(json_object_get(j, "end_ns"));
-	r->ok = json_is_true(json_object_get(j, "ok"));
-	r->bytes_read = (uint64_t)json_integer_value(json_object_get(j, "bytes_read"));
-	r->bytes_stored = (uint64_t)json_integer_value(json_object_get(j, "bytes_stored"));
-	r->next_run_ns = json_integer_value(json_object_get(j, "next_run_ns"));
+	cairn_run_record_from_json(j, r);
 	json_decref(j);
 	return true;
 }
@@ -94,7 +69,7 @@ int cairn_history_append(const char *state_dir, const struct cairn_run_record *r
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/%s", state_dir, HISTORY_FILE);
-	json_t *j = record_json(r);
+	json_t *j = cairn_run_record_to_json(r);
 	_cleanup_free_ char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (!line)

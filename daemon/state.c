@@ -100,25 +100,30 @@ static void iso(int64_t ns, char *out, size_t len)
 		snprintf(out, len, "never");
 }
 
+json_t *cairn_run_record_to_json(const struct cairn_run_record *r)
+{
+	char start[40], end[40];
+	iso(r->start_ns, start, sizeof(start));
+	iso(r->end_ns, end, sizeof(end));
+	return json_pack("{s:i, s:s, s:s, s:s, s:I, s:s, s:I, s:b, s:s, s:s, s:I, s:I, s:I, s:b}",
+			 "version", 1, "job", r->job, "vm", r->vm, "start", start, "start_ns",
+			 (json_int_t)r->start_ns, "end", end, "end_ns", (json_int_t)r->end_ns,
+			 "ok", r->ok, "message", r->message, "snapshot", r->snapshot,
+			 "bytes_read", (json_int_t)r->bytes_read, "bytes_stored",
+			 (json_int_t)r->bytes_stored, "next_run_ns", (json_int_t)r->next_run_ns,
+			 "anomaly", r->anomaly);
+}
+
 int cairn_state_record_run(const char *state_dir, const struct cairn_run_record *r,
 			   char *err, size_t errlen)
 {
-	char dir[4096], job[400], vm[800], file[820], start[40], end[40];
+	char dir[4096], job[400], vm[800], file[820];
 	escape_name(r->job, job, sizeof(job));
 	escape_name(r->vm, vm, sizeof(vm));
 	if (!join(dir, sizeof(dir), state_dir, "runs/", job))
 		return set_err(err, errlen, -ENAMETOOLONG, "%s: path too long", state_dir);
 	snprintf(file, sizeof(file), "%s.json", vm);
-	iso(r->start_ns, start, sizeof(start));
-	iso(r->end_ns, end, sizeof(end));
-	json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:I, s:s, s:I, s:b, s:s, s:s, s:I, s:I, s:I, s:b}",
-			      "version", 1, "job", r->job, "vm", r->vm, "start", start, "start_ns",
-			      (json_int_t)r->start_ns, "end", end, "end_ns", (json_int_t)r->end_ns,
-			      "ok", r->ok, "message", r->message, "snapshot", r->snapshot,
-			      "bytes_read", (json_int_t)r->bytes_read, "bytes_stored",
-			      (json_int_t)r->bytes_stored, "next_run_ns",
-			      (json_int_t)r->next_run_ns, "anomaly", r->anomaly);
-	return write_json(dir, file, j, err, errlen);
+	return write_json(dir, file, cairn_run_record_to_json(r), err, errlen);
 }
 
 static void copy_str(char *dst, size_t len, json_t *j, const char *key)
@@ -127,13 +132,8 @@ static void copy_str(char *dst, size_t len, json_t *j, const char *key)
 	snprintf(dst, len, "%s", s ? s : "");
 }
 
-static int parse_run(const char *path, struct cairn_run_record *r)
+void cairn_run_record_from_json(json_t *j, struct cairn_run_record *r)
 {
-	json_t *j = json_load_file(path, 0, NULL);
-	if (!json_is_object(j)) {
-		json_decref(j);
-		return -EBADMSG;
-	}
 	memset(r, 0, sizeof(*r));
 	copy_str(r->job, sizeof(r->job), j, "job");
 	copy_str(r->vm, sizeof(r->vm), j, "vm");
@@ -146,6 +146,16 @@ static int parse_run(const char *path, struct cairn_run_record *r)
 	r->bytes_stored = (uint64_t)json_integer_value(json_object_get(j, "bytes_stored"));
 	r->next_run_ns = json_integer_value(json_object_get(j, "next_run_ns"));
 	r->anomaly = json_is_true(json_object_get(j, "anomaly")); /* absent in older records */
+}
+
+static int parse_run(const char *path, struct cairn_run_record *r)
+{
+	json_t *j = json_load_file(path, 0, NULL);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return -EBADMSG;
+	}
+	cairn_run_record_from_json(j, r);
 	json_decref(j);
 	return 0;
 }

@@ -13,6 +13,7 @@
 #ifndef CAIRN_DAEMON_STATE_H
 #define CAIRN_DAEMON_STATE_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,6 +34,12 @@ struct cairn_run_record {
  * fsync, rename, fsync of DIR); DIR must exist. */
 int cairn_write_file_atomic(const char *dir, const char *name, const char *text, char *err,
 			    size_t errlen);
+
+/* A run record as JSON (the runs/ file's form, also each line of the job
+ * history), or NULL when out of memory; and back (absent fields stay 0 or
+ * empty, so older records read). */
+json_t *cairn_run_record_to_json(const struct cairn_run_record *r);
+void cairn_run_record_from_json(json_t *j, struct cairn_run_record *r);
 
 int cairn_state_record_run(const char *state_dir, const struct cairn_run_record *r,
 			   char *err, size_t errlen);
