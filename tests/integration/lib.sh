@@ -170,7 +170,9 @@ gen_stream() {
 
 # gen_text SEED BYTES — deterministic compressible-ish bytes (base64 text)
 gen_text() {
-	gen_stream "$1" $(( ($2 * 3 / 4) + 64 )) | base64 -w 76 | head -c "$2"
+	# base64 may still be writing its last line when head has its bytes:
+	# its SIGPIPE is not a failure
+	{ gen_stream "$1" $(( ($2 * 3 / 4) + 64 )) | base64 -w 76 || true; } | head -c "$2"
 }
 
 # write_at FILE OFFSET SEED LEN — overwrite LEN deterministic bytes at OFFSET
