@@ -133,11 +133,14 @@ mkimg_raw "$T/big.raw" 96M dense seed-big
 "$CAIRN" backup "$U/kill" --image "$T/big.raw" --limit-upload 12M >"$T/kill.out" 2>"$T/kill.err" &
 pid=$!
 BG_PIDS+=("$pid")
-for _ in $(seq 1 200); do
-	s3_keys kill/data/ | grep -q . && break
+# a loaded machine may take many seconds to the first pack: wait for it
+# as long as the backup runs
+for _ in $(seq 1 1200); do
+	[ -n "$(s3_keys kill/data/)" ] && break
+	kill -0 "$pid" 2>/dev/null || break
 	sleep 0.05
 done
-s3_keys kill/data/ | grep -q . || die "no pack appeared"
+[ -n "$(s3_keys kill/data/)" ] || die "no pack appeared (backup: $(cat "$T/kill.err"))"
 rgw_stop_gateway
 rc=0
 wait "$pid" || rc=$?
