@@ -53,6 +53,17 @@ trap 'echo "FAIL: $TEST_NAME: line $LINENO: command failed (rc=$?): $BASH_COMMAN
 # at_exit 'shell command' — run at exit (reverse order), before $T is removed
 at_exit() { CLEANUP_CMDS+=("$1"); }
 
+# start_agent_console CONF URL — `cairn agent` with CONF in the background
+# (stderr in $T/agent.log, its pid in AGENT, killed at exit), once its
+# console answers at URL and its log says it listens there
+start_agent_console() {
+	"$CAIRN" agent --config "$1" --foreground 2>"$T/agent.log" &
+	AGENT=$!
+	at_exit "kill $AGENT 2>/dev/null || true"
+	for _ in $(seq 50); do curl -s -o /dev/null "$2/" && break; sleep 0.2; done
+	grep -q "console listening on $2" "$T/agent.log" || die "no console: $(cat "$T/agent.log")"
+}
+
 die() {
 	echo "FAIL: $TEST_NAME: $*" >&2
 	exit 1

@@ -99,11 +99,8 @@ listen = 127.0.0.1:$PORT
 token-file = $T/token
 www-dir = $TOP_DIR/daemon/www
 EOF2
-"$CAIRN" agent --config "$T/cairn.conf" --foreground 2>"$T/agent.log" &
-AGENT=$!
-at_exit "kill $AGENT 2>/dev/null; cp '$T/agent.log' '$ART/agent.log' 2>/dev/null || true"
-for i in $(seq 50); do curl -s -o /dev/null "$U/" && break; sleep 0.2; done
-grep -q "console listening on $U" "$T/agent.log" || die "no console: $(cat "$T/agent.log")"
+start_agent_console "$T/cairn.conf" "$U"
+at_exit "cp '$T/agent.log' '$ART/agent.log' 2>/dev/null || true"
 
 # req METHOD PATH [CURL-ARGS...]: the body in $T/body, prints the status
 req() {

@@ -39,10 +39,7 @@ listen = 127.0.0.1:$PORT
 token-file = $T/token
 www-dir = $TOP_DIR/daemon/www
 EOF2
-"$CAIRN" agent --config "$T/cairn.conf" --foreground 2>"$T/agent.log" &
-AGENT=$!
-at_exit "kill $AGENT 2>/dev/null || true"
-for i in $(seq 50); do curl -s -o /dev/null "$U/" && break; sleep 0.2; done
+start_agent_console "$T/cairn.conf" "$U"
 vm_wait_records "$NAME" "$D" 20
 
 # run_job: runs the job through the API, waits, prints the VM's backup seconds
