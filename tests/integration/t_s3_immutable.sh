@@ -181,7 +181,8 @@ done
 cairn_q check "$U" --read-data
 
 step "gc extends the retention of what is in use, not of what is condemned or forgotten"
-p1=$(keys data/ | grep -v "$o1" | sed -n 1p)
+# a pack kept snapshots use: not one of the condemned o1, o3
+p1=$(keys data/ | grep -v -e "$o1" -e "$o3" | sed -n 1p)
 p_until=$(head_until "$p1")
 m_until=$(head_until "repo/snapshots/$ida1")
 o1_until=$(head_until "repo/data/${o1:0:2}/$o1")
