@@ -7,11 +7,10 @@
 #include <errno.h>
 #include <fnmatch.h>
 #include <libvirt/virterror.h>
-#include <libxml/parser.h>
-#include <libxml/xpath.h>
 #include <stdio.h>
 
 #include "domain.h"
+#include "base/xml.h"
 
 /* libvirt prints errors on stderr unless told otherwise; cairn reports
  * them itself. */
@@ -126,8 +125,7 @@ static int parse_disk(struct domain_job *j, xmlNodePtr n, struct domain_disk *d)
 
 static int parse_disks(struct domain_job *j)
 {
-	xmlDocPtr doc = xmlReadMemory(j->xml, (int)strlen(j->xml), "domain.xml", NULL,
-				      XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	xmlDocPtr doc = xml_parse(j->xml, 0);
 	if (!doc)
 		return set_err(j->err, j->errlen, -EBADMSG, "cannot parse the XML of domain %s",
 			       j->o->domain);
@@ -270,21 +268,14 @@ bool domain_checkpoint_covers(struct domain_job *j, const char *name, const char
 	char *xml = cp ? virDomainCheckpointGetXMLDesc(cp, 0) : NULL;
 	if (cp)
 		virDomainCheckpointFree(cp);
-	xmlDocPtr doc = xml ? xmlReadMemory(xml, (int)strlen(xml), "checkpoint.xml", NULL,
-					    XML_PARSE_NONET | XML_PARSE_NOERROR |
-						    XML_PARSE_NOWARNING)
-			    : NULL;
+	xmlDocPtr doc = xml_parse(xml, 0);
 	free(xml);
 	if (!doc)
 		return false;
 	char expr[160];
 	snprintf(expr, sizeof(expr),
 		 "/domaincheckpoint/disks/disk[@name='%s' and @checkpoint='bitmap']", target);
-	xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
-	xmlXPathObjectPtr res = ctx ? xmlXPathEvalExpression((const xmlChar *)expr, ctx) : NULL;
-	bool covered = res && res->nodesetval && res->nodesetval->nodeNr > 0;
-	xmlXPathFreeObject(res);
-	xmlXPathFreeContext(ctx);
+	bool covered = xml_xpath_any(doc, expr);
 	xmlFreeDoc(doc);
 	return covered;
 }

@@ -12,37 +12,25 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libxml/parser.h>
-#include <libxml/xpath.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "domain.h"
+#include "base/xml.h"
 
 #define NVRAM_DIR "/var/lib/libvirt/qemu/nvram"
 #define SWTPM_DIR "/var/lib/libvirt/swtpm"
 
-/* The value of XPath expr (a string() expression) in doc, or NULL. */
-static char *xpath_string(xmlXPathContextPtr ctx, const char *expr)
-{
-	xmlXPathObjectPtr res = xmlXPathEvalExpression((const xmlChar *)expr, ctx);
-	char *out = NULL;
-	if (res && res->type == XPATH_STRING && res->stringval && res->stringval[0])
-		out = strdup((const char *)res->stringval);
-	xmlXPathFreeObject(res);
-	return out;
-}
-
 static int find_nvram(struct domain_job *j, xmlXPathContextPtr ctx)
 {
-	char *path = xpath_string(ctx, "string(/domain/os/nvram)");
+	char *path = xml_xpath_string(ctx, "string(/domain/os/nvram)");
 	if (path) {
 		j->fw.nvram = path;
 		return 0;
 	}
-	_cleanup_free_ char *firmware = xpath_string(ctx, "string(/domain/os/@firmware)");
-	_cleanup_free_ char *loader = xpath_string(ctx, "string(/domain/os/loader/@type)");
+	_cleanup_free_ char *firmware = xml_xpath_string(ctx, "string(/domain/os/@firmware)");
+	_cleanup_free_ char *loader = xml_xpath_string(ctx, "string(/domain/os/loader/@type)");
 	/* libvirt's own choice for a UEFI domain without <nvram> */
 	if ((firmware && !strcmp(firmware, "efi")) || (loader && !strcmp(loader, "pflash")))
 		if (asprintf(&j->fw.nvram, NVRAM_DIR "/%s_VARS.fd", j->o->domain) < 0)
@@ -52,11 +40,11 @@ static int find_nvram(struct domain_job *j, xmlXPathContextPtr ctx)
 
 static int find_tpm(struct domain_job *j, xmlXPathContextPtr ctx)
 {
-	_cleanup_free_ char *type = xpath_string(ctx, "string(/domain/devices/tpm/backend/@type)");
+	_cleanup_free_ char *type = xml_xpath_string(ctx, "string(/domain/devices/tpm/backend/@type)");
 	if (!type || strcmp(type, "emulator"))
 		return 0;
 	_cleanup_free_ char *version =
-		xpath_string(ctx, "string(/domain/devices/tpm/backend/@version)");
+		xml_xpath_string(ctx, "string(/domain/devices/tpm/backend/@version)");
 	char uuid[VIR_UUID_STRING_BUFLEN];
 	if (virDomainGetUUIDString(j->dom, uuid) < 0)
 		return set_err(j->err, j->errlen, -EIO, "domain %s: %s", j->o->domain,
@@ -73,8 +61,7 @@ int domain_firmware_find(struct domain_job *j, bool live)
 	/* a running domain's definition names the files libvirt chose */
 	_cleanup_free_ char *xml = live ? virDomainGetXMLDesc(j->dom, 0) : NULL;
 	const char *text = xml ? xml : j->xml;
-	xmlDocPtr doc = xmlReadMemory(text, (int)strlen(text), "domain.xml", NULL,
-				      XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	xmlDocPtr doc = xml_parse(text, 0);
 	xmlXPathContextPtr ctx = doc ? xmlXPathNewContext(doc) : NULL;
 	int rc = ctx ? find_nvram(j, ctx) : -EBADMSG;
 	if (rc == 0)

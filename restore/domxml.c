@@ -1,6 +1,5 @@
 /* Rewriting a stored domain definition for a restore (see domxml.h). */
 #include <errno.h>
-#include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +7,7 @@
 
 #include "domxml.h"
 #include "base/util.h"
+#include "base/xml.h"
 
 struct rewrite {
 	const struct cairn_domxml_opts *o;
@@ -355,9 +355,7 @@ int cairn_domxml_rewrite(const char *xml, const struct cairn_domxml_opts *o,
 	if (!map_used || !disk_used)
 		return set_err(err, errlen, -ENOMEM, "out of memory");
 	/* NOBLANKS lets the output be re-indented after nodes are removed */
-	xmlDoc *doc = xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL,
-				    XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR |
-					    XML_PARSE_NOWARNING);
+	xmlDoc *doc = xml_parse(xml, XML_PARSE_NOBLANKS);
 	if (!doc)
 		return set_err(err, errlen, -EINVAL, "the stored domain XML does not parse");
 	struct rewrite w = { .o = o, .res = out, .map_used = map_used,

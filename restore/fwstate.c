@@ -3,8 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
-#include <libxml/parser.h>
-#include <libxml/xpath.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +11,7 @@
 #include <unistd.h>
 
 #include "fwstate.h"
+#include "base/xml.h"
 #include "repo/firmware.h"
 
 #define NVRAM_DIR "/var/lib/libvirt/qemu/nvram"
@@ -32,37 +31,18 @@ struct stored {
 	char *loader, *nvram_template, *name;
 };
 
-static char *xpath_string(xmlXPathContextPtr ctx, const char *expr)
-{
-	xmlXPathObjectPtr res = xmlXPathEvalExpression((const xmlChar *)expr, ctx);
-	char *out = NULL;
-	if (res && res->type == XPATH_STRING && res->stringval && res->stringval[0])
-		out = strdup((const char *)res->stringval);
-	xmlXPathFreeObject(res);
-	return out;
-}
-
-static bool xpath_is(xmlXPathContextPtr ctx, const char *expr, const char *value)
-{
-	_cleanup_free_ char *v = xpath_string(ctx, expr);
-	return v && !strcmp(v, value);
-}
-
 static int read_stored(const char *xml, struct stored *st)
 {
-	xmlDocPtr doc = xml ? xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL,
-					    XML_PARSE_NONET | XML_PARSE_NOERROR |
-						    XML_PARSE_NOWARNING)
-			    : NULL;
+	xmlDocPtr doc = xml_parse(xml, 0);
 	xmlXPathContextPtr ctx = doc ? xmlXPathNewContext(doc) : NULL;
 	if (ctx) {
-		st->efi_auto = xpath_is(ctx, "string(/domain/os/@firmware)", "efi");
-		st->pflash = xpath_is(ctx, "string(/domain/os/loader/@type)", "pflash");
-		st->loader = xpath_string(ctx, "string(/domain/os/loader)");
-		st->nvram_template = xpath_string(ctx, "string(/domain/os/nvram/@template)");
-		st->tpm = xpath_is(ctx, "string(/domain/devices/tpm/backend/@type)", "emulator");
-		st->tpm12 = xpath_is(ctx, "string(/domain/devices/tpm/backend/@version)", "1.2");
-		st->name = xpath_string(ctx, "string(/domain/name)");
+		st->efi_auto = xml_xpath_is(ctx, "string(/domain/os/@firmware)", "efi");
+		st->pflash = xml_xpath_is(ctx, "string(/domain/os/loader/@type)", "pflash");
+		st->loader = xml_xpath_string(ctx, "string(/domain/os/loader)");
+		st->nvram_template = xml_xpath_string(ctx, "string(/domain/os/nvram/@template)");
+		st->tpm = xml_xpath_is(ctx, "string(/domain/devices/tpm/backend/@type)", "emulator");
+		st->tpm12 = xml_xpath_is(ctx, "string(/domain/devices/tpm/backend/@version)", "1.2");
+		st->name = xml_xpath_string(ctx, "string(/domain/name)");
 	}
 	xmlXPathFreeContext(ctx);
 	xmlFreeDoc(doc);

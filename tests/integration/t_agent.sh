@@ -234,4 +234,18 @@ grep -q "job nightly: missed its run at .*, running at" "$T/catchup.log" ||
 	die "the catch-up was not announced: $(cat "$T/catchup.log")"
 kill -TERM "$agent"
 wait "$agent" || die "the agent did not stop cleanly after SIGTERM"
+
+step "a damaged manifest in the repository fails the run, and status names it"
+dmg=$(snap_id "$R" "$A")
+flip_byte "$R/snapshots/$dmg" 40
+"$CAIRN" agent --config "$T/catchup.conf" --run-job nightly 2>"$T/dmg.log" &&
+	die "a run that met a damaged manifest reported success"
+grep -q "repository damage: .*${dmg:0:12}.*damaged" "$T/dmg.log" ||
+	die "the run does not name the damaged manifest: $(cat "$T/dmg.log")"
+"$CAIRN" status --state-dir "$STATE" --json >"$T/status.json" || true
+assert_eq "$(json '[r["ok"] for r in j if r["job"] == "nightly"]' <"$T/status.json")" "[false]" "nightly's record after damage"
+json '[r["message"] for r in j if r["job"] == "nightly"][0]' <"$T/status.json" | grep -q "repository damage: .*${dmg:0:12}" ||
+	die "status does not name the damaged manifest: $(cat "$T/status.json")"
+"$CAIRN" status --state-dir "$STATE" >"$T/status.txt" && die "status exits 0 after a damaged run"
+grep -q "$A .*FAILED" "$T/status.txt" || die "status does not show the failed run"
 pass

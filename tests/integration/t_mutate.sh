@@ -69,6 +69,33 @@ for enc in none aes-256-gcm; do
 	grep -q "${new:0:12}.*damaged" "$T/last.err" || die "replicate says nothing on stderr"
 	assert_eq "$(json 'any("'"${new:0:12}"'" in w for w in j["warnings"])' <"$T/last.out")" true \
 		"replicate --json names the damaged manifest"
+	step "[$enc] serve, mount, instant-restore and verify-boot refuse latest; latest-readable names it"
+	for cmd in "serve $R latest --socket $T/nbd.sock" "mount $R latest $T/mnt" \
+		"instant-restore $R latest --name cairn-t-never" "verify-boot $R latest"; do
+		mkdir -p "$T/mnt"
+		# shellcheck disable=SC2086 # the words of $cmd are the arguments
+		expect_fail 3 "$CAIRN" $cmd
+		assert_msg_matches "snapshot ${new:0:12} \\(written [0-9T:Z-]+\\) is damaged.*latest-readable"
+	done
+	[ ! -e "$T/nbd.sock" ] || die "a refused serve left a socket"
+	cairn_q serve "$R" latest-readable --socket "$T/nbd.sock" --json
+	at_exit "'$CAIRN' serve --stop --socket '$T/nbd.sock'"
+	grep -q "${new:0:12}.*damaged" "$T/last.err" || die "serve latest-readable says nothing on stderr"
+	assert_eq "$(json 'j["snapshot"] == "'"$old"'" and any("'"${new:0:12}"'" in w for w in j["warnings"])' <"$T/last.out")" \
+		true "serve --json: the older snapshot, and a warning naming the damaged one"
+	nbdcopy "nbd+unix:///?socket=$T/nbd.sock" "$T/served.raw"
+	cmp "$T/served.raw" "$T/a1.raw" || die "serve latest-readable served other bytes than the older snapshot"
+	cairn_q serve --stop --socket "$T/nbd.sock"
+	rm -f "$T/served.raw"
+	if command -v nbdfuse >/dev/null && [ -c /dev/fuse ]; then
+		cairn_q mount "$R" latest-readable "$T/mnt" --json
+		at_exit "'$CAIRN' umount '$T/mnt'"
+		grep -q "${new:0:12}.*damaged" "$T/last.err" || die "mount latest-readable says nothing on stderr"
+		assert_eq "$(json 'any("'"${new:0:12}"'" in w for w in j["warnings"])' <"$T/last.out")" true \
+			"mount --json warnings name the damaged manifest"
+		cmp "$T/mnt/$(json 'j["disk"]' <"$T/last.out")" "$T/a1.raw" || die "mount latest-readable shows other bytes"
+		cairn_q umount "$T/mnt"
+	fi
 	expect_fail 3 "$CAIRN" restore "$R" "$new" --to "$T/x.raw"
 	expect_fail 3 "$CAIRN" ls "$R" latest
 	expect_fail 3 "$CAIRN" check "$R"
