@@ -50,19 +50,6 @@ static const struct pack_file *find_pack(const struct pack_list *l, const cairn_
 	return l->n ? bsearch(id, l->v, l->n, sizeof(*l->v), cmp_pack) : NULL;
 }
 
-static void report(cairn_report_fn fn, void *opaque, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void report(cairn_report_fn fn, void *opaque, const char *fmt, ...)
-{
-	char line[600];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	if (fn)
-		fn(opaque, line);
-}
-
 /* Per-pack verification result, filled by a worker. */
 struct pack_verdict {
 	char problem[300];
@@ -198,7 +185,7 @@ static int check_consume(void *opaque, uint64_t seq, unsigned slot)
 	struct check_ctx *c = opaque;
 	struct pack_verdict *v = &c->verdicts[slot];
 	if (v->problem[0]) {
-		report(c->report, c->opaque, "%s", v->problem);
+		reportf(c->report, c->opaque, "%s", v->problem);
 		c->problems++;
 	}
 	const cairn_id *pack = &c->packs->v[seq].id;
@@ -239,7 +226,7 @@ static int check_index_entries(struct check_ctx *c)
 		if (!reported[e->pack]) {
 			char hex[65];
 			hex_encode(r->idx.packs[e->pack].b, CAIRN_ID_LEN, hex);
-			report(c->report, c->opaque, "pack %s: %s", hex,
+			reportf(c->report, c->opaque, "pack %s: %s", hex,
 			       pf ? "shorter than the index says (truncated)"
 				  : "in the index but missing");
 			c->problems++;
@@ -271,7 +258,7 @@ static void check_firmware(struct check_ctx *c, const struct cairn_snapshot *s, 
 			    !blob_ok(c, &fw->chunks[ch]))
 				bad++;
 		if (bad) {
-			report(c->report, c->opaque,
+			reportf(c->report, c->opaque,
 			       "snapshot %.12s (%s) %s state %s: %zu of %zu chunks missing or damaged",
 			       id, s->name, fw->kind, fw->path, bad, fw->nchunks);
 			c->problems++;
@@ -290,7 +277,7 @@ static int check_snapshots(struct check_ctx *c)
 	if (rc < 0)
 		return rc;
 	for (size_t i = warn_before; i < r->nwarnings; i++) {
-		report(c->report, c->opaque, "%s", r->warnings[i]);
+		reportf(c->report, c->opaque, "%s", r->warnings[i]);
 		c->problems++;
 	}
 	for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -308,7 +295,7 @@ static int check_snapshots(struct check_ctx *c)
 				break;
 			}
 			if (lrc < 0) {
-				report(c->report, c->opaque,
+				reportf(c->report, c->opaque,
 				       "snapshot %.12s (%s) disk %s: chunk map unreadable", id,
 				       v[i]->name, d->name);
 				c->problems++;
@@ -320,7 +307,7 @@ static int check_snapshots(struct check_ctx *c)
 				    !blob_ok(c, &d->map[ch]))
 					bad++;
 			if (bad) {
-				report(c->report, c->opaque,
+				reportf(c->report, c->opaque,
 				       "snapshot %.12s (%s) disk %s: %llu of %llu chunks missing or damaged",
 				       id, v[i]->name, d->name, (unsigned long long)bad,
 				       (unsigned long long)d->nchunks);
@@ -395,7 +382,7 @@ int cairn_repo_check(struct cairn_repo *r, const struct cairn_check_opts *o)
 	if (rc < 0)
 		return rc;
 	for (size_t i = warn_before; i < r->nwarnings; i++) {
-		report(fn, opaque, "%s", r->warnings[i]);
+		reportf(fn, opaque, "%s", r->warnings[i]);
 		c.problems++;
 	}
 	if ((rc = list_packs(r, &packs)) < 0)
@@ -474,7 +461,7 @@ int cairn_repo_repair_index(struct cairn_repo *r, cairn_report_fn fn, void *opaq
 		if (prc == -ENOMEM)
 			rc = prc;
 		else if (prc < 0)
-			report(fn, opaque, "pack %s: directory unreadable, not indexed", hex);
+			reportf(fn, opaque, "pack %s: directory unreadable, not indexed", hex);
 		else
 			ids[good++] = packs.v[i].id;
 	}

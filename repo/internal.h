@@ -334,6 +334,10 @@ int list_names(struct cairn_repo *r, const char *dir, struct name_list *out);
 size_t name_list_match(const struct name_list *l, const char *prefix,
 		       const char **match);
 
+/* One formatted line to a caller's report callback (FN may be NULL). */
+void reportf(cairn_report_fn fn, void *opaque, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* A pack being assembled in memory (docs/design.md section 6). */
 struct pack_builder {
 	size_t size_hint; /* expected pack size; 0 = unknown */

@@ -111,19 +111,6 @@ static bool matches_name(const char *name, const struct buf *bytes)
 	return !memcmp(&want, &got, sizeof(got));
 }
 
-static void say(const struct cairn_overwrite_opts *o, cairn_report_fn fn, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void say(const struct cairn_overwrite_opts *o, cairn_report_fn fn, const char *fmt, ...)
-{
-	char line[600];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	if (fn)
-		fn(o->opaque, line);
-}
-
 /* The newest older version of c whose bytes match its name, into good;
  * its index in c->older, or -ENOENT. */
 static int find_original(struct cairn_repo *r, const struct candidate *c, struct buf *good)
@@ -182,11 +169,11 @@ static int judge(struct cairn_repo *r, const struct candidate *c,
 	int at = find_original(r, c, &good);
 	if (at == -ENOENT) {
 		res->unrepairable++;
-		say(o, o->report, "%s: overwritten: its current version does not match its name, "
+		reportf(o->report, o->opaque, "%s: overwritten: its current version does not match its name, "
 		    "and no older version does", c->name);
 		rc = 0;
 	} else if (at >= 0 && !o->repair) {
-		say(o, o->report, "%s: overwritten: its current version does not match its name; "
+		reportf(o->report, o->opaque, "%s: overwritten: its current version does not match its name; "
 		    "older version %s does (cairn check --repair puts it back)", c->name,
 		    c->older[at]);
 		rc = 0;
@@ -196,7 +183,7 @@ static int judge(struct cairn_repo *r, const struct candidate *c,
 			rc = repo_err(r, rc, "cannot put back %s: %s", c->name, strerror(-rc));
 		else if ((rc = add_restored_pack(packs, c->name)) == 0) {
 			res->restored++;
-			say(o, o->repaired, "%s: overwritten; put back its older version %s, "
+			reportf(o->repaired, o->opaque, "%s: overwritten; put back its older version %s, "
 			    "which matches its name", c->name, c->older[at]);
 		}
 	} else {
@@ -225,7 +212,7 @@ int cairn_repo_overwrite_scan(struct cairn_repo *r, const struct cairn_overwrite
 		}
 		if ((rc == -EACCES || rc == -EPERM) && !res->versioned) {
 			/* a backup host's credentials: the trusted node's check does it */
-			say(o, o->notice, "overwritten objects not looked for: these credentials may "
+			reportf(o->notice, o->opaque, "overwritten objects not looked for: these credentials may "
 			    "not list object versions (%s)", strerror(-rc));
 			scan_free(&s);
 			free(packs.v);

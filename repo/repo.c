@@ -457,3 +457,15 @@ int cairn_repo_read_chunk(struct cairn_repo *r, const cairn_id *id, void *buf, s
 {
 	return read_blob(r, id, buf, cap, false);
 }
+
+void reportf(cairn_report_fn fn, void *opaque, const char *fmt, ...)
+{
+	if (!fn)
+		return;
+	char line[600];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fn(opaque, line);
+}

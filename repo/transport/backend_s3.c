@@ -203,15 +203,21 @@ static int s3_stat(struct cairn_backend *b, const char *name, uint64_t *size)
 	return rc;
 }
 
+/* The object's headers (HEAD), for its time and its Object Lock date. */
+static int s3_head(struct cairn_backend *b, const char *name, struct s3_response *rs)
+{
+	curl_req_clear_error();
+	struct s3_request rq = { .method = "HEAD", .key = name };
+	return s3_request(to_s3(b)->client, &rq, rs);
+}
+
 /* Last-Modified has whole seconds: the last nanosecond of that second, so
  * that an object written in the second a snapshot began is never taken
  * for one written before it (repo/snapshot_resolve.c). */
 static int s3_mtime(struct cairn_backend *b, const char *name, int64_t *ns)
 {
-	curl_req_clear_error();
-	struct s3_request rq = { .method = "HEAD", .key = name };
 	struct s3_response rs;
-	int rc = s3_request(to_s3(b)->client, &rq, &rs);
+	int rc = s3_head(b, name, &rs);
 	if (rc < 0)
 		return rc;
 	time_t t = rs.last_modified[0] ? curl_getdate(rs.last_modified, NULL) : -1;
@@ -538,10 +544,8 @@ static int s3_set_immutable(struct cairn_backend *b, unsigned days, bool check, 
 
 static int s3_retention(struct cairn_backend *b, const char *name, int64_t *until_s)
 {
-	curl_req_clear_error();
-	struct s3_request rq = { .method = "HEAD", .key = name };
 	struct s3_response rs;
-	int rc = s3_request(to_s3(b)->client, &rq, &rs);
+	int rc = s3_head(b, name, &rs);
 	if (rc < 0)
 		return rc;
 	int64_t t = rs.retain_until[0] ? s3_parse_time(rs.retain_until) : 0;
