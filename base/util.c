@@ -159,6 +159,18 @@ int buf_append(struct buf *b, const void *data, size_t len)
 	return 0;
 }
 
+void one_line(char *s)
+{
+	for (unsigned char *p = (unsigned char *)s; *p; p++) {
+		if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+			*p = '?';
+		else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+			p[0] = p[1] = '?';
+		else if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9))
+			p[0] = p[1] = p[2] = '?';
+	}
+}
+
 int set_err(char *err, size_t len, int rc, const char *fmt, ...)
 {
 	if (err && len) {
@@ -166,6 +178,7 @@ int set_err(char *err, size_t len, int rc, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(err, len, fmt, ap);
 		va_end(ap);
+		one_line(err);
 	}
 	return rc;
 }

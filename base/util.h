@@ -90,6 +90,12 @@ static inline void buf_free(struct buf *b)
 }
 
 /* snprintf into an error buffer (err may be NULL); returns rc for chaining. */
+/* Makes S one printable line in place: control characters (C0 but tab, DEL, and
+ * C1, U+2028 and U+2029 in UTF-8) become '?'. Messages quote bytes from
+ * damaged objects, and an error must stay one line on a terminal and in
+ * a log. */
+void one_line(char *s);
+/* Formats a one-line message (see one_line) into err and returns rc. */
 int set_err(char *err, size_t len, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 

@@ -48,7 +48,7 @@ static void vprint(const char *prefix, const char *fmt, va_list ap)
 {
 	char line[1024];
 	vsnprintf(line, sizeof(line), fmt, ap);
-	line[strcspn(line, "\n")] = '\0'; /* one line, always */
+	one_line(line);
 	fprintf(stderr, "cairn: %s%s\n", prefix, line);
 }
 
@@ -80,7 +80,10 @@ void cli_warn(const char *fmt, ...)
 
 int cli_fail(int rc, const char *msg)
 {
-	fprintf(stderr, "cairn: %s\n", msg && *msg ? msg : strerror(-rc));
+	char line[1024];
+	snprintf(line, sizeof(line), "%s", msg && *msg ? msg : strerror(-rc));
+	one_line(line);
+	fprintf(stderr, "cairn: %s\n", line);
 	switch (-rc) {
 	case EBADMSG:
 	case EKEYREJECTED:

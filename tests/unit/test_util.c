@@ -13,6 +13,19 @@
 
 /* ---- hex ---------------------------------------------------------------- */
 
+/* A message quoting damaged bytes stays one printable line; UTF-8 text
+ * (a path with accents) is kept. */
+static void test_one_line(void **state)
+{
+	(void)state;
+	char s[] = "near 'a\rb\nc\x0c\x7f' caf\xc3\xa9 \xc2\x85x \xe2\x80\xa8y";
+	one_line(s);
+	assert_string_equal(s, "near 'a?b?c?" "?' caf\xc3\xa9 ?" "?x ?" "?" "?y");
+	char err[64];
+	assert_int_equal(set_err(err, sizeof(err), -EBADMSG, "config is damaged: %s", "x\ny"), -EBADMSG);
+	assert_string_equal(err, "config is damaged: x?y");
+}
+
 static void test_hex_encode_known(void **state)
 {
 	(void)state;
@@ -420,6 +433,7 @@ static void test_set_err(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_one_line),
 		cmocka_unit_test(test_hex_encode_known),
 		cmocka_unit_test(test_hex_encode_empty),
 		cmocka_unit_test(test_hex_round_trip),
