@@ -21,6 +21,7 @@
 #define PREFETCH_WORKERS 4
 #define PREFETCH_QUEUE 16
 #define READAHEAD_STEP (8u * 1024 * 1024) /* the planner's largest range */
+#define READAHEAD_MAX (128u * 1024 * 1024)
 
 struct cairn_serve_reader {
 	struct cairn_repo *r;
@@ -152,12 +153,26 @@ static int open_cache_dir(struct cairn_serve_reader *rd, const struct cairn_serv
 	return blob_cache_open(o->cache_dir, max, &rd->bc, err, errlen);
 }
 
-/* Read-ahead steps of the planner's largest range, a window of several. */
-static void size_readahead(struct cairn_serve_reader *rd, const struct cairn_serve_reader_opts *o)
+/* Ranges fetched ahead at once: as many as the store runs requests in
+ * parallel, so that a remote store's round trips overlap (a WAN's round
+ * trip is hidden only with every connection busy). */
+static unsigned prefetch_workers(const struct cairn_repo *r, const struct cairn_serve_reader_opts *o)
+{
+	if (o && o->prefetch_workers)
+		return o->prefetch_workers;
+	return MAX(PREFETCH_WORKERS, cairn_repo_read_workers(r));
+}
+
+/* Read-ahead steps of the planner's largest range, a window of one step
+ * per prefetch worker (within READAHEAD_MAX), at least the default. */
+static void size_readahead(struct cairn_serve_reader *rd, const struct cairn_serve_reader_opts *o,
+			   unsigned workers)
 {
 	uint64_t cs = rd->d->chunk_size;
-	size_t ahead = o && o->readahead_bytes ? o->readahead_bytes
-					       : CAIRN_SERVE_READER_DEFAULT_READAHEAD;
+	size_t ahead = o && o->readahead_bytes
+			       ? o->readahead_bytes
+			       : MAX(CAIRN_SERVE_READER_DEFAULT_READAHEAD,
+				     MIN(READAHEAD_MAX, (size_t)workers * READAHEAD_STEP));
 	rd->step_slots = MAX(1, READAHEAD_STEP / cs);
 	rd->ahead_slots = MAX(2 * rd->step_slots, ahead / cs);
 }
@@ -173,9 +188,9 @@ int cairn_serve_reader_new(struct cairn_repo *r, const struct cairn_disk *d,
 		return set_err(err, errlen, -ENOMEM, "out of memory");
 	rd->r = r;
 	rd->d = d;
-	size_readahead(rd, o);
+	unsigned workers = prefetch_workers(r, o);
+	size_readahead(rd, o, workers);
 	uint64_t window = rd->ahead_slots * d->chunk_size;
-	unsigned workers = o && o->prefetch_workers ? o->prefetch_workers : PREFETCH_WORKERS;
 	/* the read-ahead window must fit in the memory cache twice over, or
 	 * slots fetched ahead would evict each other before they are read */
 	size_t cache = o && o->cache_bytes ? o->cache_bytes : CAIRN_SERVE_READER_DEFAULT_CACHE;

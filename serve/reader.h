@@ -32,8 +32,12 @@
 
 struct cairn_serve_reader_opts {
 	size_t cache_bytes; /* decoded chunks in memory; 0: the default above */
-	size_t readahead_bytes; /* ahead of a sequential stream; 0: the default */
-	unsigned prefetch_workers; /* ranges fetched ahead at once; 0: 4 */
+	/* ahead of a sequential stream; 0: 8 MiB per prefetch worker, at
+	 * least the default above, at most 128 MiB */
+	size_t readahead_bytes;
+	/* ranges fetched ahead at once; 0: the store's read workers (its
+	 * connections), at least 4 */
+	unsigned prefetch_workers;
 	/* the on-disk cache (serve/blob_cache.h): NULL none; bounded by
 	 * cache_dir_bytes (0: BLOB_CACHE_DEFAULT_SIZE) */
 	const char *cache_dir;
