@@ -62,15 +62,16 @@ dom_xml() {
 </domain>
 EOF
 }
-# wait_kernel NAME — waits (up to 150 s) until OVMF has handed over to the kernel
+# wait_kernel NAME CONSOLE — waits (up to 150 s) until OVMF has handed over
+# to the kernel
 wait_kernel() {
 	local i
 	for i in $(seq 1 150); do
-		grep -q "Linux version" "$D/$1.console" 2>/dev/null && return 0
-		[ "$(virsh domstate "$1" 2>/dev/null)" = running ] || die "$1 is not running: $(tail -3 "$D/$1.console" 2>&1)"
+		grep -q "Linux version" "$2" 2>/dev/null && return 0
+		[ "$(virsh domstate "$1" 2>/dev/null)" = running ] || die "$1 is not running: $(tail -3 "$2" 2>&1 || true)"
 		sleep 1
 	done
-	die "$1 did not reach the kernel in 150s: $(tail -5 "$D/$1.console" 2>&1)"
+	die "$1 did not reach the kernel in 150s: $(tail -5 "$2" 2>&1 || true)"
 }
 
 step "first start: libvirt picks the firmware and makes the NVRAM, swtpm the TPM state"
@@ -78,7 +79,7 @@ dom_xml "$NAME" " firmware='efi'" "" "
     <tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>" >"$D/dom.xml"
 virsh -q define "$D/dom.xml" >/dev/null
 virsh -q start "$NAME" >/dev/null
-wait_kernel "$NAME"
+wait_kernel "$NAME" "$D/$NAME.console"
 template=$(virsh dumpxml "$NAME" | sed -n "s:.*<nvram[^>]*template='\([^']*\)'.*:\1:p")
 virsh -q destroy "$NAME" >/dev/null
 NV=$NVDIR/${NAME}_VARS.fd
@@ -94,7 +95,7 @@ cairn_q init "$R"
 cairn_q backup "$R" --domain "$NAME" --json
 s1=$(json 'j["snapshot"]' <"$T/last.out")
 cairn_q ls "$R" "$s1" --json
-assert_eq "$(json 'sorted(set(f["kind"] for f in j["firmware"]))' <"$T/last.out")" "['nvram', 'tpm']" "firmware kinds stored"
+assert_eq "$(json 'sorted(set(f["kind"] for f in j["firmware"]))' <"$T/last.out")" '["nvram", "tpm"]' "firmware kinds stored"
 assert_eq "$(json '[f["size"] for f in j["firmware"] if f["kind"] == "nvram"]' <"$T/last.out")" "[$(file_size "$NV")]" "stored NVRAM size"
 cairn_q ls "$R" "$s1"
 grep -qi "nvram" "$T/last.out" || die "ls does not show the NVRAM: $(cat "$T/last.out")"
@@ -111,6 +112,7 @@ cmp "$NV" "$T/nvram0" || die "restore --as changed the original's NVRAM"
 assert_eq "$(tpm_state "$NAME")" "$tpm0" "the original's TPM state after restore --as"
 
 step "instant-restore: a running copy with its own NVRAM and TPM state; the original's untouched"
+rm -f "$D/$NAME.console" # the stored definition's console, written by the copy
 cairn_q instant-restore "$R" "$s1" --name "$INST"
 grep -q "restored the .* of domain $INST" "$T/last.out" || die "instant-restore does not name the firmware state: $(cat "$T/last.out")"
 [ "$(virsh domstate "$INST")" = running ] || die "$INST is not running"
@@ -120,7 +122,7 @@ nv_inst=$(nvram_of "$INST")
 [ -s "$nv_inst" ] || die "the instant copy has no NVRAM file"
 [ "$(tpm_dir_of "$INST")" != "$(tpm_dir_of "$NAME")" ] || die "the instant copy shares the original's TPM directory"
 [ -s "$(tpm_dir_of "$INST")/tpm2-00.permall" ] || die "the instant copy has no TPM state"
-wait_kernel "$INST"
+wait_kernel "$INST" "$D/$NAME.console"
 virsh -q destroy "$INST" >/dev/null
 cairn_q instant-restore --stop "$INST"
 cmp "$NV" "$T/nvram0" || die "instant-restore changed the original's NVRAM"
@@ -132,7 +134,7 @@ cairn_q init "$P" --chunk-size 128K
 cairn_q replicate "$R" "$P" --verify
 s2=$(snap_id "$P" "$NAME")
 cairn_q ls "$P" "$s2" --json
-assert_eq "$(json 'sorted(set(f["kind"] for f in j["firmware"]))' <"$T/last.out")" "['nvram', 'tpm']" "firmware kinds in the replica"
+assert_eq "$(json 'sorted(set(f["kind"] for f in j["firmware"]))' <"$T/last.out")" '["nvram", "tpm"]' "firmware kinds in the replica"
 cairn_q restore "$P" "$s2" --to "$D/rep" --define --as "$REP"
 cmp "$(nvram_of "$REP")" "$T/nvram0" || die "the replica's NVRAM differs from the NVRAM at backup time"
 assert_eq "$(tpm_state "$REP")" "$tpm0" "the replica's TPM state"
