@@ -533,6 +533,18 @@ splice_section() {
     mv "$tmp" "$md"
 }
 
+# keep_sections OLD NEW — every measured section of OLD (its begin/end
+# markers and what is between) spliced into NEW, which has none of them
+keep_sections() {
+    local old=$1 new=$2 name
+    for name in vm lifecycle replicate wan thin hostkeys; do
+        KEPT_BLOCK=$WORK/kept-$name.md
+        sed -n "/^<!-- $name-bench begin -->\$/,/^<!-- $name-bench end -->\$/p" "$old" >"$KEPT_BLOCK"
+        if [ -s "$KEPT_BLOCK" ]; then splice_section "$name" kept_block "$new"; fi
+    done
+}
+kept_block() { cat "$KEPT_BLOCK"; }
+
 # ---------------------------------------------------------------- main
 
 # only_section wan|thin: run that section alone and splice it into OUT_MD
@@ -619,6 +631,8 @@ main() {
 
     local tmp="$WORK/benchmarks.md.tmp"
     write_report "$tmp"
+    # a disk-only run keeps the sections it did not measure
+    if [ "$ONLY" = disk ] && [ -f "$OUT_MD" ]; then keep_sections "$OUT_MD" "$tmp"; fi
     mv "$tmp" "$OUT_MD"
     if has_tool restic && [ -z "$ONLY" ]; then
         . "$BENCH_HERE/lifecycle.sh"
