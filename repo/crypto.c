@@ -60,16 +60,25 @@ int aead_open(const uint8_t key[KEY_LEN], const void *aad, size_t aadlen,
 	return 0;
 }
 
+/* A derivation context of OpenSSL's KDF NAME: -ENOSYS when this OpenSSL
+ * lacks it. */
+static int kdf_ctx_new(const char *name, EVP_KDF_CTX **ctx)
+{
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, name, NULL);
+	if (!kdf)
+		return -ENOSYS;
+	*ctx = EVP_KDF_CTX_new(kdf);
+	EVP_KDF_free(kdf);
+	return *ctx ? 0 : -ENOMEM;
+}
+
 int scrypt_kdf(const char *password, const uint8_t *salt, size_t saltlen,
 	       uint64_t n, uint32_t r, uint32_t p, uint8_t out[KEY_LEN])
 {
-	EVP_KDF *kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_SCRYPT, NULL);
-	if (!kdf)
-		return -ENOSYS;
-	EVP_KDF_CTX *ctx = EVP_KDF_CTX_new(kdf);
-	EVP_KDF_free(kdf);
-	if (!ctx)
-		return -ENOMEM;
+	EVP_KDF_CTX *ctx;
+	int rc = kdf_ctx_new(OSSL_KDF_NAME_SCRYPT, &ctx);
+	if (rc < 0)
+		return rc;
 	uint64_t maxmem = 1ull << 30;
 	OSSL_PARAM params[] = {
 		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PASSWORD,
@@ -90,13 +99,10 @@ int scrypt_kdf(const char *password, const uint8_t *salt, size_t saltlen,
 int hkdf_sha256(const uint8_t *ikm, size_t ikmlen, const uint8_t *salt, size_t saltlen,
 		const char *info, uint8_t out[KEY_LEN])
 {
-	EVP_KDF *kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL);
-	if (!kdf)
-		return -ENOSYS;
-	EVP_KDF_CTX *ctx = EVP_KDF_CTX_new(kdf);
-	EVP_KDF_free(kdf);
-	if (!ctx)
-		return -ENOMEM;
+	EVP_KDF_CTX *ctx;
+	int rc = kdf_ctx_new(OSSL_KDF_NAME_HKDF, &ctx);
+	if (rc < 0)
+		return rc;
 	OSSL_PARAM params[] = {
 		OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
 		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikmlen),

@@ -15,6 +15,7 @@ int repo_err(struct cairn_repo *r, int rc, const char *fmt, ...)
 	const char *why = cairn_backend_error(r->be, rc);
 	if (why && n >= 0 && (size_t)n < sizeof(r->err))
 		snprintf(r->err + n, sizeof(r->err) - (size_t)n, " (%s)", why);
+	one_line(r->err);
 	pthread_mutex_unlock(&r->lock);
 	return rc;
 }
@@ -26,6 +27,7 @@ int repo_warn(struct cairn_repo *r, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	one_line(line);
 	pthread_mutex_lock(&r->lock);
 	/* the same damage met twice (a listing per command step) is said once */
 	for (size_t i = 0; i < r->nwarnings; i++)

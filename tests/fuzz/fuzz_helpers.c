@@ -222,3 +222,15 @@ void fuzz_envelope(const struct cairn_repo *r, const uint8_t *in, size_t len, bo
 	memcpy(out->p, hdr, 4);
 	out->len = len + NONCE_LEN + TAG_LEN;
 }
+
+struct cairn_repo *fuzz_repo_with_envelope(const uint8_t *data, size_t size, const char *dir)
+{
+	struct fuzz_in in = { data, size };
+	uint8_t mode = fuzz_u8(&in);
+	struct cairn_repo *r = fuzz_repo(mode & FUZZ_ENCRYPTED);
+	struct buf env = { 0 };
+	fuzz_envelope(r, in.p, in.n, mode & FUZZ_RAW, &env);
+	fuzz_put_hashed(r, dir, env.p, env.len);
+	buf_free(&env);
+	return r;
+}

@@ -42,6 +42,10 @@ void fuzz_put_hashed(struct cairn_repo *r, const char *dir, const void *data, si
  * encrypted and raw is false, else the bytes as they are. */
 void fuzz_envelope(const struct cairn_repo *r, const uint8_t *in, size_t len, bool raw,
 		   struct buf *out);
+/* The common input of the envelope targets (index, manifest, verification):
+ * a mode byte, then an envelope stored under dir/<its hash> in a new
+ * repository (encrypted when the mode says so), which is returned. */
+struct cairn_repo *fuzz_repo_with_envelope(const uint8_t *data, size_t size, const char *dir);
 /* A NUL-terminated copy of the input (the text parsers take strings). */
 char *fuzz_strdup(const uint8_t *data, size_t len);
 

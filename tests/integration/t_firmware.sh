@@ -26,11 +26,7 @@ NAME=cairn-t-fw-$$
 COPY=cairn-t-fw-copy-$$
 OLD=cairn-t-fw-old-$$
 NVDIR=/var/lib/libvirt/qemu/nvram
-fw_destroy() {
-	virsh -q destroy "$1" >/dev/null 2>&1 || true
-	virsh -q undefine "$1" --checkpoints-metadata --nvram --tpm >/dev/null 2>&1 || true
-}
-for n in "$NAME" "$COPY" "$OLD"; do at_exit "fw_destroy $n"; done
+for n in "$NAME" "$COPY" "$OLD"; do at_exit "vm_fw_destroy $n"; done
 
 # the guest's initramfs: busybox, efivarfs, and the init described above
 GUID=5ce4d3a2-6a6c-4c1e-9b3f-2f6e1c0a1b7d
@@ -100,11 +96,9 @@ wait_line() {
 	die "$1 did not print '$3' in 150s: $(tail -5 "$2" 2>/dev/null)"
 }
 line() { tr -d '\r' <"$1" | sed -n "s/.*cairn-guest: $2 //p" | tail -n 1; }
-nvram_of() { virsh dumpxml "$1" | sed -n 's:.*<nvram[^>]*>\(.*\)</nvram>.*:\1:p'; }
-tpm_dir_of() { echo "/var/lib/libvirt/swtpm/$(virsh domuuid "$1")/tpm2"; }
 # state NAME — digest of the domain's NVRAM and every TPM state file
 state() {
-	{ cat "$(nvram_of "$1")"; for f in "$(tpm_dir_of "$1")"/*; do basename "$f"; cat "$f"; done; } | md5sum | cut -c1-32
+	{ cat "$(vm_nvram_of "$1")"; for f in "$(vm_tpm_dir_of "$1")"/*; do basename "$f"; cat "$f"; done; } | md5sum | cut -c1-32
 }
 
 step "boot the UEFI+TPM guest; it stores boot count 1 in an EFI variable"
@@ -115,7 +109,7 @@ wait_line "$NAME" "$D/$NAME.console" ready
 assert_eq "$(line "$D/$NAME.console" efivar-was)" 0 "first boot's variables"
 assert_eq "$(line "$D/$NAME.console" tpm-rc)" 00000000 "TPM2_NV_Read of the EK certificate"
 ek=$(line "$D/$NAME.console" tpm-ek)
-nv=$(nvram_of "$NAME")
+nv=$(vm_nvram_of "$NAME")
 [ -n "$nv" ] && [ -s "$nv" ] || die "libvirt gave the domain no NVRAM file ($nv)"
 
 step "back up the running guest: NVRAM and TPM state go with the snapshot (warned: unencrypted)"
@@ -140,7 +134,7 @@ cairn_q backup "$R" --domain "$NAME"
 s2=$(snap_id "$R" "$NAME")
 assert_eq "$("$CAIRN" snapshots "$R" --json | json "[s['kind'] for s in j if s['id'].startswith('$s2')][0]")" incremental "second backup"
 cp "$nv" "$T/nvram2"
-tpm=$(tpm_dir_of "$NAME")
+tpm=$(vm_tpm_dir_of "$NAME")
 cp -a "$tpm" "$T/tpm2"
 want=$(state "$NAME")
 
@@ -156,9 +150,9 @@ virsh -q undefine "$NAME" --checkpoints-metadata --nvram --tpm >/dev/null
 [ ! -e "$nv" ] && [ ! -e "$tpm" ] || die "undefine left the firmware state"
 cairn_q restore "$R" "$s2" --to "$D/restored" --define
 grep -q "restored the NVRAM and TPM state of domain $NAME" "$T/last.out" || die "no firmware line: $(cat "$T/last.out")"
-cmp "$(nvram_of "$NAME")" "$T/nvram2" || die "restored NVRAM differs from the one at backup time"
-diff -r -x .lock "$(tpm_dir_of "$NAME")" "$T/tpm2" || die "restored TPM state differs from the one at backup time"
-[ "$(tpm_dir_of "$NAME")" != "$tpm" ] || die "restored domain kept the old UUID's TPM directory"
+cmp "$(vm_nvram_of "$NAME")" "$T/nvram2" || die "restored NVRAM differs from the one at backup time"
+diff -r -x .lock "$(vm_tpm_dir_of "$NAME")" "$T/tpm2" || die "restored TPM state differs from the one at backup time"
+[ "$(vm_tpm_dir_of "$NAME")" != "$tpm" ] || die "restored domain kept the old UUID's TPM directory"
 : >"$D/$NAME.console"
 virsh -q start "$NAME" >/dev/null
 wait_line "$NAME" "$D/$NAME.console" ready
@@ -171,13 +165,13 @@ virsh -q destroy "$NAME" >/dev/null
 orig=$(state "$NAME")
 : >"$D/$NAME.console"
 cairn_q restore "$R" "$s1" --to "$D/copy" --define --as "$COPY" --start
-[ "$(nvram_of "$COPY")" = "$NVDIR/${COPY}_VARS.fd" ] || die "copy's NVRAM is $(nvram_of "$COPY")"
-[ "$(tpm_dir_of "$COPY")" != "$(tpm_dir_of "$NAME")" ] || die "copy shares the TPM directory"
+[ "$(vm_nvram_of "$COPY")" = "$NVDIR/${COPY}_VARS.fd" ] || die "copy's NVRAM is $(vm_nvram_of "$COPY")"
+[ "$(vm_tpm_dir_of "$COPY")" != "$(vm_tpm_dir_of "$NAME")" ] || die "copy shares the TPM directory"
 wait_line "$COPY" "$D/$NAME.console" ready
 assert_eq "$(line "$D/$NAME.console" efivar-was)" 1 "copy's EFI variable (first snapshot)"
 assert_eq "$(line "$D/$NAME.console" tpm-ek)" "$ek" "copy's TPM (EK certificate)"
 assert_eq "$(state "$NAME")" "$orig" "original's NVRAM and TPM state after the copy ran"
-fw_destroy "$COPY"
+vm_fw_destroy "$COPY"
 
 step "a snapshot without firmware state (as older cairn wrote) restores as before, with a note"
 # the first manifest without its "firmware" key, stored as an uncompressed
@@ -201,7 +195,7 @@ cairn_q restore "$R" "$old" --to "$D/old" --define --as "$OLD"
 grep -q "note: the snapshot holds no NVRAM or TPM state" "$T/last.err" || die "no note: $(cat "$T/last.err")"
 grep -q "restored the" "$T/last.out" && die "claims firmware state it did not restore"
 [ ! -e "$NVDIR/${OLD}_VARS.fd" ] || die "an NVRAM file appeared for a snapshot without one"
-dom_nv=$(nvram_of "$OLD")
+dom_nv=$(vm_nvram_of "$OLD")
 [ "$dom_nv" = "$NVDIR/${OLD}_VARS.fd" ] || die "old snapshot's domain points at $dom_nv"
 
 step "check reads the firmware blobs, replicate carries them"

@@ -27,19 +27,13 @@ INST=cairn-t-fwa-inst-$$
 REP=cairn-t-fwa-rep-$$
 CUST=cairn-t-fwa-cust-$$
 NVDIR=/var/lib/libvirt/qemu/nvram
-fw_destroy() {
-	virsh -q destroy "$1" >/dev/null 2>&1 || true
-	virsh -q undefine "$1" --checkpoints-metadata --nvram --tpm >/dev/null 2>&1 || true
-}
-for n in "$NAME" "$COPY" "$INST" "$REP" "$CUST"; do at_exit "fw_destroy $n"; done
+for n in "$NAME" "$COPY" "$INST" "$REP" "$CUST"; do at_exit "vm_fw_destroy $n"; done
 at_exit "'$CAIRN' instant-restore --stop $INST; rm -rf /var/lib/cairn/instant/$INST"
 
-nvram_of() { virsh dumpxml "$1" | sed -n 's:.*<nvram[^>]*>\(.*\)</nvram>.*:\1:p'; }
-tpm_dir_of() { echo "/var/lib/libvirt/swtpm/$(virsh domuuid "$1")/tpm2"; }
 # tpm_state NAME — digest of every TPM state file of the domain, with names
 tpm_state() {
 	local f
-	for f in "$(tpm_dir_of "$1")"/*; do basename "$f"; cat "$f"; done | md5sum | cut -c1-32
+	for f in "$(vm_tpm_dir_of "$1")"/*; do basename "$f"; cat "$f"; done | md5sum | cut -c1-32
 }
 
 qemu-img create -q -f qcow2 "$D/vda.qcow2" 16M
@@ -85,7 +79,7 @@ virsh -q destroy "$NAME" >/dev/null
 NV=$NVDIR/${NAME}_VARS.fd
 [ -s "$NV" ] || die "libvirt made no NVRAM at $NV"
 [ -z "$template" ] || ! cmp -s "$NV" "$template" || die "OVMF wrote nothing into the NVRAM (still $template)"
-[ -s "$(tpm_dir_of "$NAME")/tpm2-00.permall" ] || die "no TPM state in $(tpm_dir_of "$NAME")"
+[ -s "$(vm_tpm_dir_of "$NAME")/tpm2-00.permall" ] || die "no TPM state in $(vm_tpm_dir_of "$NAME")"
 cp "$NV" "$T/nvram0"
 tpm0=$(tpm_state "$NAME")
 
@@ -103,10 +97,10 @@ grep -qi "nvram" "$T/last.out" || die "ls does not show the NVRAM: $(cat "$T/las
 step "restore --define --as: the copy's own NVRAM and TPM state, byte-identical to the backup's"
 cairn_q restore "$R" "$s1" --to "$D/copy" --define --as "$COPY"
 grep -q "restored the" "$T/last.out" || die "restore does not say it restored the firmware state: $(cat "$T/last.out")"
-nv_copy=$(nvram_of "$COPY")
+nv_copy=$(vm_nvram_of "$COPY")
 [ -n "$nv_copy" ] && [ "$nv_copy" != "$NV" ] || die "the copy's NVRAM is '$nv_copy' (the original's is $NV)"
 cmp "$nv_copy" "$T/nvram0" || die "the copy's NVRAM differs from the NVRAM at backup time"
-[ "$(tpm_dir_of "$COPY")" != "$(tpm_dir_of "$NAME")" ] || die "the copy shares the original's TPM directory"
+[ "$(vm_tpm_dir_of "$COPY")" != "$(vm_tpm_dir_of "$NAME")" ] || die "the copy shares the original's TPM directory"
 assert_eq "$(tpm_state "$COPY")" "$tpm0" "the copy's TPM state"
 cmp "$NV" "$T/nvram0" || die "restore --as changed the original's NVRAM"
 assert_eq "$(tpm_state "$NAME")" "$tpm0" "the original's TPM state after restore --as"
@@ -116,12 +110,12 @@ rm -f "$D/$NAME.console" # the stored definition's console, written by the copy
 cairn_q instant-restore "$R" "$s1" --name "$INST"
 grep -q "restored the .* of domain $INST" "$T/last.out" || die "instant-restore does not name the firmware state: $(cat "$T/last.out")"
 [ "$(virsh domstate "$INST")" = running ] || die "$INST is not running"
-nv_inst=$(nvram_of "$INST")
+nv_inst=$(vm_nvram_of "$INST")
 [ -n "$nv_inst" ] && [ "$nv_inst" != "$NV" ] && [ "$nv_inst" != "$nv_copy" ] ||
 	die "the instant copy's NVRAM is '$nv_inst'"
 [ -s "$nv_inst" ] || die "the instant copy has no NVRAM file"
-[ "$(tpm_dir_of "$INST")" != "$(tpm_dir_of "$NAME")" ] || die "the instant copy shares the original's TPM directory"
-[ -s "$(tpm_dir_of "$INST")/tpm2-00.permall" ] || die "the instant copy has no TPM state"
+[ "$(vm_tpm_dir_of "$INST")" != "$(vm_tpm_dir_of "$NAME")" ] || die "the instant copy shares the original's TPM directory"
+[ -s "$(vm_tpm_dir_of "$INST")/tpm2-00.permall" ] || die "the instant copy has no TPM state"
 wait_kernel "$INST" "$D/$NAME.console"
 virsh -q destroy "$INST" >/dev/null
 cairn_q instant-restore --stop "$INST"
@@ -136,7 +130,7 @@ s2=$(snap_id "$P" "$NAME")
 cairn_q ls "$P" "$s2" --json
 assert_eq "$(json 'sorted(set(f["kind"] for f in j["firmware"]))' <"$T/last.out")" '["nvram", "tpm"]' "firmware kinds in the replica"
 cairn_q restore "$P" "$s2" --to "$D/rep" --define --as "$REP"
-cmp "$(nvram_of "$REP")" "$T/nvram0" || die "the replica's NVRAM differs from the NVRAM at backup time"
+cmp "$(vm_nvram_of "$REP")" "$T/nvram0" || die "the replica's NVRAM differs from the NVRAM at backup time"
 assert_eq "$(tpm_state "$REP")" "$tpm0" "the replica's TPM state"
 
 step "a domain whose firmware file this host lacks is refused in one line, before anything is written"
@@ -150,7 +144,7 @@ cairn_q backup "$R" --domain "$CUST" --json
 s3=$(json 'j["snapshot"]' <"$T/last.out")
 grep -q "NVRAM file .* does not exist yet; none stored" "$T/last.err" ||
 	die "no notice for a domain never started: $(cat "$T/last.err")"
-fw_destroy "$CUST"
+vm_fw_destroy "$CUST"
 rm -f "$D/CAIRN_CODE.fd"
 expect_fail 1 "$CAIRN" restore "$R" "$s3" --to "$D/cust" --define
 assert_msg_matches "this host has no UEFI firmware $D/CAIRN_CODE.fd .*install OVMF"

@@ -272,3 +272,14 @@ if seen != list(range(1, len(seen) + 1)):
 print(len(seen))
 EOF
 }
+
+# UEFI and TPM domains (t_firmware, t_firmware_auto)
+# vm_fw_destroy NAME — stops and undefines NAME with its NVRAM and TPM state
+vm_fw_destroy() {
+	virsh -q destroy "$1" >/dev/null 2>&1 || true
+	virsh -q undefine "$1" --checkpoints-metadata --nvram --tpm >/dev/null 2>&1 || true
+}
+# vm_nvram_of NAME — the NVRAM file its definition names
+vm_nvram_of() { virsh dumpxml "$1" | sed -n 's:.*<nvram[^>]*>\(.*\)</nvram>.*:\1:p'; }
+# vm_tpm_dir_of NAME — where libvirt keeps its TPM 2.0 state
+vm_tpm_dir_of() { echo "/var/lib/libvirt/swtpm/$(virsh domuuid "$1")/tpm2"; }
