@@ -14,6 +14,9 @@
 #include "base/pipeline.h"
 
 #define OUT_ALIGN 4096u /* decoded chunks may be written with O_DIRECT */
+/* A run of consecutive slots delivered at once, at most (callbacks that
+ * take runs): large writes cost a target fewer and cheaper I/Os. */
+#define RUN_BYTES (4u * 1024 * 1024)
 
 struct cairn_dreader {
 	struct cairn_repo *r;
@@ -43,6 +46,13 @@ struct fetch {
 	char *err;
 	size_t errlen;
 };
+
+/* The run buffer of one fetch thread. */
+static size_t run_capacity(const struct cairn_disk *d, bool runs)
+{
+	size_t cap = runs ? MAX(RUN_BYTES / d->chunk_size, 1) * d->chunk_size : d->chunk_size;
+	return (cap + OUT_ALIGN - 1) / OUT_ALIGN * OUT_ALIGN;
+}
 
 int cairn_dreader_new(struct cairn_repo *r, const struct cairn_disk *d,
 		      const struct cairn_dreader_opts *o, struct cairn_dreader **out,
@@ -74,7 +84,7 @@ int cairn_dreader_new(struct cairn_repo *r, const struct cairn_disk *d,
 	 * more, so that while some decode (or wait on the target's writes)
 	 * the connections they released are already fetching the next
 	 * ranges; no more than the budget holds */
-	size_t per_thread = rd->lim.max_range + d->chunk_size;
+	size_t per_thread = rd->lim.max_range + MAX(run_capacity(d, true), d->chunk_size);
 	rd->threads = rd->connections + cpus;
 	rd->threads = (unsigned)MAX(1, MIN((size_t)rd->threads, rd->budget / per_thread));
 	pthread_mutex_init(&rd->lock, NULL);
@@ -185,10 +195,35 @@ static int range_error(struct fetch *f, const struct plan_range *rg, const char 
 			  (unsigned long long)(seq * d->chunk_size), why);
 }
 
-/* Decodes one blob of a fetched range and delivers it to its slots. */
-static int deliver_blob(struct fetch *f, const struct plan_blob *b, const uint8_t *stored,
-			uint8_t *out, const char *pack)
+/* A fetch thread's buffers, kept from one range to the next: the fetched
+ * range, and the decoded chunks of a run of consecutive slots not yet
+ * delivered (a callback that takes runs gets a pack's run of slots in
+ * one call; otherwise the run is one chunk). */
+struct worker {
+	struct fetch *f;
+	uint8_t *range;
+	size_t range_cap;
+	uint8_t *run; /* OUT_ALIGN aligned, run_cap bytes */
+	size_t run_cap;
+	uint64_t run_seq; /* first slot of the run */
+	size_t run_slots, run_len;
+};
+
+static int flush_run(struct worker *w)
 {
+	struct fetch *f = w->f;
+	int rc = w->run_slots ? f->cb->data(f->cb->opaque, w->run_seq, w->run, w->run_len) : 0;
+	w->run_slots = w->run_len = 0;
+	return rc ? fetch_fail(f, rc < 0 ? rc : -EIO, NULL) : 0;
+}
+
+/* Decodes one blob of a fetched range into the run and delivers it: a
+ * blob of one slot that follows the run joins it; any other blob ends
+ * the run and is delivered to each of its slots. */
+static int deliver_blob(struct worker *w, const struct plan_blob *b, const uint8_t *stored,
+			const char *pack)
+{
+	struct fetch *f = w->f;
 	const struct cairn_disk *d = f->rd->d;
 	uint64_t seq = f->plan->slots[b->slot_first];
 	char hex[65];
@@ -196,7 +231,13 @@ static int deliver_blob(struct fetch *f, const struct plan_blob *b, const uint8_
 	if (b->e.raw_len > d->chunk_size)
 		return fetch_fail(f, -EBADMSG, "disk %s: chunk %.16s of slot %llu is %u bytes, larger than a chunk",
 				  d->name, hex, (unsigned long long)seq, b->e.raw_len);
-	int rc = repo_decode_stored(f->rd->r, &b->e, stored, out, false);
+	bool joins = f->cb->runs && b->nslots == 1 && seq == w->run_seq + w->run_slots &&
+		     w->run_len + d->chunk_size <= w->run_cap;
+	int rc = joins || !w->run_slots ? 0 : flush_run(w);
+	if (rc)
+		return rc;
+	uint8_t *out = w->run + w->run_len;
+	rc = repo_decode_stored(f->rd->r, &b->e, stored, out, false);
 	if (rc == -ENOMEM)
 		return fetch_fail(f, rc, "out of memory");
 	if (rc < 0)
@@ -218,39 +259,58 @@ static int deliver_blob(struct fetch *f, const struct plan_blob *b, const uint8_
 		if (len != b->e.raw_len)
 			return fetch_fail(f, -EBADMSG, "disk %s: chunk %.16s of slot %llu has %u bytes, expected %zu",
 					  d->name, hex, (unsigned long long)seq, b->e.raw_len, len);
-		rc = f->cb->data(f->cb->opaque, seq, out, len);
+	}
+	if (f->cb->runs && b->nslots == 1) {
+		if (!w->run_slots)
+			w->run_seq = seq;
+		w->run_slots++;
+		w->run_len += b->e.raw_len;
+		return 0;
+	}
+	for (size_t i = 0; i < b->nslots; i++) {
+		seq = f->plan->slots[b->slot_first + i];
+		rc = f->cb->data(f->cb->opaque, seq, out, b->e.raw_len);
 		if (rc)
 			return fetch_fail(f, rc < 0 ? rc : -EIO, NULL);
 	}
 	return 0;
 }
 
-static int do_range(struct fetch *f, const struct plan_range *rg, uint8_t *out)
+static int do_range(struct worker *w, const struct plan_range *rg)
 {
+	struct fetch *f = w->f;
 	cairn_id pack_id;
 	char pack[128];
 	repo_pack_id(f->rd->r, rg->pack, &pack_id);
 	pack_name(&pack_id, pack, sizeof(pack));
-	uint8_t *buf = malloc(rg->len + 1);
-	if (!buf)
-		return fetch_fail(f, -ENOMEM, "out of memory");
-	int rc = ranged_read(f->rd, pack, rg->off, rg->len, buf);
+	if (rg->len + 1 > w->range_cap) {
+		free(w->range);
+		w->range_cap = rg->len + 1;
+		if (!(w->range = malloc(w->range_cap))) {
+			w->range_cap = 0;
+			return fetch_fail(f, -ENOMEM, "out of memory");
+		}
+	}
+	int rc = ranged_read(f->rd, pack, rg->off, rg->len, w->range);
 	if (rc < 0)
 		rc = range_error(f, rg, pack, rc);
 	for (size_t i = 0; rc == 0 && i < rg->nblobs && !fetch_stopped(f); i++) {
 		const struct plan_blob *b = &f->plan->blobs[rg->blob_first + i];
-		rc = deliver_blob(f, b, buf + (b->e.offset - rg->off), out, pack);
+		rc = deliver_blob(w, b, w->range + (b->e.offset - rg->off), pack);
 	}
-	free(buf);
+	if (rc == 0)
+		rc = flush_run(w);
+	w->run_slots = w->run_len = 0;
 	return rc;
 }
 
 static void *fetch_worker(void *arg)
 {
-	struct fetch *f = arg;
+	struct worker w = { .f = arg };
+	struct fetch *f = w.f;
 	struct cairn_dreader *rd = f->rd;
-	uint8_t *out = aligned_alloc(OUT_ALIGN, (rd->d->chunk_size + OUT_ALIGN - 1) / OUT_ALIGN * OUT_ALIGN);
-	if (!out) {
+	w.run_cap = run_capacity(rd->d, f->cb->runs);
+	if (!(w.run = aligned_alloc(OUT_ALIGN, w.run_cap))) {
 		fetch_fail(f, -ENOMEM, "out of memory");
 		return NULL;
 	}
@@ -261,12 +321,13 @@ static void *fetch_worker(void *arg)
 		if (i >= f->plan->nranges)
 			break;
 		const struct plan_range *rg = &f->plan->ranges[i];
-		size_t hold = rg->len + rd->d->chunk_size;
+		size_t hold = rg->len + w.run_cap;
 		budget_take(rd, hold);
-		do_range(f, rg, out);
+		do_range(&w, rg);
 		budget_give(rd, hold);
 	}
-	free(out);
+	free(w.run);
+	free(w.range);
 	return NULL;
 }
 

@@ -71,6 +71,11 @@ struct cairn_dreader_cb {
 	cairn_dreader_data_fn data;
 	cairn_dreader_zero_fn zeros; /* may be NULL: zero runs are not reported */
 	void *opaque;
+	/* With runs set, one data call may cover several consecutive slots:
+	 * data holds slots seq, seq+1, ... back to back and len is their
+	 * total length (a chunk_size each, the disk's last slot shorter), so
+	 * that a target writes a pack's run of slots at once. */
+	bool runs;
 };
 
 struct cairn_dreader;

@@ -85,21 +85,29 @@ static void *journal_thread(void *opaque)
 	return NULL;
 }
 
+/* data holds the consecutive slots from seq (the reader delivers runs):
+ * one write for all of them. */
 static int on_data(void *opaque, uint64_t seq, const void *data, size_t len)
 {
 	struct restore_run *x = opaque;
-	int rc = x->sink->write(x->sink, data, len, seq * x->d->chunk_size);
+	const struct cairn_disk *d = x->d;
+	int rc = x->sink->write(x->sink, data, len, seq * d->chunk_size);
 	if (rc < 0)
 		return rc;
-	if (x->cd)
-		cairn_chunk_digest_data(x->cd, seq, data, len);
-	/* before the slot counts as written: held, not read back */
-	if (x->v1 && (rc = v1digest_data(x->v1, seq, data, len)) < 0)
-		return set_err(x->err, x->errlen, rc, "cannot read back %s: %s", x->sink->tmp,
-			       strerror(-rc));
-	atomic_fetch_or(&x->written[seq / 64], 1ull << (seq % 64));
+	const uint8_t *p = data;
+	for (size_t done = 0; done < len; seq++) {
+		size_t n = cairn_disk_chunk_len(d, seq);
+		if (x->cd)
+			cairn_chunk_digest_data(x->cd, seq, p + done, n);
+		/* before the slot counts as written: held, not read back */
+		if (x->v1 && (rc = v1digest_data(x->v1, seq, p + done, n)) < 0)
+			return set_err(x->err, x->errlen, rc, "cannot read back %s: %s",
+				       x->sink->tmp, strerror(-rc));
+		atomic_fetch_or(&x->written[seq / 64], 1ull << (seq % 64));
+		atomic_fetch_add(&x->chunks, 1);
+		done += n;
+	}
 	atomic_fetch_add(&x->bytes_written, len);
-	atomic_fetch_add(&x->chunks, 1);
 	report(x, len);
 	return 0;
 }
@@ -177,7 +185,8 @@ static int fetch_all(struct restore_run *x)
 	int rc = cairn_dreader_new(x->r, x->d, &ro, &rd, x->err, x->errlen);
 	if (rc < 0)
 		return rc;
-	const struct cairn_dreader_cb cb = { .data = on_data, .zeros = on_zeros, .opaque = x };
+	const struct cairn_dreader_cb cb = { .data = on_data, .runs = true, .zeros = on_zeros,
+					     .opaque = x };
 	x->err[0] = '\0';
 	rc = cairn_dreader_fetch(rd, 0, x->d->nchunks, x->resumed, &cb, x->o->cancel, x->err,
 				 x->errlen);
@@ -261,12 +270,14 @@ static int start_journal(struct restore_run *x)
 
 /* After a failure the transport may recover from (a store that went
  * away, a full filesystem), a raw file keeps what it holds, with its
- * journal, for --resume. Damaged data, an interruption the user asked
+ * journal, for --resume, once it holds anything. Damaged data, an interruption the user asked
  * for and a digest mismatch leave nothing behind. */
 static void keep_partial(struct restore_run *x, int rc)
 {
 	if (!x->j || rc == -EBADMSG || rc == -EINTR || rc == -ENOMEM)
 		return;
+	if (!x->resumed && !atomic_load(&x->bytes_written))
+		return; /* nothing to carry on from (e.g. no space to claim) */
 	char ignored[256], why[512];
 	pthread_mutex_lock(&x->lock);
 	int src = store_journal(x, ignored, sizeof(ignored));
@@ -279,6 +290,24 @@ static void keep_partial(struct restore_run *x, int rc)
 		 why, x->sink->tmp);
 }
 
+/* Claims the space of the disk's data runs in the target, before
+ * anything is fetched; zero runs stay holes. */
+static int reserve_data(struct restore_run *x)
+{
+	const struct cairn_disk *d = x->d;
+	for (uint64_t seq = 0; x->sink->reserve && seq < d->nchunks;) {
+		bool zero;
+		uint64_t run = cairn_disk_run(d, seq, d->nchunks - seq, &zero);
+		uint64_t off = seq * d->chunk_size;
+		uint64_t end = MIN(d->size, (seq + run) * d->chunk_size);
+		int rc = zero ? 0 : x->sink->reserve(x->sink, off, end - off);
+		if (rc < 0)
+			return rc;
+		seq += run;
+	}
+	return 0;
+}
+
 static int restore_run(struct restore_run *x)
 {
 	struct restore_journal j = { 0 };
@@ -287,6 +316,8 @@ static int restore_run(struct restore_run *x)
 		rc = open_sink(x);
 	if (rc == 0)
 		rc = start_journal(x);
+	if (rc == 0)
+		rc = reserve_data(x);
 	const struct cairn_disk *d = x->d;
 	if (rc == 0 && d->has_digest2)
 		rc = cairn_chunk_digest_new(d->size, d->chunk_size, &x->cd);

@@ -74,6 +74,20 @@ static int raw_read(struct sink *s, void *buf, size_t len, uint64_t off)
 	return rc < 0 ? io_err(s, rc, "read back") : 0;
 }
 
+static int raw_reserve(struct sink *s, uint64_t off, uint64_t len)
+{
+	struct raw_sink *r = (struct raw_sink *)s;
+	if (fallocate(r->fd, 0, (off_t)off, (off_t)len) == 0)
+		return 0;
+	if (errno == EOPNOTSUPP)
+		return 0; /* a filesystem without it: written as it comes */
+	if (errno == ENOSPC)
+		return set_err(s->err, s->errlen, -ENOSPC,
+			       "not enough space for %s: the disk's data needs more than its filesystem has free",
+			       s->target);
+	return io_err(s, -errno, "allocate space for");
+}
+
 static int raw_sync(struct sink *s)
 {
 	struct raw_sink *r = (struct raw_sink *)s;
@@ -214,6 +228,7 @@ int sink_raw_open(const char *target, uint64_t size, bool force, bool resume,
 	if (stat(target, &st) == 0 && S_ISBLK(st.st_mode)) {
 		rc = open_device(r, target, size, force, err, errlen);
 	} else {
+		r->base.reserve = raw_reserve;
 		rc = open_tmp_file(r, target, force, resume, err, errlen);
 		/* a sparse file of the full size: zero chunks stay holes */
 		if (rc == 0 && ftruncate(r->fd, (off_t)size) < 0)

@@ -13,6 +13,11 @@ struct sink {
 	int (*write)(struct sink *s, const void *buf, size_t len, uint64_t off);
 	/* Reads back what was written (zeros where nothing was). */
 	int (*read)(struct sink *s, void *buf, size_t len, uint64_t off);
+	/* Allocates [off, off+len) before it is written, or NULL: the disk
+	 * space is claimed before anything is fetched (a target that cannot
+	 * hold the disk fails at once), and O_DIRECT writes into allocated
+	 * space run side by side (into a hole they take the file's lock). */
+	int (*reserve)(struct sink *s, uint64_t off, uint64_t len);
 	/* Makes what was written so far durable; 0 or -errno, no message
 	 * (called beside writes). */
 	int (*sync)(struct sink *s);

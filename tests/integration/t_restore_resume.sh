@@ -40,14 +40,17 @@ for line in sys.stdin:
 print(n, b)'
 }
 
-# wait_alloc FILE BYTES — until FILE holds at least BYTES (60 s at most)
-wait_alloc() {
-	local i
-	for i in $(seq 1 600); do
-		[ -e "$1" ] && [ "$(alloc_bytes "$1")" -ge "$2" ] && return 0
-		sleep 0.1
+# wait_fetched MARK BYTES — until the gateway has served BYTES of pack data
+# since MARK (the log has a request once it is complete; 2 minutes at most).
+# Not the partial file's allocation: a restore claims its space first.
+wait_fetched() {
+	local i gets bytes
+	for i in $(seq 1 80); do
+		read -r gets bytes < <(data_gets "$1")
+		[ "$bytes" -ge "$2" ] && return 0
+		sleep 0.5
 	done
-	die "$1 did not reach $2 bytes"
+	die "the restore did not fetch $2 bytes"
 }
 
 BIG=48 # MiB of incompressible data
@@ -83,12 +86,14 @@ echo "  $gets GETs, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f",
 wan_stop
 
 # slow_restore BYTES: starts the slowed restore of big into $out in the
-# background (its pid in $pid) and waits until its partial holds BYTES
+# background (its pid in $pid) and waits until it has fetched BYTES
 slow_restore() {
+	local mark
+	mark=$(log_mark)
 	"$CAIRN" restore "$U" latest --name big --to "$out" "${slow[@]}" >"$T/bg.out" 2>"$T/bg.err" &
 	pid=$!
 	BG_PIDS+=("$pid")
-	wait_alloc "$out.cairn-partial" "$1"
+	wait_fetched "$mark" "$1"
 }
 
 step "a restore killed midway resumes, fetching less than half again"

@@ -1,7 +1,8 @@
 /* Unit tests for repo/disk_reader.c on a local repository: every slot is
  * delivered once with its own bytes (shared chunks fetched once, zero
  * slots as runs, a short last slot), skipped slots are not, concurrent
- * fetches on one reader, and damage names the pack and the slot. */
+ * fetches on one reader, runs of consecutive slots in one call, and
+ * damage names the pack and the slot. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -21,6 +22,8 @@
 #define NSLOTS 300u
 #define LAST_LEN 1000u
 #define DISTINCT 40u
+#define RUN_SLOTS 200u
+#define RUN_ZERO 77u
 
 struct fixture {
 	char dir[64], repo[96];
@@ -152,7 +155,7 @@ static void test_every_slot_once(void **state)
 	/* small ranges and budget: many reads, the budget's waits exercised */
 	struct cairn_dreader_opts o = { .connections = 3, .max_range = 100000, .budget = 1 << 20 };
 	assert_int_equal(cairn_dreader_new(f->r, &f->d, &o, &rd, err, sizeof(err)), 0);
-	const struct cairn_dreader_cb cb = { on_data, on_zeros, f };
+	const struct cairn_dreader_cb cb = { .data = on_data, .zeros = on_zeros, .opaque = f };
 	assert_int_equal(cairn_dreader_fetch(rd, 0, UINT64_MAX, NULL, &cb, NULL, err, sizeof(err)), 0);
 	assert_int_equal(f->bad, 0);
 	for (uint64_t s = 0; s < NSLOTS; s++)
@@ -172,6 +175,77 @@ static void test_every_slot_once(void **state)
 	cairn_dreader_free(rd);
 }
 
+/* A disk of distinct chunks written in disk order, as a full backup
+ * writes them: with runs, consecutive slots come in few calls, each
+ * holding its slots' bytes back to back; a zero slot and the short last
+ * slot end runs. */
+struct run_fixture {
+	uint8_t *content[RUN_SLOTS]; /* NULL: a zero slot */
+	_Atomic unsigned got[RUN_SLOTS], calls, multi, bad;
+};
+
+static int on_run(void *opaque, uint64_t seq, const void *data, size_t len)
+{
+	struct run_fixture *f = opaque;
+	const uint8_t *p = data;
+	atomic_fetch_add(&f->calls, 1);
+	if (len > CS)
+		atomic_fetch_add(&f->multi, 1);
+	for (size_t done = 0; done < len; seq++) {
+		size_t n = seq == RUN_SLOTS - 1 ? LAST_LEN : CS;
+		if (seq >= RUN_SLOTS || !f->content[seq] || len - done < n ||
+		    memcmp(p + done, f->content[seq], n)) {
+			atomic_fetch_add(&f->bad, 1);
+			return 0;
+		}
+		atomic_fetch_add(&f->got[seq], 1);
+		done += n;
+	}
+	return 0;
+}
+
+static void test_runs(void **state)
+{
+	struct fixture *fx = *state;
+	struct run_fixture *f = calloc(1, sizeof(*f));
+	cairn_id *map = calloc(RUN_SLOTS, sizeof(*map));
+	assert_non_null(f);
+	assert_non_null(map);
+	struct cairn_writer *w;
+	assert_int_equal(cairn_writer_new(fx->r, &w), 0);
+	for (uint64_t s = 0; s < RUN_SLOTS; s++) {
+		size_t len = s == RUN_SLOTS - 1 ? LAST_LEN : CS;
+		if (s == RUN_ZERO) {
+			map[s] = cairn_zero_id;
+			continue;
+		}
+		f->content[s] = malloc(CS);
+		fill(f->content[s], len, 1000 + s);
+		cairn_repo_chunk_id(fx->r, f->content[s], len, &map[s]);
+		assert_int_equal(cairn_writer_put(w, CAIRN_BLOB_DATA, &map[s], f->content[s], len,
+						  NULL, NULL), 0);
+	}
+	assert_int_equal(cairn_writer_flush(w), 0);
+	cairn_writer_free(w);
+	struct cairn_disk d = { .name = "vdb", .size = (uint64_t)(RUN_SLOTS - 1) * CS + LAST_LEN,
+				.chunk_size = CS, .nchunks = RUN_SLOTS, .map = map };
+	struct cairn_dreader *rd;
+	char err[512] = "";
+	assert_int_equal(cairn_dreader_new(fx->r, &d, NULL, &rd, err, sizeof(err)), 0);
+	const struct cairn_dreader_cb cb = { .data = on_run, .opaque = f, .runs = true };
+	assert_int_equal(cairn_dreader_fetch(rd, 0, UINT64_MAX, NULL, &cb, NULL, err, sizeof(err)), 0);
+	assert_int_equal(f->bad, 0);
+	for (uint64_t s = 0; s < RUN_SLOTS; s++)
+		assert_int_equal(f->got[s], s == RUN_ZERO ? 0 : 1);
+	assert_true(f->multi > 0);
+	assert_true(f->calls < RUN_SLOTS / 4);
+	cairn_dreader_free(rd);
+	for (uint64_t s = 0; s < RUN_SLOTS; s++)
+		free(f->content[s]);
+	free(map);
+	free(f);
+}
+
 static void test_range_and_skip(void **state)
 {
 	struct fixture *f = *state;
@@ -182,7 +256,7 @@ static void test_range_and_skip(void **state)
 	uint64_t skip[(NSLOTS + 63) / 64] = { 0 };
 	for (uint64_t s = 100; s < 150; s += 2)
 		skip[s / 64] |= 1ull << (s % 64);
-	const struct cairn_dreader_cb cb = { on_data, on_zeros, f };
+	const struct cairn_dreader_cb cb = { .data = on_data, .zeros = on_zeros, .opaque = f };
 	assert_int_equal(cairn_dreader_fetch(rd, 90, 70, skip, &cb, NULL, err, sizeof(err)), 0);
 	assert_int_equal(f->bad, 0);
 	for (uint64_t s = 0; s < NSLOTS; s++) {
@@ -207,7 +281,7 @@ static void *fetch_thread(void *arg)
 {
 	struct worker *w = arg;
 	char err[512];
-	const struct cairn_dreader_cb cb = { on_data, on_zeros, w->f };
+	const struct cairn_dreader_cb cb = { .data = on_data, .zeros = on_zeros, .opaque = w->f };
 	w->rc = cairn_dreader_fetch(w->rd, w->first, w->count, NULL, &cb, NULL, err, sizeof(err));
 	return NULL;
 }
@@ -270,7 +344,7 @@ static void test_damage_names_pack_and_slot(void **state)
 	struct cairn_dreader *rd;
 	char err[512] = "";
 	assert_int_equal(cairn_dreader_new(f->r, &f->d, NULL, &rd, err, sizeof(err)), 0);
-	const struct cairn_dreader_cb cb = { on_data, on_zeros, f };
+	const struct cairn_dreader_cb cb = { .data = on_data, .zeros = on_zeros, .opaque = f };
 	assert_int_equal(cairn_dreader_fetch(rd, 0, NSLOTS, NULL, &cb, NULL, err, sizeof(err)),
 			 -EBADMSG);
 	assert_non_null(strstr(err, "damaged"));
@@ -285,6 +359,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_every_slot_once),
 		cmocka_unit_test(test_range_and_skip),
+		cmocka_unit_test(test_runs),
 		cmocka_unit_test(test_concurrent_fetches),
 		cmocka_unit_test(test_damage_names_pack_and_slot),
 	};
