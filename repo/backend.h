@@ -51,6 +51,11 @@ struct cairn_backend_ops {
 	 * failed with rc (a remote backend's status and error code, naming
 	 * the URL; never a secret), or NULL. */
 	const char *(*error)(struct cairn_backend *b, int rc);
+	/* Optional: after the first read of a store opened without create
+	 * failed, says in one line what is wrong with the store itself
+	 * (endpoint, bucket, credentials) and returns its negative errno,
+	 * or returns 0 when it finds nothing wrong there. */
+	int (*diagnose)(struct cairn_backend *b, char *err, size_t errlen);
 	/* Optional, S3 Object Lock (docs/design.md section 20); NULL where
 	 * objects cannot be locked. */
 	/* From now on every object written under a locked directory

@@ -242,6 +242,9 @@ int cairn_repo_open_with(const char *url, const char *password,
 	rc = r->be->ops->get(r->be, "config", &cfg);
 	if (rc < 0) {
 		buf_free(&cfg);
+		int drc = r->be->ops->diagnose ? r->be->ops->diagnose(r->be, err, errlen) : 0;
+		if (drc < 0)
+			return drc;
 		if (rc == -ENOENT)
 			return set_err(err, errlen, rc,
 				       "%s is not a cairn repository (no config)", url);

@@ -270,14 +270,14 @@ static int start_journal(struct restore_run *x)
 
 /* After a failure the transport may recover from (a store that went
  * away, a full filesystem), a raw file keeps what it holds, with its
- * journal, for --resume, once it holds anything. Damaged data, an interruption the user asked
+ * journal, for --resume. Damaged data, an interruption the user asked
  * for and a digest mismatch leave nothing behind. */
 static void keep_partial(struct restore_run *x, int rc)
 {
 	if (!x->j || rc == -EBADMSG || rc == -EINTR || rc == -ENOMEM)
 		return;
-	if (!x->resumed && !atomic_load(&x->bytes_written))
-		return; /* nothing to carry on from (e.g. no space to claim) */
+	if (rc == -ENOSPC && !x->resumed && !atomic_load(&x->bytes_written))
+		return; /* the space could not be claimed: nothing to carry on from */
 	char ignored[256], why[512];
 	pthread_mutex_lock(&x->lock);
 	int src = store_journal(x, ignored, sizeof(ignored));

@@ -27,6 +27,7 @@ struct s3_backend {
 	unsigned list_page; /* keys per ListObjectsV2 answer */
 	unsigned lock_days; /* immutable repository: COMPLIANCE retention; 0: none */
 	bool versioning_known, versioned; /* the bucket keeps versions (asked once) */
+	char *bucket, *creds_source; /* for diagnose's message */
 };
 
 static struct s3_backend *to_s3(struct cairn_backend *b)
@@ -613,8 +614,19 @@ static void s3_free(struct cairn_backend *b)
 	if (s->client)
 		s3_client_free(s->client);
 	free(s->prefix);
+	free(s->bucket);
+	free(s->creds_source);
 	free(b->location);
 	free(s);
+}
+
+static int probe(struct s3_backend *s, const char *location, const char *bucket, bool create,
+		 const char *creds_source, char *err, size_t errlen);
+
+static int s3_diagnose(struct cairn_backend *b, char *err, size_t errlen)
+{
+	struct s3_backend *s = to_s3(b);
+	return probe(s, b->location, s->bucket, false, s->creds_source, err, errlen);
 }
 
 static const struct cairn_backend_ops s3_ops = {
@@ -627,6 +639,7 @@ static const struct cairn_backend_ops s3_ops = {
 	.remove = s3_remove,
 	.free = s3_free,
 	.error = s3_error,
+	.diagnose = s3_diagnose,
 	.set_immutable = s3_set_immutable,
 	.retention = s3_retention,
 	.retain = s3_retain,
@@ -716,7 +729,7 @@ static int probe_key(void *opaque, const char *key, uint64_t size)
 /* One listing of PREFIX/config proves the endpoint, the credentials and
  * the bucket, with an S3 error code to name when one is wrong. */
 static int probe(struct s3_backend *s, const char *location, const char *bucket, bool create,
-		 const struct s3_creds *cr, char *err, size_t errlen)
+		 const char *creds_source, char *err, size_t errlen)
 {
 	struct buf enc = { 0 }, page = { 0 };
 	_cleanup_free_ char *cfg = NULL, *q = NULL;
@@ -743,7 +756,7 @@ static int probe(struct s3_backend *s, const char *location, const char *bucket,
 			       location, bucket, why ? why : "NoSuchBucket");
 	if (rc == -EACCES)
 		return set_err(err, errlen, rc, "%s: %s (credentials from %s)", location,
-			       why ? why : "access denied", cr->source);
+			       why ? why : "access denied", creds_source);
 	if (rc < 0)
 		return set_err(err, errlen, rc, "%s: %s", location, why ? why : strerror(-rc));
 	if (found < 0)
@@ -791,8 +804,13 @@ int cairn_backend_s3_open(const char *location, const struct s3_url *u, bool cre
 		set_err(err, errlen, rc, "%s: cannot set up the S3 client: %s", location, strerror(-rc));
 	if (rc == 0)
 		s->base.connections = s3_client_connections(s->client);
-	if (rc == 0)
-		rc = probe(s, location, u->bucket, create, &cr, err, errlen);
+	/* an open reads config at once, and asks diagnose only when that
+	 * fails: a round trip less for every command */
+	if (rc == 0 && create)
+		rc = probe(s, location, u->bucket, create, cr.source, err, errlen);
+	if (rc == 0 && !create && (!(s->bucket = strdup(u->bucket)) ||
+				   !(s->creds_source = strdup(cr.source))))
+		rc = set_err(err, errlen, -ENOMEM, "out of memory");
 	s3_creds_free(&cr);
 	if (rc < 0)
 		return rc;
