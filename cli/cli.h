@@ -102,6 +102,9 @@ json_t *cli_warnings_json(const struct cairn_repo *r);
  * command to print (and put into its --json). */
 int cli_find_snapshot(struct cairn_repo *r, const char *spec, const char *name,
 		      struct cairn_snapshot **out);
+/* The same, loading the index at the same time (cairn_snapshot_find_indexed). */
+int cli_find_snapshot_indexed(struct cairn_repo *r, const char *spec, const char *name,
+			      struct cairn_snapshot **out);
 
 /* Progress on stderr when it is a TTY (and not --quiet/--json). */
 struct progress {

@@ -214,10 +214,8 @@ static int run(const struct cli *c, struct restore_args *a, char **argv)
 	_cleanup_(cairn_repo_closep) struct cairn_repo *r = NULL;
 	if ((rc = cli_open_repo(c, argv[1], &r)) < 0 || (rc = cli_need_full(r)) < 0)
 		return rc;
-	if ((rc = cairn_repo_load_index(r)) < 0)
-		return cli_fail(rc, cairn_repo_error(r));
 	_cleanup_(cairn_snapshot_freep) struct cairn_snapshot *s = NULL;
-	if ((rc = cli_find_snapshot(r, argv[2], a->name, &s)) < 0)
+	if ((rc = cli_find_snapshot_indexed(r, argv[2], a->name, &s)) < 0)
 		return rc;
 	if (!s->ndisks) { /* no writer stores one: restoring nothing is no success */
 		char id[65], msg[160];

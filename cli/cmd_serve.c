@@ -96,9 +96,7 @@ static int open_source(const struct cli *c, const char *repo, const char *snap,
 			return cli_error("cannot resolve %s: %s", *files[i], strerror(errno));
 		*files[i] = src->backend_files[i];
 	}
-	if ((rc = cairn_repo_load_index(src->r)) < 0)
-		return cli_fail(rc, cairn_repo_error(src->r));
-	if ((rc = cli_find_snapshot(src->r, snap, name, &src->s)) < 0)
+	if ((rc = cli_find_snapshot_indexed(src->r, snap, name, &src->s)) < 0)
 		return rc;
 	src->warnings = cli_warnings_json(src->r);
 	cli_print_warnings(src->r);

@@ -295,6 +295,17 @@ int cli_find_snapshot(struct cairn_repo *r, const char *spec, const char *name,
 	return 0;
 }
 
+int cli_find_snapshot_indexed(struct cairn_repo *r, const char *spec, const char *name,
+			      struct cairn_snapshot **out)
+{
+	int rc = cairn_snapshot_find_indexed(r, spec, name, out);
+	if (rc < 0) {
+		cli_print_warnings(r);
+		return cli_fail(rc, cairn_repo_error(r));
+	}
+	return 0;
+}
+
 void progress_init(struct progress *p, const struct cli *c, const char *what)
 {
 	p->on = !c->quiet && !c->json && isatty(2);

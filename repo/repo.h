@@ -274,6 +274,12 @@ void cairn_snapshot_list_free(struct cairn_snapshot **v, size_t n);
  * full id or a unique prefix. */
 int cairn_snapshot_find(struct cairn_repo *r, const char *spec,
 			const char *name, struct cairn_snapshot **out);
+/* cairn_repo_load_index and cairn_snapshot_find at once: the manifests
+ * are listed and read while the index is (over a WAN, round trips saved
+ * before a restore or a serve can start). On failure, the index's error
+ * first. */
+int cairn_snapshot_find_indexed(struct cairn_repo *r, const char *spec, const char *name,
+				struct cairn_snapshot **out);
 int cairn_snapshot_load_map(struct cairn_repo *r, struct cairn_disk *d);
 /* Stores the disks' chunk maps as pages through w, flushes w, then writes
  * the manifest. Sets s->id. */

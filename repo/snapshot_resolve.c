@@ -9,9 +9,11 @@
  * by when the store wrote it where the store says (a local directory), and
  * it may be the newest snapshot of any name. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "base/pipeline.h"
 #include "internal.h"
 
 void cairn_snapshot_set_free(struct cairn_snapshot_set *set)
@@ -69,6 +71,67 @@ static int list_manifests(struct cairn_repo *r, struct manifest_names *m)
 	return 0;
 }
 
+/* The manifests are read several at once (up to the store's
+ * connections): over a WAN a repository of many snapshots would
+ * otherwise cost a round trip per snapshot for every "latest". Results
+ * are taken in listing order. */
+struct manifest_scan {
+	struct cairn_repo *r;
+	const struct name_list *names;
+	struct cairn_snapshot_set *out;
+	size_t cap; /* of out->damaged */
+	struct cairn_snapshot **snap; /* per slot */
+	int *rc; /* per slot */
+};
+
+static int scan_produce(void *ctx, uint64_t seq, unsigned slot)
+{
+	(void)ctx, (void)seq, (void)slot;
+	return 0;
+}
+
+static int scan_work(void *ctx, uint64_t seq, unsigned slot)
+{
+	struct manifest_scan *x = ctx;
+	x->snap[slot] = NULL;
+	x->rc[slot] = snapshot_load_manifest(x->r, x->names->v[seq], &x->snap[slot]);
+	return x->rc[slot] == -ENOMEM ? -ENOMEM : 0;
+}
+
+static int scan_consume(void *ctx, uint64_t seq, unsigned slot)
+{
+	struct manifest_scan *x = ctx;
+	int rc = x->rc[slot];
+	if (rc == 0) {
+		x->out->v[x->out->n++] = x->snap[slot];
+		x->snap[slot] = NULL;
+		return 0;
+	}
+	if (rc == -ENOENT) /* gone since the listing: a forget */
+		return 0;
+	return rc == -ENOMEM ? rc : add_damaged(x->r, x->out, &x->cap, x->names->v[seq], rc);
+}
+
+static int scan_manifests(struct manifest_scan *x)
+{
+	size_t n = x->names->n;
+	unsigned workers = x->r->be->connections ? x->r->be->connections : cairn_default_workers();
+	workers = (unsigned)MAX(1, MIN((size_t)workers, n));
+	unsigned slots = workers * 2;
+	x->snap = calloc(slots, sizeof(*x->snap));
+	x->rc = calloc(slots, sizeof(*x->rc));
+	static const struct cairn_pipeline_ops ops = { .produce = scan_produce,
+						       .work = scan_work,
+						       .consume = scan_consume };
+	int rc = x->snap && x->rc ? cairn_pipeline_run(&ops, x, n, workers, slots) : -ENOMEM;
+	for (unsigned i = 0; x->snap && i < slots; i++)
+		if (x->snap[i])
+			cairn_snapshot_free(x->snap[i]);
+	free(x->snap);
+	free(x->rc);
+	return rc;
+}
+
 int cairn_snapshot_scan(struct cairn_repo *r, struct cairn_snapshot_set *out)
 {
 	struct manifest_names m;
@@ -76,23 +139,15 @@ int cairn_snapshot_scan(struct cairn_repo *r, struct cairn_snapshot_set *out)
 	int rc = list_manifests(r, &m);
 	if (rc < 0)
 		return rc;
-	struct name_list names = m.fit;
-	size_t cap = 0;
-	out->v = calloc(names.n + 1, sizeof(*out->v));
+	struct manifest_scan x = { .r = r, .names = &m.fit, .out = out };
+	out->v = calloc(m.fit.n + 1, sizeof(*out->v));
 	if (!out->v)
 		rc = -ENOMEM;
 	for (size_t i = 0; rc == 0 && i < m.too_large.n; i++)
-		rc = add_damaged(r, out, &cap, m.too_large.v[i], -EFBIG);
-	for (size_t i = 0; rc == 0 && i < names.n; i++) {
-		int lrc = snapshot_load_manifest(r, names.v[i], &out->v[out->n]);
-		if (lrc == 0)
-			out->n++;
-		else if (lrc == -ENOMEM)
-			rc = lrc;
-		else if (lrc != -ENOENT) /* gone since the listing: a forget */
-			rc = add_damaged(r, out, &cap, names.v[i], lrc);
-	}
-	name_list_free(&names);
+		rc = add_damaged(r, out, &x.cap, m.too_large.v[i], -EFBIG);
+	if (rc == 0 && m.fit.n)
+		rc = scan_manifests(&x);
+	name_list_free(&m.fit);
 	name_list_free(&m.too_large);
 	if (rc < 0) {
 		cairn_snapshot_set_free(out);
@@ -253,4 +308,48 @@ int cairn_snapshot_find(struct cairn_repo *r, const char *spec,
 		*out = NULL;
 	}
 	return rc;
+}
+
+struct find_job {
+	struct cairn_repo *r;
+	const char *spec, *name;
+	struct cairn_snapshot *s;
+	int rc;
+	char err[sizeof(((struct cairn_repo *)0)->err)];
+};
+
+static void *find_run(void *arg)
+{
+	struct find_job *f = arg;
+	f->rc = cairn_snapshot_find(f->r, f->spec, f->name, &f->s);
+	if (f->rc < 0)
+		snprintf(f->err, sizeof(f->err), "%s", cairn_repo_error(f->r));
+	return NULL;
+}
+
+int cairn_snapshot_find_indexed(struct cairn_repo *r, const char *spec, const char *name,
+				struct cairn_snapshot **out)
+{
+	struct find_job f = { .r = r, .spec = spec, .name = name };
+	pthread_t tid;
+	bool started = !pthread_create(&tid, NULL, find_run, &f);
+	int rc = cairn_repo_load_index(r);
+	char err[sizeof(f.err)];
+	snprintf(err, sizeof(err), "%s", rc < 0 ? cairn_repo_error(r) : "");
+	if (started)
+		pthread_join(tid, NULL);
+	else
+		find_run(&f);
+	if (rc < 0 || f.rc < 0) {
+		if (f.s)
+			cairn_snapshot_free(f.s);
+		/* the message as it was first set (the other thread may have
+		 * set its own since), with nothing appended */
+		pthread_mutex_lock(&r->lock);
+		snprintf(r->err, sizeof(r->err), "%s", rc < 0 ? err : f.err);
+		pthread_mutex_unlock(&r->lock);
+		return rc < 0 ? rc : f.rc;
+	}
+	*out = f.s;
+	return 0;
 }

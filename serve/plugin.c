@@ -141,8 +141,7 @@ static int cairn_get_ready(void)
 		nbdkit_error("%s", err);
 		return -1;
 	}
-	if ((rc = cairn_repo_load_index(st.r)) < 0 ||
-	    (rc = cairn_snapshot_find(st.r, st.snapshot, st.name, &st.s)) < 0) {
+	if ((rc = cairn_snapshot_find_indexed(st.r, st.snapshot, st.name, &st.s)) < 0) {
 		nbdkit_error("%s", cairn_repo_error(st.r));
 		return -1;
 	}

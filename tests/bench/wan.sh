@@ -23,8 +23,10 @@
 #   - cairn serve of the same snapshot read end to end by qemu-img convert
 #     over NBD (a fresh --cache-dir when serve has one), cmp.
 # Requests are counted from the gateway's access log. cairn restore from a
-# local copy of the repository (the one rclone fetched at the first delay)
-# runs once: it is the same at every delay.
+# local copy of the repository (fetched once, without the proxy) runs at
+# every delay right after the restore from S3: both meet the same state
+# of this machine's disk. restic's restore is followed by a timed sync of
+# the file it wrote (cairn's restore returns with its data durable).
 #
 # CAIRN_BENCH_QUICK=1: a 128 MiB image with 60 MB + 20 MiB, one delay (25
 # ms): a smoke test of a couple of minutes, marked as such in the report.
@@ -124,6 +126,9 @@ wb_restic_restore() {
 		restore latest --target "$WORK/wan/restic-out"
 	wb_record "restic_$d" "$T_WALL"
 	wb_record "restic_rss_$d" "$T_RSS"
+	# what cairn's restore does before it returns: the data on disk
+	timeit "wb-restic-sync-$d" sync "$WORK/wan/restic-out$WB_IMG"
+	wb_record "restic_sync_$d" "$T_WALL"
 	wb_record "restic_gets_$d" "$(wb_gets_since "$mark")"
 	wb_verify "$WORK/wan/restic-out$WB_IMG"
 	rm -rf "$WORK/wan/restic-out" "$WORK/wan/restic-cache"
@@ -139,8 +144,7 @@ wb_rclone() {
 		"WB:$CAIRN_TEST_S3_BUCKET/wan" "$dst"
 	wb_record "rclone_$d" "$T_WALL"
 	wb_record "rclone_gets_$d" "$(wb_gets_since "$mark")"
-	# the first copy is the local repository of the local restore
-	if [ ! -d "$WORK/wan/local" ]; then mv "$dst" "$WORK/wan/local"; else rm -rf "$dst"; fi
+	rm -rf "$dst"
 }
 
 # cairn serve through the proxy, read end to end by qemu-img convert
@@ -161,16 +165,27 @@ wb_serve() {
 	rm -rf "$WORK/wan/serve-cache"
 }
 
+# the local copy of cairn's repository, fetched once without the proxy
+wb_local_copy() {
+	# shellcheck disable=SC2046
+	$(wb_rclone_env "$CAIRN_TEST_S3_ENDPOINT") rclone copy --config /dev/null \
+		--transfers "$WB_CONNS" "WB:$CAIRN_TEST_S3_BUCKET/wan" "$WORK/wan/local" \
+		>"$WORK/logs/wb-local-copy.log" 2>&1 || die "rclone copy of the repository failed"
+	[ -f "$WORK/wan/local/config" ] || die "the rclone copy at $WORK/wan/local is not a repository"
+	wb_record repo_bytes "$(dir_bytes "$WORK/wan/local")"
+	wb_record repo_files "$(find "$WORK/wan/local" -type f | wc -l)"
+}
+
+# cairn restore from the local copy, at every delay right after the
+# restore from S3: the disk writes the same in both, so both see the same
+# state of this machine's disk (its durable writes vary from run to run)
 wb_local() {
-	local repo=$WORK/wan/local
-	[ -f "$repo/config" ] || die "the rclone copy at $repo is not a repository"
+	local d=$1 repo=$WORK/wan/local
 	warm "$repo"
-	timeit wb-local-restore "$CAIRN" restore "$repo" latest --to "$WORK/wan/out.raw" -q
-	wb_record local "$T_WALL"
-	wb_record local_rss "$T_RSS"
+	timeit "wb-local-restore-$d" "$CAIRN" restore "$repo" latest --to "$WORK/wan/out.raw" -q
+	wb_record "local_$d" "$T_WALL"
+	wb_record "local_rss_$d" "$T_RSS"
 	wb_verify "$WORK/wan/out.raw"
-	wb_record repo_bytes "$(dir_bytes "$repo")"
-	wb_record repo_files "$(find "$repo" -type f | wc -l)"
 }
 
 wan_bench_run() {
@@ -189,16 +204,17 @@ wan_bench_run() {
 		WB_LOG=$RGW_DIR/log/client.rgw.log
 		wb_record load0 "$(awk '{ print $1 }' /proc/loadavg)"
 		wb_setup; log "wan: repositories on RGW written"
+		wb_local_copy
 		local d
 		for d in $WB_DELAYS; do
 			wan_rgw "$d" >>"$WORK/logs/wb-proxy.log" 2>&1 || die "the WAN proxy did not start"
 			wb_cairn_restore "$d"; log "wan: $d ms: cairn restore $T_WALL s"
+			wb_local "$d"; log "wan: $d ms: cairn local restore $T_WALL s"
 			wb_restic_restore "$d"; log "wan: $d ms: restic restore done"
 			wb_rclone "$d"; log "wan: $d ms: rclone copy done"
 			wb_serve "$d"; log "wan: $d ms: serve read by qemu-img done"
 			wan_stop
 		done
-		wb_local; log "wan: local restore done"
 		wb_record load1 "$(awk '{ print $1 }' /proc/loadavg)"
 		wb_record ceph "$(ceph --version | awk '{ print $3 }')"
 	) || die "WAN section failed (logs in $WORK/logs)"
@@ -216,7 +232,7 @@ wb_verdict() {
 }
 
 wan_report() {
-	local d gib ref r_ref r_restic r_serve gets worst_ref=0 worst_restic=1e9 worst_serve=1e9 worst_gets=0 worst_rss=0
+	local d gib ref r_ref r_restic restic_sync r_serve gets worst_ref=0 worst_restic=1e9 worst_serve=1e9 worst_gets=0 worst_rss=0
 	gib=$(awk -v b="$WB_IMG_BYTES" 'BEGIN { printf "%.4f", b / 1073741824 }')
 	echo "<!-- wan-bench begin -->"
 	echo "## Restore from S3 across a WAN"
@@ -226,17 +242,18 @@ wan_report() {
 	echo
 	echo "The disk: a $WB_IMG_SIZE raw image holding ext4 made with \`mkfs.ext4 -d\` from $WB_DATA_MB MB of this machine's /usr and a file of $WB_RANDOM_MB MiB of random data. Its cairn repository (default chunk and pack size, aes-256-gcm, \`cairn backup --connections $WB_CONNS\` straight to the gateway in $(secs "${WB[cairn_backup]}") s) holds $(mib "${WB[repo_bytes]}") MiB in ${WB[repo_files]} objects; the restic repository of the same image (\`restic backup --compression auto\`, $(secs "${WB[restic_backup]}") s) sits in the same bucket. The gateway is a single-node Ceph ${WB[ceph]} RGW on 127.0.0.1 (\`tests/integration/rgw.sh\`)."
 	echo
-	echo "The WAN is the project's own delaying TCP proxy (\`tests/tools/wanproxy.c\`; this kernel has no netem) in front of the gateway: every byte is delivered D ms after it arrived, in each direction, so a request costs 2 x D more and a new connection one round trip more (the handshake), while throughput is not limited. Every client goes through it with $WB_CONNS connections: \`cairn restore --connections $WB_CONNS\`; \`restic restore\` with \`-o s3.connections=$WB_CONNS\` and a fresh cache (a new host); \`rclone copy --transfers $WB_CONNS\` of cairn's repository objects to a local directory (the bulk-transfer reference); \`cairn serve --connections $WB_CONNS\` read end to end by \`qemu-img convert\` over NBD. cairn restore from a local copy of the repository (warm page cache) runs once. Every restored image is compared with cmp. GETs come from the gateway's access log, per GiB of disk restored ($gib GiB); peak RSS of cairn restore by \`/usr/bin/time\`."
+	echo "The WAN is the project's own delaying TCP proxy (\`tests/tools/wanproxy.c\`; this kernel has no netem) in front of the gateway: every byte is delivered D ms after it arrived, in each direction, so a request costs 2 x D more and a new connection one round trip more (the handshake), while throughput is not limited. Every client goes through it with $WB_CONNS connections: \`cairn restore --connections $WB_CONNS\`; \`restic restore\` with \`-o s3.connections=$WB_CONNS\` and a fresh cache (a new host); \`rclone copy --transfers $WB_CONNS\` of cairn's repository objects to a local directory (the bulk-transfer reference); \`cairn serve --connections $WB_CONNS\` read end to end by \`qemu-img convert\` over NBD. cairn restore from a local copy of the repository (fetched once beforehand; warm page cache) runs at every delay right after the restore from S3, so that both meet the same state of this machine's disk, whose durable writes vary from run to run; the reference of each row is its own. cairn's restores return once the disk is durable (O_DIRECT writes, fsync); restic's restore leaves its writes in the page cache, so \`sync\` of the restored file is timed after it as well and shown beside it (restic + sync: the same work); the target is judged on restic's restore alone, as the issue states it. Every restored image is compared with cmp. GETs come from the gateway's access log, per GiB of disk restored ($gib GiB); peak RSS of cairn restore by \`/usr/bin/time\`."
 	echo
-	echo "| one-way delay | cairn restore s | restic restore s | rclone copy s | cairn local restore s | serve + qemu-img s | cairn / max(rclone, local) | restic / cairn | serve / restore throughput | cairn GETs per GiB | cairn peak RSS MiB |"
-	echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| one-way delay | cairn restore s | restic restore s | restic + sync s | rclone copy s | cairn local restore s | serve + qemu-img s | cairn / max(rclone, local) | restic / cairn | (restic + sync) / cairn | serve / restore throughput | cairn GETs per GiB | cairn peak RSS MiB |"
+	echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for d in $WB_DELAYS; do
-		ref=$(wb_max "${WB[rclone_$d]}" "${WB[local]}")
+		ref=$(wb_max "${WB[rclone_$d]}" "${WB[local_$d]}")
 		r_ref=$(wb_ratio "${WB[cairn_$d]}" "$ref")
 		r_restic=$(wb_ratio "${WB[restic_$d]}" "${WB[cairn_$d]}")
+		restic_sync=$(awk -v a="${WB[restic_$d]}" -v b="${WB[restic_sync_$d]}" 'BEGIN { print a + b }')
 		r_serve=$(wb_ratio "${WB[cairn_$d]}" "${WB[serve_$d]}")
 		gets=$(awk -v g="${WB[cairn_gets_$d]}" -v s="$gib" 'BEGIN { printf "%.0f", g / s }')
-		echo "| $d ms | $(secs "${WB[cairn_$d]}") | $(secs "${WB[restic_$d]}") | $(secs "${WB[rclone_$d]}") | $(secs "${WB[local]}") | $(secs "${WB[serve_$d]}") | $r_ref | $r_restic | $r_serve | $gets | $(kib_mib "${WB[cairn_rss_$d]}") |"
+		echo "| $d ms | $(secs "${WB[cairn_$d]}") | $(secs "${WB[restic_$d]}") | $(secs "$restic_sync") | $(secs "${WB[rclone_$d]}") | $(secs "${WB[local_$d]}") | $(secs "${WB[serve_$d]}") | $r_ref | $r_restic | $(wb_ratio "$restic_sync" "${WB[cairn_$d]}") | $r_serve | $gets | $(kib_mib "${WB[cairn_rss_$d]}") |"
 		worst_ref=$(wb_max "$worst_ref" "$r_ref")
 		worst_restic=$(awk -v a="$worst_restic" -v b="$r_restic" 'BEGIN { print (b < a) ? b : a }')
 		worst_serve=$(awk -v a="$worst_serve" -v b="$r_serve" 'BEGIN { print (b < a) ? b : a }')
@@ -258,7 +275,7 @@ wan_report() {
 			"${WB[cairn_gets_$d]}" "${WB[cairn_data_gets_$d]}" "${WB[restic_gets_$d]}" \
 			"${WB[rclone_gets_$d]}" "${WB[serve_gets_$d]}"
 	done
-	echo " peak RSS of restic restore $(for d in $WB_DELAYS; do printf '%s ' "$(kib_mib "${WB[restic_rss_$d]}")"; done)MiB, of cairn's local restore $(kib_mib "${WB[local_rss]}") MiB."
+	echo " peak RSS of restic restore $(for d in $WB_DELAYS; do printf '%s ' "$(kib_mib "${WB[restic_rss_$d]}")"; done)MiB, of cairn's local restore $(for d in $WB_DELAYS; do printf '%s ' "$(kib_mib "${WB[local_rss_$d]}")"; done)MiB."
 	echo "<!-- wan-bench end -->"
 }
 
