@@ -31,7 +31,7 @@
 # CAIRN_BENCH_QUICK=1: a 128 MiB image with 60 MB + 20 MiB, one delay (25
 # ms): a smoke test of a couple of minutes, marked as such in the report.
 #
-# Environment: BENCH_WAN_DELAYS, BENCH_WAN_IMG_SIZE, BENCH_WAN_DATA_MB, BENCH_WAN_RANDOM_MB,
+# Environment: BENCH_WAN_RUNS [3], BENCH_WAN_DELAYS, BENCH_WAN_IMG_SIZE, BENCH_WAN_DATA_MB, BENCH_WAN_RANDOM_MB,
 # BENCH_WAN_CONNECTIONS [8]. Needs ceph-mon ceph-osd radosgw ceph-common,
 # restic, rclone, qemu-img, nbdkit and build/wanproxy (make build/wanproxy).
 
@@ -48,7 +48,10 @@ else
 	WB_RANDOM_MB=${BENCH_WAN_RANDOM_MB:-160}
 fi
 WB_CONNS=${BENCH_WAN_CONNECTIONS:-8}
-declare -A WB
+# each measurement this many times, in turn (the median is reported): the
+# disk's durable writes and the shared cores vary from run to run
+WB_RUNS=${BENCH_WAN_RUNS:-$([ "$WAN_QUICK" = 1 ] && echo 1 || echo 3)}
+declare -A WB WB_ALL
 
 # results come back from the gateway's subshell as KEY VALUE lines
 wb_record() { echo "$1 $2" >>"$WORK/wan/results"; }
@@ -208,18 +211,28 @@ wan_bench_run() {
 		local d
 		for d in $WB_DELAYS; do
 			wan_rgw "$d" >>"$WORK/logs/wb-proxy.log" 2>&1 || die "the WAN proxy did not start"
-			wb_cairn_restore "$d"; log "wan: $d ms: cairn restore $T_WALL s"
-			wb_local "$d"; log "wan: $d ms: cairn local restore $T_WALL s"
-			wb_restic_restore "$d"; log "wan: $d ms: restic restore done"
-			wb_rclone "$d"; log "wan: $d ms: rclone copy done"
-			wb_serve "$d"; log "wan: $d ms: serve read by qemu-img done"
+			for run in $(seq 1 "$WB_RUNS"); do
+				wb_cairn_restore "$d"; log "wan: $d ms: cairn restore $T_WALL s"
+				wb_local "$d"; log "wan: $d ms: cairn local restore $T_WALL s"
+				wb_restic_restore "$d"; log "wan: $d ms: restic restore $T_WALL s"
+				wb_rclone "$d"; log "wan: $d ms: rclone copy $T_WALL s"
+				wb_serve "$d"; log "wan: $d ms: serve read by qemu-img $T_WALL s (run $run)"
+			done
 			wan_stop
 		done
 		wb_record load1 "$(awk '{ print $1 }' /proc/loadavg)"
 		wb_record ceph "$(ceph --version | awk '{ print $3 }')"
 	) || die "WAN section failed (logs in $WORK/logs)"
 	local k v
-	while read -r k v; do WB[$k]=$v; done <"$WORK/wan/results"
+	while read -r k v; do WB_ALL[$k]="${WB_ALL[$k]:+${WB_ALL[$k]} }$v"; done <"$WORK/wan/results"
+	# every figure measured WB_RUNS times: times by their median, requests
+	# and memory by their worst
+	for k in "${!WB_ALL[@]}"; do
+		case $k in
+		*rss* | *gets*) WB[$k]=$(tr ' ' '\n' <<<"${WB_ALL[$k]}" | sort -n | tail -n 1) ;;
+		*) WB[$k]=$(tr ' ' '\n' <<<"${WB_ALL[$k]}" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }') ;;
+		esac
+	done
 }
 
 # wb_ratio A B: A / B with two decimals
@@ -242,7 +255,7 @@ wan_report() {
 	echo
 	echo "The disk: a $WB_IMG_SIZE raw image holding ext4 made with \`mkfs.ext4 -d\` from $WB_DATA_MB MB of this machine's /usr and a file of $WB_RANDOM_MB MiB of random data. Its cairn repository (default chunk and pack size, aes-256-gcm, \`cairn backup --connections $WB_CONNS\` straight to the gateway in $(secs "${WB[cairn_backup]}") s) holds $(mib "${WB[repo_bytes]}") MiB in ${WB[repo_files]} objects; the restic repository of the same image (\`restic backup --compression auto\`, $(secs "${WB[restic_backup]}") s) sits in the same bucket. The gateway is a single-node Ceph ${WB[ceph]} RGW on 127.0.0.1 (\`tests/integration/rgw.sh\`)."
 	echo
-	echo "The WAN is the project's own delaying TCP proxy (\`tests/tools/wanproxy.c\`; this kernel has no netem) in front of the gateway: every byte is delivered D ms after it arrived, in each direction, so a request costs 2 x D more and a new connection one round trip more (the handshake), while throughput is not limited. Every client goes through it with $WB_CONNS connections: \`cairn restore --connections $WB_CONNS\`; \`restic restore\` with \`-o s3.connections=$WB_CONNS\` and a fresh cache (a new host); \`rclone copy --transfers $WB_CONNS\` of cairn's repository objects to a local directory (the bulk-transfer reference); \`cairn serve --connections $WB_CONNS\` read end to end by \`qemu-img convert\` over NBD. cairn restore from a local copy of the repository (fetched once beforehand; warm page cache) runs at every delay right after the restore from S3, so that both meet the same state of this machine's disk, whose durable writes vary from run to run; the reference of each row is its own. cairn's restores return once the disk is durable (O_DIRECT writes, fsync); restic's restore leaves its writes in the page cache, so \`sync\` of the restored file is timed after it as well and shown beside it (restic + sync: the same work); the target is judged on restic's restore alone, as the issue states it. Every restored image is compared with cmp. GETs come from the gateway's access log, per GiB of disk restored ($gib GiB); peak RSS of cairn restore by \`/usr/bin/time\`."
+	echo "The WAN is the project's own delaying TCP proxy (\`tests/tools/wanproxy.c\`; this kernel has no netem) in front of the gateway: every byte is delivered D ms after it arrived, in each direction, so a request costs 2 x D more and a new connection one round trip more (the handshake), while throughput is not limited. Each measurement runs $WB_RUNS times, the clients in turn, and the tables give the median time (GETs and peak RSS: the largest of the runs). Every client goes through it with $WB_CONNS connections: \`cairn restore --connections $WB_CONNS\`; \`restic restore\` with \`-o s3.connections=$WB_CONNS\` and a fresh cache (a new host); \`rclone copy --transfers $WB_CONNS\` of cairn's repository objects to a local directory (the bulk-transfer reference); \`cairn serve --connections $WB_CONNS\` read end to end by \`qemu-img convert\` over NBD. cairn restore from a local copy of the repository (fetched once beforehand; warm page cache) runs at every delay right after the restore from S3, so that both meet the same state of this machine's disk, whose durable writes vary from run to run; the reference of each row is its own. cairn's restores return once the disk is durable (O_DIRECT writes, fsync); restic's restore leaves its writes in the page cache, so \`sync\` of the restored file is timed after it as well and shown beside it (restic + sync: the same work); the target is judged on restic's restore alone, as the issue states it. Every restored image is compared with cmp. GETs come from the gateway's access log, per GiB of disk restored ($gib GiB); peak RSS of cairn restore by \`/usr/bin/time\`."
 	echo
 	echo "| one-way delay | cairn restore s | restic restore s | restic + sync s | rclone copy s | cairn local restore s | serve + qemu-img s | cairn / max(rclone, local) | restic / cairn | (restic + sync) / cairn | serve / restore throughput | cairn GETs per GiB | cairn peak RSS MiB |"
 	echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -275,6 +288,7 @@ wan_report() {
 			"${WB[cairn_gets_$d]}" "${WB[cairn_data_gets_$d]}" "${WB[restic_gets_$d]}" \
 			"${WB[rclone_gets_$d]}" "${WB[serve_gets_$d]}"
 	done
+	echo " Every run (s, in order), cairn restore / local restore / serve: $(for d in $WB_DELAYS; do printf '%s ms: %s / %s / %s; ' "$d" "${WB_ALL[cairn_$d]}" "${WB_ALL[local_$d]}" "${WB_ALL[serve_$d]}"; done)"
 	echo " peak RSS of restic restore $(for d in $WB_DELAYS; do printf '%s ' "$(kib_mib "${WB[restic_rss_$d]}")"; done)MiB, of cairn's local restore $(for d in $WB_DELAYS; do printf '%s ' "$(kib_mib "${WB[local_rss_$d]}")"; done)MiB."
 	echo "<!-- wan-bench end -->"
 }
