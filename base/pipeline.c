@@ -49,7 +49,7 @@ static int run_loop(struct pipeline *p, uint64_t count)
 	while (consumed < count) {
 		while (produced < count && produced - consumed < p->nslots) {
 			unsigned slot = (unsigned)(produced % p->nslots);
-			int rc = p->ops->produce(p->ctx, produced, slot);
+			int rc = p->ops->produce ? p->ops->produce(p->ctx, produced, slot) : 0;
 			if (rc < 0)
 				return rc;
 			pthread_mutex_lock(&p->lock);

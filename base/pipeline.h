@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 struct cairn_pipeline_ops {
-	int (*produce)(void *ctx, uint64_t seq, unsigned slot);
+	int (*produce)(void *ctx, uint64_t seq, unsigned slot); /* may be NULL */
 	int (*work)(void *ctx, uint64_t seq, unsigned slot);
 	int (*consume)(void *ctx, uint64_t seq, unsigned slot); /* may be NULL */
 };

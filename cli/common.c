@@ -284,10 +284,9 @@ json_t *cli_warnings_json(const struct cairn_repo *r)
 	return a;
 }
 
-int cli_find_snapshot(struct cairn_repo *r, const char *spec, const char *name,
-		      struct cairn_snapshot **out)
+/* A resolution's failure: its warnings, then its one-line error. */
+static int find_result(struct cairn_repo *r, int rc)
 {
-	int rc = cairn_snapshot_find(r, spec, name, out);
 	if (rc < 0) {
 		cli_print_warnings(r);
 		return cli_fail(rc, cairn_repo_error(r));
@@ -295,15 +294,16 @@ int cli_find_snapshot(struct cairn_repo *r, const char *spec, const char *name,
 	return 0;
 }
 
+int cli_find_snapshot(struct cairn_repo *r, const char *spec, const char *name,
+		      struct cairn_snapshot **out)
+{
+	return find_result(r, cairn_snapshot_find(r, spec, name, out));
+}
+
 int cli_find_snapshot_indexed(struct cairn_repo *r, const char *spec, const char *name,
 			      struct cairn_snapshot **out)
 {
-	int rc = cairn_snapshot_find_indexed(r, spec, name, out);
-	if (rc < 0) {
-		cli_print_warnings(r);
-		return cli_fail(rc, cairn_repo_error(r));
-	}
-	return 0;
+	return find_result(r, cairn_snapshot_find_indexed(r, spec, name, out));
 }
 
 void progress_init(struct progress *p, const struct cli *c, const char *what)

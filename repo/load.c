@@ -88,12 +88,6 @@ struct index_fetch {
 	int *rc; /* per slot */
 };
 
-static int index_produce(void *ctx, uint64_t seq, unsigned slot)
-{
-	(void)ctx, (void)seq, (void)slot;
-	return 0;
-}
-
 static int index_work(void *ctx, uint64_t seq, unsigned slot)
 {
 	struct index_fetch *x = ctx;
@@ -123,14 +117,12 @@ static int index_consume(void *ctx, uint64_t seq, unsigned slot)
 
 static int load_index_files(struct cairn_repo *r, const struct name_list *names)
 {
-	unsigned workers = r->be->connections ? r->be->connections : cairn_default_workers();
-	workers = (unsigned)MAX(1, MIN((size_t)workers, names->n));
+	unsigned workers = (unsigned)MAX(1, MIN((size_t)cairn_repo_read_workers(r), names->n));
 	unsigned slots = workers * 2;
 	struct index_fetch x = { .r = r, .names = names, .raw = calloc(slots, sizeof(struct buf)),
 				 .plain = calloc(slots, sizeof(struct buf)),
 				 .rc = calloc(slots, sizeof(int)) };
-	static const struct cairn_pipeline_ops ops = { .produce = index_produce,
-						       .work = index_work,
+	static const struct cairn_pipeline_ops ops = { .work = index_work,
 						       .consume = index_consume };
 	int rc = x.raw && x.plain && x.rc ? cairn_pipeline_run(&ops, &x, names->n, workers, slots)
 					  : -ENOMEM;

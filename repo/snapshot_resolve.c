@@ -84,12 +84,6 @@ struct manifest_scan {
 	int *rc; /* per slot */
 };
 
-static int scan_produce(void *ctx, uint64_t seq, unsigned slot)
-{
-	(void)ctx, (void)seq, (void)slot;
-	return 0;
-}
-
 static int scan_work(void *ctx, uint64_t seq, unsigned slot)
 {
 	struct manifest_scan *x = ctx;
@@ -115,13 +109,11 @@ static int scan_consume(void *ctx, uint64_t seq, unsigned slot)
 static int scan_manifests(struct manifest_scan *x)
 {
 	size_t n = x->names->n;
-	unsigned workers = x->r->be->connections ? x->r->be->connections : cairn_default_workers();
-	workers = (unsigned)MAX(1, MIN((size_t)workers, n));
+	unsigned workers = (unsigned)MAX(1, MIN((size_t)cairn_repo_read_workers(x->r), n));
 	unsigned slots = workers * 2;
 	x->snap = calloc(slots, sizeof(*x->snap));
 	x->rc = calloc(slots, sizeof(*x->rc));
-	static const struct cairn_pipeline_ops ops = { .produce = scan_produce,
-						       .work = scan_work,
+	static const struct cairn_pipeline_ops ops = { .work = scan_work,
 						       .consume = scan_consume };
 	int rc = x->snap && x->rc ? cairn_pipeline_run(&ops, x, n, workers, slots) : -ENOMEM;
 	for (unsigned i = 0; x->snap && i < slots; i++)
