@@ -112,7 +112,10 @@ EOF
 	_rgw_wait "ceph-mon" 30 _rgw_ceph mon stat || return 1
 	local uuid
 	uuid=$(cat /proc/sys/kernel/random/uuid)
-	_rgw_ceph osd new "$uuid" >/dev/null
+	# a mon that answers `mon stat` may still refuse commands for a moment
+	# ("Error EPERM: problem getting command descriptions from mon"); osd new
+	# of the same uuid gives the same id, so it is retried as it is
+	_rgw_wait "osd new" 30 _rgw_ceph osd new "$uuid" || return 1
 	_rgw_ceph osd crush add osd.0 1.0 root=default >/dev/null 2>&1
 	ceph-osd -c "$RGW_DIR/ceph.conf" -i 0 --mkfs --osd-uuid "$uuid" >/dev/null 2>&1 ||
 		{ echo "rgw: ceph-osd --mkfs failed" >&2; return 1; }
