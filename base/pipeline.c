@@ -115,3 +115,26 @@ unsigned cairn_default_workers(void)
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	return n > 0 ? (unsigned)n : 1;
 }
+
+static void *beside_run(void *opaque)
+{
+	struct cairn_beside *b = opaque;
+	b->fn(b->arg);
+	return NULL;
+}
+
+void cairn_beside_start(struct cairn_beside *b, void (*fn)(void *arg), void *arg)
+{
+	b->fn = fn;
+	b->arg = arg;
+	b->started = !pthread_create(&b->tid, NULL, beside_run, b);
+	if (!b->started)
+		fn(arg);
+}
+
+void cairn_beside_join(struct cairn_beside *b)
+{
+	if (b->started)
+		pthread_join(b->tid, NULL);
+	b->started = false;
+}

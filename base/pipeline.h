@@ -8,6 +8,8 @@
 #ifndef CAIRN_PIPELINE_H
 #define CAIRN_PIPELINE_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct cairn_pipeline_ops {
@@ -18,6 +20,18 @@ struct cairn_pipeline_ops {
 
 int cairn_pipeline_run(const struct cairn_pipeline_ops *ops, void *ctx,
 		       uint64_t count, unsigned workers, unsigned slots);
+
+/* One call run beside the caller's own work: on a thread of its own, or
+ * at once on the caller's thread when no thread can be made. join waits
+ * for it either way. */
+struct cairn_beside {
+	void (*fn)(void *arg);
+	void *arg;
+	pthread_t tid;
+	bool started;
+};
+void cairn_beside_start(struct cairn_beside *b, void (*fn)(void *arg), void *arg);
+void cairn_beside_join(struct cairn_beside *b);
 
 /* Workers to use by default: one per online CPU. */
 unsigned cairn_default_workers(void);

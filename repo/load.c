@@ -3,7 +3,6 @@
  * Above the records it consults: gc's condemned lists and check's damage
  * records are loaded first, by their owners, then only looked up. */
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 
 #include "base/pipeline.h"
@@ -54,29 +53,12 @@ struct side_load {
 	struct cairn_repo *r;
 	int (*load)(struct cairn_repo *r);
 	int rc;
-	pthread_t tid;
-	bool started;
 };
 
-static void *side_load_run(void *arg)
+static void side_load_run(void *arg)
 {
 	struct side_load *s = arg;
 	s->rc = s->load(s->r);
-	return NULL;
-}
-
-static void side_load_start(struct side_load *s)
-{
-	s->started = !pthread_create(&s->tid, NULL, side_load_run, s);
-	if (!s->started)
-		side_load_run(s);
-}
-
-static int side_load_finish(struct side_load *s)
-{
-	if (s->started)
-		pthread_join(s->tid, NULL);
-	return s->rc;
 }
 
 /* The index files are fetched and decoded several at once (ahead of the
@@ -142,11 +124,13 @@ int cairn_repo_load_index(struct cairn_repo *r)
 	/* first, so that copies outside condemned packs win in the table */
 	struct side_load condemned = { .r = r, .load = gc_load_condemned };
 	struct side_load damage = { .r = r, .load = damage_load };
-	side_load_start(&condemned);
-	side_load_start(&damage);
+	struct cairn_beside c_task, d_task;
+	cairn_beside_start(&c_task, side_load_run, &condemned);
+	cairn_beside_start(&d_task, side_load_run, &damage);
 	int rc = r->be->ops->list(r->be, "index", collect_sized, &sized);
-	int crc = side_load_finish(&condemned);
-	int drc = side_load_finish(&damage);
+	cairn_beside_join(&c_task);
+	cairn_beside_join(&d_task);
+	int crc = condemned.rc, drc = damage.rc;
 	struct name_list names = sized.names;
 	if (rc < 0) {
 		name_list_free(&names);

@@ -310,28 +310,24 @@ struct find_job {
 	char err[sizeof(((struct cairn_repo *)0)->err)];
 };
 
-static void *find_run(void *arg)
+static void find_run(void *arg)
 {
 	struct find_job *f = arg;
 	f->rc = cairn_snapshot_find(f->r, f->spec, f->name, &f->s);
 	if (f->rc < 0)
 		snprintf(f->err, sizeof(f->err), "%s", cairn_repo_error(f->r));
-	return NULL;
 }
 
 int cairn_snapshot_find_indexed(struct cairn_repo *r, const char *spec, const char *name,
 				struct cairn_snapshot **out)
 {
 	struct find_job f = { .r = r, .spec = spec, .name = name };
-	pthread_t tid;
-	bool started = !pthread_create(&tid, NULL, find_run, &f);
+	struct cairn_beside find;
+	cairn_beside_start(&find, find_run, &f);
 	int rc = cairn_repo_load_index(r);
 	char err[sizeof(f.err)];
 	snprintf(err, sizeof(err), "%s", rc < 0 ? cairn_repo_error(r) : "");
-	if (started)
-		pthread_join(tid, NULL);
-	else
-		find_run(&f);
+	cairn_beside_join(&find);
 	if (rc < 0 || f.rc < 0) {
 		if (f.s)
 			cairn_snapshot_free(f.s);
