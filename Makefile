@@ -37,7 +37,7 @@ CLI_SRC := $(wildcard cli/*.c)
 PLUGIN_MAIN := serve/plugin.c
 SERVE_SRC := $(filter-out $(PLUGIN_MAIN),$(wildcard serve/*.c))
 PLUGIN_SRC := $(PLUGIN_MAIN) serve/reader.c serve/cache.c serve/prefetch.c serve/blob_cache.c \
-	serve/cache_ledger.c $(BASE_SRC) $(REPO_SRC)
+	serve/cache_writer.c serve/cache_ledger.c $(BASE_SRC) $(REPO_SRC)
 PLUGIN := build/nbdkit-cairn-plugin.so
 PLUGIN_PKGS := libzstd libcrypto libxxhash jansson libcurl libxml-2.0 inih
 LIB_SRC := $(BASE_SRC) $(REPO_SRC) $(AGENT_SRC) $(RESTORE_SRC) $(SERVE_SRC) $(REPLICATE_SRC) $(DAEMON_SRC)

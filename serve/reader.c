@@ -12,6 +12,7 @@
 
 #include "blob_cache.h"
 #include "cache.h"
+#include "cache_writer.h"
 #include "prefetch.h"
 #include "reader.h"
 #include "base/pipeline.h"
@@ -30,6 +31,7 @@ struct cairn_serve_reader {
 	struct prefetcher *pf;
 	struct cairn_dreader *dr;
 	struct blob_cache *bc; /* NULL: no cache directory */
+	struct cache_writer *cw; /* into bc */
 	uint64_t ahead_slots, step_slots;
 };
 
@@ -77,7 +79,7 @@ static int on_data(void *opaque, uint64_t seq, const void *data, size_t len)
 static int on_stored(void *opaque, const cairn_id *id, const struct cairn_stored_blob *b)
 {
 	struct cairn_serve_reader *rd = opaque;
-	blob_cache_put(rd->bc, id, b); /* best effort: the read goes on */
+	cache_writer_queue(rd->cw, id, b); /* best effort: the read goes on */
 	return 0;
 }
 
@@ -150,7 +152,10 @@ static int open_cache_dir(struct cairn_serve_reader *rd, const struct cairn_serv
 	if (!o || !o->cache_dir)
 		return 0;
 	uint64_t max = o->cache_dir_bytes ? o->cache_dir_bytes : BLOB_CACHE_DEFAULT_SIZE;
-	return blob_cache_open(o->cache_dir, max, &rd->bc, err, errlen);
+	int rc = blob_cache_open(o->cache_dir, max, &rd->bc, err, errlen);
+	if (rc == 0 && (rc = cache_writer_new(rd->bc, CACHE_WRITER_DEFAULT_QUEUE, &rd->cw)) < 0)
+		set_err(err, errlen, rc, "out of memory");
+	return rc;
 }
 
 /* Ranges fetched ahead at once: as many as the store runs requests in
@@ -217,9 +222,12 @@ int cairn_serve_reader_new(struct cairn_repo *r, const struct cairn_disk *d,
 int cairn_serve_reader_start(struct cairn_serve_reader *rd, char *err, size_t errlen)
 {
 	int rc = prefetcher_start(rd->pf);
-	return rc < 0 ? set_err(err, errlen, rc, "cannot start prefetch threads: %s",
-				strerror(-rc))
-		      : 0;
+	if (rc < 0)
+		return set_err(err, errlen, rc, "cannot start prefetch threads: %s", strerror(-rc));
+	/* without its thread the cache is written by the reads themselves */
+	if (rd->cw)
+		cache_writer_start(rd->cw);
+	return 0;
 }
 
 void cairn_serve_reader_free(struct cairn_serve_reader *rd)
@@ -227,6 +235,7 @@ void cairn_serve_reader_free(struct cairn_serve_reader *rd)
 	if (!rd)
 		return;
 	prefetcher_free(rd->pf); /* joins the threads that use the rest */
+	cache_writer_free(rd->cw); /* writes what the reads left it */
 	blob_cache_close(rd->bc);
 	chunk_cache_free(rd->cache);
 	cairn_dreader_free(rd->dr);

@@ -4,7 +4,7 @@
  * back verified, altered or torn entries refused and removed, the bound
  * kept with the least recently used going first, and a second instance on
  * the same directory (another process) seeing and counting the first's
- * entries. */
+ * entries; and the write-behind in front of it (serve/cache_writer.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -20,6 +20,7 @@
 #include "repo/internal.h"
 #include "serve/blob_cache.h"
 #include "serve/cache_ledger.h"
+#include "serve/cache_writer.h"
 #include "helpers.h"
 
 static cairn_id id_of(unsigned n)
@@ -289,6 +290,52 @@ static void test_cache_bound_lru_and_sharing(void **state)
 	free(buf);
 }
 
+/* Write-behind: inline before its thread starts; queued chunks are all
+ * written by the time it is freed; a chunk that does not fit the queue is
+ * dropped and counted, never half written. */
+static void test_cache_writer(void **state)
+{
+	struct fixture *f = *state;
+	struct blob_cache *c;
+	struct cache_writer *w;
+	char err[256] = "", path[256];
+	assert_int_equal(blob_cache_open(f->cache, 64 << 20, &c, err, sizeof(err)), 0);
+	uint8_t *data = malloc(CAIRN_MIN_CHUNK), *buf = malloc(CAIRN_MIN_CHUNK), *stored;
+	struct cairn_stored_blob sb;
+	cairn_id id[33];
+
+	assert_int_equal(cache_writer_new(c, 8 << 20, &w), 0);
+	make_blob(f->r, 0, data, &id[0], &stored, &sb);
+	assert_int_equal(cache_writer_queue(w, &id[0], &sb), 0);
+	free(stored);
+	entry_file(f, &id[0], path, sizeof(path));
+	assert_int_equal(access(path, F_OK), 0); /* not started: written at once */
+	assert_int_equal(cache_writer_start(w), 0);
+	for (unsigned i = 1; i < 33; i++) {
+		make_blob(f->r, i, data, &id[i], &stored, &sb);
+		assert_int_equal(cache_writer_queue(w, &id[i], &sb), 0);
+		memset(stored, 0, sb.len); /* the queue holds its own copy */
+		free(stored);
+	}
+	cache_writer_free(w);
+	for (unsigned i = 0; i < 33; i++)
+		assert_int_equal(get_blob(f, c, &id[i], buf), 1);
+
+	assert_int_equal(cache_writer_new(c, CAIRN_MIN_CHUNK / 2, &w), 0);
+	assert_int_equal(cache_writer_start(w), 0);
+	cairn_id big;
+	make_blob(f->r, 100, data, &big, &stored, &sb);
+	assert_true(sb.len > CAIRN_MIN_CHUNK / 2);
+	assert_int_equal(cache_writer_queue(w, &big, &sb), -ENOBUFS);
+	assert_int_equal(cache_writer_dropped(w), 1);
+	free(stored);
+	cache_writer_free(w);
+	assert_int_equal(get_blob(f, c, &big, buf), 0);
+	blob_cache_close(c);
+	free(data);
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -298,6 +345,7 @@ int main(void)
 						fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_cache_bound_lru_and_sharing, fixture_setup,
 						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_cache_writer, fixture_setup, fixture_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
