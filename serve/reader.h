@@ -8,7 +8,9 @@
  *     planner's largest range), on a few prefetch threads;
  *   - decoded chunks are kept in a bounded memory cache (serve/cache.h),
  *     and, with a cache directory, fetched chunks are also kept on disk
- *     (serve/blob_cache.h), so a later serve of the same data starts warm.
+ *     (serve/blob_cache.h), written behind the reads by a thread of their
+ *     own (serve/cache_writer.h), so a later serve of the same data starts
+ *     warm.
  *
  * Every chunk is verified against its id as it is decoded (whether it
  * came from the repository or the cache directory), so a damaged pack
@@ -59,9 +61,11 @@ struct cairn_serve_reader;
 int cairn_serve_reader_new(struct cairn_repo *r, const struct cairn_disk *d,
 			   const struct cairn_serve_reader_opts *o,
 			   struct cairn_serve_reader **out, char *err, size_t errlen);
-/* Starts the prefetch threads (in the process that will serve, i.e. after
- * any fork). */
+/* Starts the prefetch threads and the cache directory's writer (in the
+ * process that will serve, i.e. after any fork). */
 int cairn_serve_reader_start(struct cairn_serve_reader *rd, char *err, size_t errlen);
+/* Stops the threads, writes what the cache directory's writer still
+ * holds, and frees. */
 void cairn_serve_reader_free(struct cairn_serve_reader *rd);
 
 uint64_t cairn_serve_reader_size(const struct cairn_serve_reader *rd);
