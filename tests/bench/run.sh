@@ -530,7 +530,10 @@ splice_section() {
         { print }
         END { if (!done) emit() }
     ' "$md" >"$tmp"
-    mv "$tmp" "$md"
+    # the hand-written analysis at the end follows tests/bench/analysis.md
+    awk -v first="$first" '$0 == first { exit } { print }' "$tmp" >"$md"
+    cat "$BENCH_HERE/analysis.md" >>"$md"
+    rm -f "$tmp"
 }
 
 # keep_sections OLD NEW — every measured section of OLD (its begin/end

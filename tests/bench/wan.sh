@@ -127,11 +127,13 @@ wb_restic_restore() {
 		RESTIC_REPOSITORY="s3:$WAN_S3_ENDPOINT/$CAIRN_TEST_S3_BUCKET/restic" \
 		restic -o s3.bucket-lookup=path -o s3.connections="$WB_CONNS" \
 		restore latest --target "$WORK/wan/restic-out"
+	local restored=$T_WALL
 	wb_record "restic_$d" "$T_WALL"
 	wb_record "restic_rss_$d" "$T_RSS"
 	# what cairn's restore does before it returns: the data on disk
 	timeit "wb-restic-sync-$d" sync "$WORK/wan/restic-out$WB_IMG"
 	wb_record "restic_sync_$d" "$T_WALL"
+	log "wan: $d ms: restic restore $restored s, sync after it $T_WALL s"
 	wb_record "restic_gets_$d" "$(wb_gets_since "$mark")"
 	wb_verify "$WORK/wan/restic-out$WB_IMG"
 	rm -rf "$WORK/wan/restic-out" "$WORK/wan/restic-cache"
@@ -214,7 +216,7 @@ wan_bench_run() {
 			for run in $(seq 1 "$WB_RUNS"); do
 				wb_cairn_restore "$d"; log "wan: $d ms: cairn restore $T_WALL s"
 				wb_local "$d"; log "wan: $d ms: cairn local restore $T_WALL s"
-				wb_restic_restore "$d"; log "wan: $d ms: restic restore $T_WALL s"
+				wb_restic_restore "$d"
 				wb_rclone "$d"; log "wan: $d ms: rclone copy $T_WALL s"
 				wb_serve "$d"; log "wan: $d ms: serve read by qemu-img $T_WALL s (run $run)"
 			done
