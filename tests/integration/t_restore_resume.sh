@@ -40,17 +40,31 @@ for line in sys.stdin:
 print(n, b)'
 }
 
-# wait_fetched MARK BYTES — until the gateway has served BYTES of pack data
-# since MARK (the log has a request once it is complete; 2 minutes at most).
-# Not the partial file's allocation: a restore claims its space first.
-wait_fetched() {
-	local i gets bytes
-	for i in $(seq 1 80); do
-		read -r gets bytes < <(data_gets "$1")
-		[ "$bytes" -ge "$2" ] && return 0
+# journaled FILE — the slots a journal lists as written and durable (after
+# its 48-byte header, a bit per slot); -1 while there is none
+journaled() {
+	python3 -c '
+import sys
+try:
+    bits = open(sys.argv[1], "rb").read()[48:]
+except FileNotFoundError:
+    print(-1)
+else:
+    print(sum(bin(b).count("1") for b in bits))' "$1"
+}
+
+# wait_journaled FILE MIN — until the journal FILE lists at least MIN slots
+# (0: until it exists); 2 minutes at most. Neither the partial file's
+# allocation (a restore claims its space first) nor the gateway's log (it
+# lists a GET once sent, while socket buffers still hold megabytes, and a
+# previous restore's lines may land late) says what a kill leaves.
+wait_journaled() {
+	local i
+	for i in $(seq 1 240); do
+		[ "$(journaled "$1")" -ge "$2" ] && return 0
 		sleep 0.5
 	done
-	die "the restore did not fetch $2 bytes"
+	die "the restore's journal did not list $2 slots"
 }
 
 BIG=48 # MiB of incompressible data
@@ -85,22 +99,20 @@ echo "  $gets GETs, $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f",
 [ "$gets" -ge 1 ] && [ "$gets" -le 6 ] || die "$gets GETs to restore $BIG MiB through the WAN"
 wan_stop
 
-# slow_restore BYTES: starts the slowed restore of big into $out in the
-# background (its pid in $pid) and waits until it has fetched BYTES
+# slow_restore MIN: starts the slowed restore of big into $out in the
+# background (its pid in $pid) and waits until its journal lists MIN slots
 slow_restore() {
-	local mark
-	mark=$(log_mark)
 	"$CAIRN" restore "$U" latest --name big --to "$out" "${slow[@]}" >"$T/bg.out" 2>"$T/bg.err" &
 	pid=$!
 	BG_PIDS+=("$pid")
-	wait_fetched "$mark" "$1"
+	wait_journaled "$out.cairn-journal" "$1"
 }
 
+SLOTS=$((BIG * 4)) # 256 KiB chunks
 step "a restore killed midway resumes, fetching less than half again"
 out=$T/out.raw
 slow=(--connections 1 --limit-download 2M) # a pack every 8 s
-slow_restore $((BIG * MIB * 5 / 8))
-sleep 2.5 # the journal is stored every 2 s
+slow_restore $((SLOTS / 2 + 1))
 kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
 assert_file_absent "$out"
@@ -117,7 +129,7 @@ echo "  resumed: $gets GETs, $bytes bytes of $((BIG * MIB))"
 rm -f "$out"
 
 step "--resume refuses another disk's journal, and needs one"
-slow_restore $((8 * MIB))
+slow_restore 0
 kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
 expect_fail 1 "$CAIRN" restore "$U" latest --name thin --to "$out" --resume
@@ -131,20 +143,21 @@ assert_msg_matches "cannot resume"
 assert_no_partial "$T" none.raw
 
 step "a partial file changed behind the journal's back fails the final check"
-# past the first pack's GET: the gateway logs a GET once it has sent it,
-# while socket buffers may still hold megabytes the restore has not read
-slow_restore $((BIG * MIB * 5 / 8))
-sleep 2.5 # the journal is stored every 2 s
+slow_restore 1
 kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
-flip_byte "$out.cairn-partial" 100
+# a byte of every chunk: one the journal lists is not written again on
+# resume, and only the final check can tell (the others are rewritten)
+for ((off = 100; off < BIG * MIB; off += 256 * 1024)); do
+	flip_byte "$out.cairn-partial" "$off"
+done
 expect_fail 3 "$CAIRN" restore "$U" latest --name big --to "$out" --resume
 assert_msg_matches "does not match the digest"
 assert_file_absent "$out"
 assert_no_partial "$T" out.raw
 
 step "the gateway stopped mid-restore: one-line error, no target; --resume completes"
-slow_restore $((8 * MIB))
+slow_restore 0
 rgw_stop_gateway
 rc=0
 wait "$pid" || rc=$?
