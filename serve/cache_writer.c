@@ -84,36 +84,32 @@ int cache_writer_queue(struct cache_writer *w, const cairn_id *id,
 {
 	if (!w->started)
 		return blob_cache_put(w->bc, id, b);
+	/* copied before the lock: the readers queue side by side */
+	struct entry *e = malloc(sizeof(*e) + b->len);
+	if (!e)
+		return -ENOMEM;
+	e->next = NULL;
+	e->id = *id;
+	e->sb = *b;
+	e->sb.bytes = e->bytes;
+	memcpy(e->bytes, b->bytes, b->len);
 	pthread_mutex_lock(&w->lock);
 	bool room = w->queued_bytes + b->len <= w->max_bytes;
-	if (room)
-		w->queued_bytes += b->len; /* claimed before the copy, unlocked */
-	else
-		w->dropped++;
-	pthread_mutex_unlock(&w->lock);
-	if (!room)
-		return -ENOBUFS;
-	struct entry *e = malloc(sizeof(*e) + b->len);
-	if (e) {
-		e->next = NULL;
-		e->id = *id;
-		e->sb = *b;
-		e->sb.bytes = e->bytes;
-		memcpy(e->bytes, b->bytes, b->len);
-	}
-	pthread_mutex_lock(&w->lock);
-	if (!e) {
-		w->queued_bytes -= b->len;
-	} else {
+	if (room) {
+		w->queued_bytes += b->len;
 		if (w->tail)
 			w->tail->next = e;
 		else
 			w->head = e;
 		w->tail = e;
 		pthread_cond_signal(&w->work);
+	} else {
+		w->dropped++;
 	}
 	pthread_mutex_unlock(&w->lock);
-	return e ? 0 : -ENOMEM;
+	if (!room)
+		free(e);
+	return room ? 0 : -ENOBUFS;
 }
 
 uint64_t cache_writer_dropped(struct cache_writer *w)
