@@ -55,9 +55,9 @@ else:
 
 # wait_journaled FILE MIN — until the journal FILE lists at least MIN slots
 # (0: until it exists); 2 minutes at most. Neither the partial file's
-# allocation (a restore claims its space first) nor the gateway's log (it
-# lists a GET once sent, while socket buffers still hold megabytes, and a
-# previous restore's lines may land late) says what a kill leaves.
+# allocation (a restore claims its space first) nor the gateway's log (its
+# lines are written late, and a previous restore's may fall after a mark)
+# says what a kill leaves.
 wait_journaled() {
 	local i
 	for i in $(seq 1 240); do
@@ -108,7 +108,8 @@ slow_restore() {
 	wait_journaled "$out.cairn-journal" "$1"
 }
 
-SLOTS=$((BIG * 4)) # 256 KiB chunks
+CHUNK=$((256 * 1024)) # the default chunk size
+SLOTS=$((BIG * MIB / CHUNK))
 step "a restore killed midway resumes, fetching less than half again"
 out=$T/out.raw
 slow=(--connections 1 --limit-download 2M) # a pack every 8 s
@@ -148,7 +149,7 @@ kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
 # a byte of every chunk: one the journal lists is not written again on
 # resume, and only the final check can tell (the others are rewritten)
-for ((off = 100; off < BIG * MIB; off += 256 * 1024)); do
+for ((off = 100; off < BIG * MIB; off += CHUNK)); do
 	flip_byte "$out.cairn-partial" "$off"
 done
 expect_fail 3 "$CAIRN" restore "$U" latest --name big --to "$out" --resume
